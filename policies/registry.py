@@ -1,0 +1,72 @@
+"""Find policies by name: built-ins plus third-party ones from an entry-point group.
+
+A package adds a policy by declaring, in its own pyproject.toml::
+
+    [project.entry-points."strait_sim.policies"]
+    mypolicy = "mypackage.mymodule:MyPolicy"
+
+Built-ins are listed here as import paths and loaded lazily, so `strait-sim policies`
+stays fast and a policy's heavy imports (a predictor library) cost nothing until used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from strait_sim.errors import UnknownNameError, UserError
+from strait_sim.policies.base import Policy
+
+ENTRY_POINT_GROUP = "strait_sim.policies"
+
+BUILTIN: dict[str, str] = {
+    "fifo": "strait_sim.policies.fifo:FifoPolicy",
+    "edf": "strait_sim.policies.edf:EdfPolicy",
+    "priority": "strait_sim.policies.priority:PriorityPolicy",
+}
+
+
+def _load(target: str) -> type[Policy]:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _entry_point_targets() -> dict[str, object]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def policy_names() -> list[str]:
+    return sorted(set(BUILTIN) | set(_entry_point_targets()))
+
+
+def policy_class(name: str) -> type[Policy]:
+    """The class registered under ``name`` (built-ins win over entry points)."""
+    if name in BUILTIN:
+        return _load(BUILTIN[name])
+    eps = _entry_point_targets()
+    if name in eps:
+        cls = eps[name].load()  # type: ignore[attr-defined]
+        if not (isinstance(cls, type) and issubclass(cls, Policy)):
+            raise UserError(f"entry point '{name}' in {ENTRY_POINT_GROUP} is not a Policy class")
+        return cls
+    raise UnknownNameError("policy", name, policy_names())
+
+
+def make_policy(name: str, **params: object) -> Policy:
+    """Construct a policy; a bad parameter becomes a one-line user error."""
+    cls = policy_class(name)
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"policy '{name}': {exc}") from None
+
+
+def describe_policies() -> list[tuple[str, str]]:
+    """(name, one-line summary) for every registered policy."""
+    out = []
+    for name in policy_names():
+        try:
+            out.append((name, policy_class(name).summary or "(no summary)"))
+        except Exception as exc:  # a broken third-party plugin must not hide the others
+            out.append((name, f"(failed to load: {exc})"))
+    return out

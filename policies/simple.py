@@ -1,0 +1,71 @@
+"""Shared machinery of the work-conserving queue policies (fifo, edf, priority).
+
+Each of them fills every free slot as soon as it can, from queues ordered by one key,
+with batches of one model up to the run's max batch. They differ only in the queue order
+and in whether the high-priority class goes strictly first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from strait_sim.policies.base import (
+    Action,
+    CompletedBatch,
+    Dispatch,
+    Policy,
+    PolicyContext,
+    RunningBatch,
+    SystemView,
+)
+from strait_sim.policies.queues import RequestQueues
+from strait_sim.requests import HIGH, LOW, Request
+
+
+class QueuePolicy(Policy):
+    """Work-conserving dispatch from :class:`RequestQueues`."""
+
+    order = "arrival"
+    by_class = False
+
+    def bind(self, ctx: PolicyContext) -> None:
+        super().bind(ctx)
+        self.queues = RequestQueues(ctx.models, order=self.order, by_class=self.by_class)
+
+    def waiting(self) -> int:
+        return len(self.queues)
+
+    def on_arrival(self, request: Request, view: SystemView) -> Sequence[Action]:
+        self.queues.push(request)
+        return self._fill(view)
+
+    def on_completion(self, batch: CompletedBatch, view: SystemView) -> Sequence[Action]:
+        return self._fill(view)
+
+    def on_preempted(self, batch: RunningBatch, view: SystemView) -> Sequence[Action]:
+        for req in batch.requests:
+            self.queues.push(req)
+        return self._fill(view)
+
+    def on_timer(self, view: SystemView) -> Sequence[Action]:
+        return self._fill(view)
+
+    def _fill(self, view: SystemView) -> list[Action]:
+        if not len(self.queues):
+            return []
+        actions: list[Action] = []
+        for gpu, slot in view.free_slots():
+            batch = self._next_batch(view.max_batch)
+            if not batch:
+                break
+            actions.append(Dispatch(gpu, slot, batch))
+        return actions
+
+    def _next_batch(self, max_items: int) -> tuple[Request, ...]:
+        classes = (HIGH, LOW) if self.by_class else (None,)
+        for cls in classes:
+            head = self.queues.head(cls)
+            if head is not None:
+                return self.queues.pop_batch(head.model, max_items,
+                                             cls if self.by_class else None)
+        return ()

@@ -1,0 +1,1 @@
+"""Measurement on real hardware (installed as ``strait_sim.profiler``)."""

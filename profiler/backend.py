@@ -1,0 +1,93 @@
+"""The backend contract shared by the profiler and the live executor.
+
+A backend runs one model at one batch size on one of its streams: copy the inputs in
+(host to device, from pinned host buffers allocated once), run the forward pass, copy the
+outputs out, and time the three phases on the device. Work is submitted asynchronously;
+a :class:`Job` tells when it is done and what it measured.
+
+- ``torch-cuda``: one CUDA stream per slot, the forward captured as a CUDA graph per
+  (model, batch), CUDA events around each phase, fp16 by default.
+- ``torch-cpu``: the same contract on the CPU; each stream is a worker thread, so that
+  the profiler and live mode run (and are tested) without a GPU.
+- ``tensorrt``: loaded only where ``import tensorrt`` works.
+
+Timestamps: ``PhaseTiming`` times are seconds on the host's ``time.perf_counter`` clock
+(device timestamps are mapped onto it through a reference event), so that the live
+executor can compute how long two batches overlapped.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+class BackendError(RuntimeError):
+    """A batch failed on the device (CUDA error, out of memory, injected fault)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseTiming:
+    """Device-timed phases of one submitted batch (host perf_counter seconds)."""
+
+    h2d_start_s: float
+    compute_start_s: float
+    compute_end_s: float
+    d2h_end_s: float
+
+    @property
+    def h2d_ms(self) -> float:
+        return (self.compute_start_s - self.h2d_start_s) * 1e3
+
+    @property
+    def compute_ms(self) -> float:
+        return (self.compute_end_s - self.compute_start_s) * 1e3
+
+    @property
+    def d2h_ms(self) -> float:
+        return (self.d2h_end_s - self.compute_end_s) * 1e3
+
+
+class Job(ABC):
+    """Handle of one submitted batch."""
+
+    @abstractmethod
+    def done(self) -> bool:
+        """True once the batch finished (or failed); never blocks."""
+
+    @abstractmethod
+    def result(self, timeout: float | None = None) -> PhaseTiming:
+        """Block until done; return the timing or raise :class:`BackendError`."""
+
+
+class Backend(ABC):
+    """One device, ``streams`` independent queues of work on it."""
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = ""  # "cuda" or "cpu"
+
+    @abstractmethod
+    def device_info(self) -> dict:
+        """Device, driver, clocks and software versions, for profile.json and reports."""
+
+    @abstractmethod
+    def prepare(self, model: str, batch: int) -> None:
+        """Load ``model`` at ``batch`` (buffers, graph capture, warm-up). Idempotent."""
+
+    @abstractmethod
+    def submit(self, model: str, batch: int, stream: int,
+               on_done: Callable[[Job], None] | None = None) -> Job:
+        """Enqueue copy-in, forward, copy-out on ``stream``; return at once.
+
+        ``on_done`` (optional) is called from a backend thread when the job ends, success
+        or failure; the live executor uses it to wake its event loop.
+        """
+
+    @abstractmethod
+    def synchronize(self) -> None:
+        """Wait until every stream is idle."""
+
+    def close(self) -> None:
+        """Release device memory and threads."""

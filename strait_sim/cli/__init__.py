@@ -1,0 +1,1 @@
+"""The ``strait-sim`` command line."""

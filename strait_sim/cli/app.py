@@ -1,0 +1,76 @@
+"""Entry point of ``strait-sim``: the typer app and the one-line error contract.
+
+Each command group lives in its own module with a ``register(app)`` function, so that the
+parts of the project (core, workloads, profiler, predictors, policies, live, sweeps) own
+their commands without touching each other's files. Heavy imports happen inside commands.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import typer
+
+from strait_sim.errors import UserError
+
+COMMAND_MODULES = (
+    "strait_sim.cli.run_cmd",
+    "strait_sim.cli.profiles_cmd",
+    "strait_sim.cli.policies_cmd",
+    "strait_sim.cli.workload_cmd",
+    "strait_sim.cli.profile_cmd",
+    "strait_sim.cli.predict_cmd",
+    "strait_sim.cli.compare_cmd",
+    "strait_sim.cli.validate_cmd",
+    "strait_sim.cli.sweep_cmd",
+)
+
+app = typer.Typer(
+    name="strait-sim",
+    help="Which scheduling policy meets the deadlines when DNN models share a GPU?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).register(app)
+
+
+_register_all()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors become one line on stderr and exit status 2."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+        if isinstance(result, int):  # typer.Exit(code) under standalone_mode=False
+            return result
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # typer's own exits (--help, bad flags handled below)
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors and aborts
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            print("aborted", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
