@@ -24,6 +24,10 @@ def check_writable_parent(target: Path) -> None:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(f"cannot write output to {target}: {probe} is not a writable folder")
+    try:  # access() says yes to root everywhere; only a real attempt is sure
+        os.rmdir(tempfile.mkdtemp(prefix=".strait-probe-", dir=probe))
+    except OSError as exc:
+        raise UserError(f"cannot write output to {target}: {exc.strerror} in {probe}") from None
     if target.exists() and not target.is_dir():
         raise UserError(f"cannot write output folder {target}: a file of that name exists")
 

@@ -35,9 +35,11 @@ class BundleError(UserError):
 class UnknownNameError(UserError):
     """A name (policy, model, predictor, profile...) that is not registered."""
 
-    def __init__(self, kind: str, name: str, valid: list[str] | tuple[str, ...]) -> None:
+    def __init__(self, kind: str, name: str, valid: list[str] | tuple[str, ...],
+                 where: str = "") -> None:
         listed = ", ".join(sorted(valid)) if valid else "(none)"
-        super().__init__(f"unknown {kind} '{name}'; valid: {listed}")
+        place = f" {where}" if where else ""
+        super().__init__(f"unknown {kind} '{name}'{place}; valid: {listed}")
         self.kind = kind
         self.name = name
         self.valid = tuple(valid)

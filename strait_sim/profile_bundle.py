@@ -70,7 +70,8 @@ class ProfileBundle:
 
     def require_model(self, model: str) -> None:
         if model not in self.model_names:
-            raise UnknownNameError(f"model in profile '{self.name}'", model, self.model_names)
+            raise UnknownNameError("model", model, self.model_names,
+                                   where=f"in profile '{self.name}'")
 
     @cached_property
     def _io_bytes(self) -> dict[str, tuple[float, float]]:
@@ -266,7 +267,8 @@ def read_bundle_dir(path: Path, *, name: str | None = None) -> ProfileBundle:
     dup = models["model"].duplicated()
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
-        raise BundleError(f"{label}/models.csv", f"model '{models['model'].iloc[row]}' listed twice",
+        raise BundleError(f"{label}/models.csv",
+                          f"model '{models['model'].iloc[row]}' listed twice",
                           line=row + 2, column="model")
     known = set(models["model"])
     for fname, cols in (("solo.csv", ("model",)), ("pairs.csv", ("model", "co_model")),
@@ -286,8 +288,9 @@ def read_bundle_dir(path: Path, *, name: str | None = None) -> ProfileBundle:
         bad = ~transfers["direction"].isin(["h2d", "d2h"])
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
+            got = transfers["direction"].iloc[row]
             raise BundleError(f"{label}/transfers.csv",
-                              f"direction must be h2d or d2h, got '{transfers['direction'].iloc[row]}'",
+                              f"direction must be h2d or d2h, got '{got}'",
                               line=row + 2, column="direction")
     pairs = tables["pairs.csv"]
     if pairs is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,9 @@ def with_option_group(group: list[inspect.Parameter], dest: str) -> Callable:
 
     def decorate(func: Callable) -> Callable:
         sig = inspect.signature(func)
-        own = [p for p in sig.parameters.values() if p.name != dest]
+        hints = typing.get_type_hints(func)  # resolve string annotations in func's module
+        own = [p.replace(annotation=hints.get(p.name, p.annotation))
+               for p in sig.parameters.values() if p.name != dest]
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -31,6 +34,7 @@ def with_option_group(group: list[inspect.Parameter], dest: str) -> Callable:
         wrapper.__signature__ = sig.replace(parameters=own + [
             p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in group])  # type: ignore[attr-defined]
         del wrapper.__wrapped__  # typer must read __signature__, not the original
+        wrapper.__annotations__ = {p.name: p.annotation for p in own + group}
         return wrapper
 
     return decorate

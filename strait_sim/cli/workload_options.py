@@ -33,7 +33,8 @@ WORKLOAD_OPTIONS = [
 workload_options = with_option_group(WORKLOAD_OPTIONS, "workload_opts")
 
 
-def workload_from_options(opts: dict, profile: ProfileBundle) -> Workload:
+def workload_from_options(opts: dict, profile: ProfileBundle, *, gpus: int = 1,
+                          max_batch: int = 8) -> Workload:
     """Build the workload the flags describe, validated against ``profile``."""
     from strait_sim.workloads.poisson_basic import BasicPoissonWorkload
 

@@ -1,0 +1,46 @@
+"""Terminal rendering of run summaries (rich), shared by run, compare and validate."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def summary_table(summary: dict, title: str | None = None) -> Table:
+    table = Table(title=title or f"{summary.get('policy', '?')} on "
+                  f"{summary.get('profile', {}).get('name', '?')} (seed {summary.get('seed')})")
+    for col in ("class", "requests", "on time", "late", "dropped", "rejected", "violation",
+                "p50 ms", "p95 ms", "p99 ms"):
+        table.add_column(col, justify="right" if col != "class" else "left")
+    rows = [(name, summary["by_class"][name]) for name in ("high", "low")]
+    rows.append(("all", summary["overall"]))
+    for name, c in rows:
+        vr = c.get("violation_rate")
+        table.add_row(name, str(c["count"]), str(c["on_time"]), str(c["late"]),
+                      str(c["dropped"]), str(c["rejected"]),
+                      "-" if vr is None else f"{100 * vr:.2f}%",
+                      _ms(c["p50_ms"]), _ms(c["p95_ms"]), _ms(c["p99_ms"]))
+    return table
+
+
+def print_summary(summary: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(summary_table(summary))
+    busy = summary.get("gpu_busy_fraction")
+    eng = summary.get("engine", {})
+    bits = []
+    if busy is not None:
+        bits.append(f"GPU busy {100 * busy:.1f}%")
+    if summary.get("jain_fairness") is not None:
+        bits.append(f"Jain fairness {summary['jain_fairness']:.3f}")
+    if eng.get("requests_per_wall_s"):
+        bits.append(f"{eng['requests_per_wall_s']:,.0f} simulated requests/s")
+    pred = summary.get("prediction", {})
+    if pred.get("predictions"):
+        bits.append(f"prediction MAPE {100 * pred['mape']:.1f}%")
+    if bits:
+        console.print("  ".join(bits))

@@ -1,0 +1,62 @@
+"""``strait-sim run``: simulate one workload under one policy on a profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from strait_sim.cli.workload_options import workload_options
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    @workload_options
+    def run(
+        policy: str = typer.Option("strait", "--policy", "-p", help="Scheduling policy."),
+        profile: str | None = typer.Option(
+            None, "--profile", help="Bundled profile name or bundle folder (default: the "
+            "best bundled measurement; see `strait-sim profiles`)."),
+        seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same results)."),
+        out: Path | None = typer.Option(None, "--out", help="Write requests.parquet and "
+                                           "summary.json into this folder."),
+        gpus: int = typer.Option(1, "--gpus", help="GPUs in the simulated node."),
+        slots: int = typer.Option(2, "--slots", help="Concurrent execution slots per GPU."),
+        max_batch: int = typer.Option(8, "--max-batch", help="Largest batch (items)."),
+        no_interference: bool = typer.Option(False, "--no-interference",
+                                             help="Ignore co-location slowdowns."),
+        no_pcie: bool = typer.Option(False, "--no-pcie", help="Make copies free."),
+        trace_out: Path | None = typer.Option(
+            None, "--trace-out", help="Chrome/Perfetto trace of the timeline (JSON)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No table, no progress bar."),
+        workload_opts: dict = None,  # filled by @workload_options
+    ) -> None:
+        """Simulate a workload under a policy and report per-class deadline misses."""
+        from strait_sim.atomic import check_writable_parent
+        from strait_sim.cli.progress import sim_progress
+        from strait_sim.cli.render import print_summary
+        from strait_sim.cli.workload_options import workload_from_options
+        from strait_sim.engine.simulator import SimConfig
+        from strait_sim.experiment import run_simulation
+        from strait_sim.policies.registry import make_policy
+        from strait_sim.profile_bundle import load_bundle
+
+        for target in (out, trace_out):
+            if target is not None:
+                check_writable_parent(target)
+        pol = make_policy(policy)
+        bundle = load_bundle(profile)
+        config = SimConfig(gpus=gpus, slots=slots, max_batch=max_batch, seed=seed,
+                           interference=not no_interference, pcie=not no_pcie,
+                           record_timeline=trace_out is not None)
+        workload = workload_from_options(workload_opts, bundle, gpus=gpus, max_batch=max_batch)
+        with sim_progress(workload, enabled=not quiet) as progress:
+            result = run_simulation(bundle, workload, pol, config, progress=progress)
+        if out is not None:
+            result.write(out)
+        if trace_out is not None and result.timeline is not None:
+            result.timeline.write(trace_out)
+        if not quiet:
+            print_summary(result.summary)
+            if out is not None:
+                typer.echo(f"results: {out}/requests.parquet, {out}/summary.json")

@@ -1,0 +1,198 @@
+"""Fluid (processor-sharing) resources: GPU compute and PCIe links.
+
+Both keep, for each active item, the work it has left; progress is linear between
+changes. When the set of active items changes, every item's progress is brought up to
+now, rates are recomputed from the new set, and one completion event is scheduled for the
+item that will finish first. An event that was overtaken by a later change carries an old
+version number and is ignored. This is the re-rating that DESIGN.md section 5 asks for:
+a batch co-running for half its life is slowed only for that half.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import simpy
+
+if TYPE_CHECKING:
+    from strait_sim.engine.batch import Batch
+    from strait_sim.truth.compute import ComputeTruth
+
+EPS = 1e-12
+
+
+class ComputeUnit:
+    """The compute side of one GPU: the batches in their compute phase and their rates."""
+
+    def __init__(self, env: simpy.Environment, gpu: int, truth: ComputeTruth,
+                 on_done: Callable[[Batch], None]) -> None:
+        self.env = env
+        self.gpu = gpu
+        self.truth = truth
+        self.on_done = on_done
+        self.running: list[Batch] = []
+        self.last = 0.0
+        self.version = 0
+        self.busy_s = 0.0
+        self._busy_since = 0.0
+
+    def _advance(self) -> None:
+        now = self.env.now
+        dt = now - self.last
+        self.last = now
+        running = self.running
+        if dt <= 0.0 or not running:
+            return
+        for b in running:
+            b.remaining_s -= dt * b.rate
+        if len(running) > 1:
+            for b in running:
+                co = b.co
+                for other in running:
+                    if other is not b:
+                        co[other.batch_id][2] += dt
+
+    def _rerate(self) -> None:
+        running = self.running
+        self.version += 1
+        if not running:
+            return
+        truth = self.truth
+        first_t = None
+        if len(running) == 1:
+            b = running[0]
+            b.rate = 1.0
+            first_t = b.remaining_s
+        else:
+            for b in running:
+                co = [(o.model_idx, o.size) for o in running if o is not b]
+                b.rate = 1.0 / truth.slowdown(b.model_idx, b.size, co)
+                t = b.remaining_s / b.rate
+                if first_t is None or t < first_t:
+                    first_t = t
+        ev = self.env.timeout(max(first_t, 0.0), value=self.version)
+        ev.callbacks.append(self._on_event)
+
+    def _on_event(self, ev: simpy.Event) -> None:
+        if ev.value != self.version:
+            return
+        self._advance()
+        done = [b for b in self.running if b.remaining_s <= EPS * max(1.0, b.work_s)]
+        if not done:  # rounding: the first finisher is a hair short; finish it now
+            done = [min(self.running, key=lambda b: b.remaining_s / b.rate)]
+        for b in done:
+            self.running.remove(b)
+        if not self.running:
+            self.busy_s += self.env.now - self._busy_since
+        self._rerate()
+        for b in done:
+            self.on_done(b)
+
+    def add(self, batch: Batch) -> None:
+        self._advance()
+        if not self.running:
+            self._busy_since = self.env.now
+        for other in self.running:
+            other.co[batch.batch_id] = [batch.model, batch.size, 0.0]
+            batch.co[other.batch_id] = [other.model, other.size, 0.0]
+        self.running.append(batch)
+        self._rerate()
+
+    def remove(self, batch: Batch) -> None:
+        """Take a batch out before it finishes (preemption)."""
+        self._advance()
+        self.running.remove(batch)
+        if not self.running:
+            self.busy_s += self.env.now - self._busy_since
+        self._rerate()
+
+    def busy_until_now(self) -> float:
+        extra = self.env.now - self._busy_since if self.running else 0.0
+        return self.busy_s + extra
+
+
+class Transfer:
+    __slots__ = ("batch", "remaining", "phase", "start_s", "on_done")
+
+    def __init__(self, batch: Batch, nbytes: float, start_s: float,
+                 on_done: Callable[[Batch], None]) -> None:
+        self.batch = batch
+        self.remaining = nbytes
+        self.phase = "fixed"  # "fixed" (latency), "share" (using bandwidth), "cancelled"
+        self.start_s = start_s
+        self.on_done = on_done
+
+
+class Link:
+    """One direction of one GPU's PCIe link: fixed cost, then fair bandwidth sharing."""
+
+    def __init__(self, env: simpy.Environment, gpu: int, direction: str, fixed_s: float,
+                 bytes_per_s: float) -> None:
+        self.env = env
+        self.gpu = gpu
+        self.direction = direction
+        self.fixed_s = fixed_s
+        self.bytes_per_s = bytes_per_s
+        self.sharing: list[Transfer] = []
+        self.in_flight = 0
+        self.last = 0.0
+        self.version = 0
+
+    def start(self, batch: Batch, nbytes: float, on_done: Callable[[Batch], None]
+              ) -> Transfer:
+        tr = Transfer(batch, nbytes, self.env.now, on_done)
+        self.in_flight += 1
+        ev = self.env.timeout(self.fixed_s, value=tr)
+        ev.callbacks.append(self._fixed_done)
+        return tr
+
+    def cancel(self, tr: Transfer) -> None:
+        if tr.phase == "share":
+            self._advance()
+            self.sharing.remove(tr)
+            self._reschedule()
+        if tr.phase != "cancelled":
+            self.in_flight -= 1
+        tr.phase = "cancelled"
+
+    def _fixed_done(self, ev: simpy.Event) -> None:
+        tr: Transfer = ev.value
+        if tr.phase == "cancelled":
+            return
+        self._advance()
+        tr.phase = "share"
+        self.sharing.append(tr)
+        self._reschedule()
+
+    def _advance(self) -> None:
+        now = self.env.now
+        dt = now - self.last
+        self.last = now
+        if dt > 0.0 and self.sharing:
+            moved = dt * self.bytes_per_s / len(self.sharing)
+            for tr in self.sharing:
+                tr.remaining -= moved
+
+    def _reschedule(self) -> None:
+        self.version += 1
+        if not self.sharing:
+            return
+        smallest = min(tr.remaining for tr in self.sharing)
+        delay = max(smallest, 0.0) * len(self.sharing) / self.bytes_per_s
+        ev = self.env.timeout(delay, value=self.version)
+        ev.callbacks.append(self._on_event)
+
+    def _on_event(self, ev: simpy.Event) -> None:
+        if ev.value != self.version:
+            return
+        self._advance()
+        smallest = min(tr.remaining for tr in self.sharing)
+        done = [tr for tr in self.sharing if tr.remaining <= smallest + 1e-6]
+        for tr in done:
+            self.sharing.remove(tr)
+            tr.phase = "done"
+            self.in_flight -= 1
+        self._reschedule()
+        for tr in done:
+            tr.on_done(tr.batch)

@@ -1,0 +1,95 @@
+"""Per-request results in preallocated, chunk-grown column arrays.
+
+Requests are numbered 0, 1, 2, ... by the driver; their results live in fixed-size numpy
+chunks (2^20 rows each) indexed by id, so that 10,000,000 requests cost about 50 bytes
+each and nothing is ever copied to grow. ``to_frame`` builds one DataFrame at the end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from strait_sim.requests import PRIORITY_NAMES, STATUS_NAMES
+
+CHUNK_BITS = 20
+CHUNK = 1 << CHUNK_BITS
+MASK = CHUNK - 1
+
+COLUMNS: dict[str, tuple[type, object]] = {
+    "arrival_s": (np.float64, np.nan),
+    "deadline_s": (np.float64, np.nan),
+    "start_s": (np.float64, np.nan),
+    "finish_s": (np.float64, np.nan),
+    "predicted_ms": (np.float64, np.nan),
+    "compute_ms": (np.float32, np.nan),
+    "model": (np.int16, -1),
+    "priority": (np.int8, -1),
+    "gpu": (np.int16, -1),
+    "slot": (np.int16, -1),
+    "status": (np.int8, 0),
+    "batch_size": (np.int16, 0),
+    "items": (np.int16, 0),
+    "preemptions": (np.int16, 0),
+}
+
+
+class RequestRecords:
+    """Column store of per-request results, indexed by request id."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.cols: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
+
+    def _grow(self) -> None:
+        for name, (dtype, fill) in COLUMNS.items():
+            self.cols[name].append(np.full(CHUNK, fill, dtype=dtype))
+
+    def ensure(self, n: int) -> None:
+        """Make room for ids < n."""
+        while len(self.cols["status"]) * CHUNK < n:
+            self._grow()
+        self.count = max(self.count, n)
+
+    def column(self, name: str, rid: int) -> tuple[np.ndarray, int]:
+        """The chunk array holding ``rid`` in column ``name``, and the offset in it."""
+        return self.cols[name][rid >> CHUNK_BITS], rid & MASK
+
+    def get(self, name: str, rid: int):
+        arr, i = self.column(name, rid)
+        return arr[i]
+
+    def set(self, name: str, rid: int, value) -> None:
+        arr, i = self.column(name, rid)
+        arr[i] = value
+
+    def full(self, name: str) -> np.ndarray:
+        parts = self.cols[name]
+        if not parts:
+            return np.empty(0, dtype=COLUMNS[name][0])
+        return np.concatenate(parts)[: self.count]
+
+    def to_frame(self, models: tuple[str, ...]) -> pd.DataFrame:
+        """The results table (schema in docs/architecture.md)."""
+        n = self.count
+        model_idx = self.full("model")
+        df = pd.DataFrame({
+            "id": np.arange(n, dtype=np.int64),
+            "model": pd.Categorical.from_codes(model_idx, categories=list(models)),
+            "priority": pd.Categorical.from_codes(self.full("priority"),
+                                                  categories=list(PRIORITY_NAMES)),
+            "arrival_s": self.full("arrival_s"),
+            "deadline_s": self.full("deadline_s"),
+            "start_s": self.full("start_s"),
+            "finish_s": self.full("finish_s"),
+            "gpu": self.full("gpu"),
+            "slot": self.full("slot"),
+            "status": pd.Categorical.from_codes(self.full("status"),
+                                                categories=list(STATUS_NAMES)),
+            "predicted_ms": self.full("predicted_ms"),
+            "batch_size": self.full("batch_size"),
+            "items": self.full("items"),
+            "compute_ms": self.full("compute_ms"),
+            "preemptions": self.full("preemptions"),
+        })
+        return df

@@ -1,0 +1,90 @@
+"""Run results on disk: ``requests.parquet`` + ``summary.json``, written atomically.
+
+The same writer and reader serve simulated and live runs, so that a live run "loads with
+the same code as a simulated one". Schema (docs/architecture.md): one row per request with
+id, model, priority (high|low), arrival_s, deadline_s, start_s, finish_s, gpu, slot,
+status (on_time|late|dropped|rejected|failed), predicted_ms, batch_size, items,
+compute_ms, preemptions. ``start_s`` is the dispatch of the batch that served it (NaN if
+never served); ``predicted_ms`` the policy's predicted service time of that batch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from strait_sim.atomic import atomic_dir
+from strait_sim.errors import UserError
+
+REQUIRED_COLUMNS = ("id", "model", "priority", "arrival_s", "deadline_s", "start_s",
+                    "finish_s", "gpu", "status", "predicted_ms")
+
+
+@dataclass
+class RunResult:
+    requests: pd.DataFrame
+    summary: dict
+    timeline: object | None = None  # strait_sim.engine.timeline.Timeline when recorded
+
+    def write(self, out: Path | str, *, extra_files: dict[str, bytes] | None = None) -> Path:
+        return write_results(out, self.requests, self.summary, extra_files=extra_files)
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def dumps(summary: dict) -> str:
+    return json.dumps(summary, indent=2, default=_json_default, allow_nan=False) + "\n"
+
+
+def write_results(out: Path | str, requests: pd.DataFrame, summary: dict, *,
+                  extra_files: dict[str, bytes] | None = None) -> Path:
+    """Write DIR/requests.parquet and DIR/summary.json; DIR appears whole or not at all."""
+    out = Path(out)
+    text = dumps(_nan_to_none(summary))
+    with atomic_dir(out) as tmp:
+        requests.to_parquet(tmp / "requests.parquet", index=False)
+        (tmp / "summary.json").write_text(text)
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
+    return out
+
+
+def _nan_to_none(obj: object) -> object:
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def load_results(folder: Path | str) -> RunResult:
+    """Read a run folder written by :func:`write_results` (simulated or live)."""
+    folder = Path(folder)
+    req_path, sum_path = folder / "requests.parquet", folder / "summary.json"
+    for p in (req_path, sum_path):
+        if not p.is_file():
+            raise UserError(f"{p}: not found (is {folder} a strait-sim run folder?)")
+    try:
+        summary = json.loads(sum_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{sum_path}, line {exc.lineno}: not valid JSON: {exc.msg}") from None
+    try:
+        df = pd.read_parquet(req_path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise UserError(f"{req_path}: not a readable Parquet file ({exc})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise UserError(f"{req_path}: missing column(s) {', '.join(missing)}")
+    return RunResult(df, summary)
