@@ -59,5 +59,5 @@ class InterferencePredictor(ABC):
     def predict(self, model: str, batch: int, co_runners: Sequence[CoRunner] = ()) -> float:
         """Predicted compute time in ms."""
 
-    def update(self, observation: Observation) -> None:
+    def update(self, observation: Observation) -> None:  # noqa: B027 (optional hook)
         """Learn from one observation (no-op for static predictors)."""
