@@ -29,6 +29,12 @@ def register(app: typer.Typer) -> None:
         trace_out: Path | None = typer.Option(
             None, "--trace-out", help="Chrome/Perfetto trace of the timeline (JSON)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No table, no progress bar."),
+        live: bool = typer.Option(False, "--live", help="Run on the real device instead of "
+                                  "simulating (with --gpu N or --cpu)."),
+        gpu: int | None = typer.Option(None, "--gpu", help="Live: CUDA device index."),
+        cpu: bool = typer.Option(False, "--cpu", help="Live: run on the CPU backend."),
+        force: bool = typer.Option(False, "--force", help="Live: start even if the device "
+                                   "is already busy."),
         workload_opts: dict = None,  # filled by @workload_options
     ) -> None:
         """Simulate a workload under a policy and report per-class deadline misses."""
@@ -37,6 +43,7 @@ def register(app: typer.Typer) -> None:
         from strait_sim.cli.render import print_summary
         from strait_sim.cli.workload_options import workload_from_options
         from strait_sim.engine.simulator import SimConfig
+        from strait_sim.errors import UserError
         from strait_sim.experiment import run_simulation
         from strait_sim.policies.registry import make_policy
         from strait_sim.profile_bundle import load_bundle
@@ -50,8 +57,18 @@ def register(app: typer.Typer) -> None:
                            interference=not no_interference, pcie=not no_pcie,
                            record_timeline=trace_out is not None)
         workload = workload_from_options(workload_opts, bundle, gpus=gpus, max_batch=max_batch)
-        with sim_progress(workload, enabled=not quiet) as progress:
-            result = run_simulation(bundle, workload, pol, config, progress=progress)
+        if live or gpu is not None or cpu:
+            from strait_sim.live.runner import LiveOptions, run_live
+
+            if not live:
+                raise UserError("--gpu and --cpu choose the device of a live run: add --live")
+            if (gpu is None) == (not cpu):
+                raise UserError("a live run needs exactly one of --gpu N or --cpu")
+            result = run_live(bundle, workload, pol, config,
+                              LiveOptions(gpu=gpu, cpu=cpu, force=force, quiet=quiet))
+        else:
+            with sim_progress(workload, enabled=not quiet) as progress:
+                result = run_simulation(bundle, workload, pol, config, progress=progress)
         if out is not None:
             result.write(out)
         if trace_out is not None and result.timeline is not None:
