@@ -89,5 +89,37 @@ class Backend(ABC):
     def synchronize(self) -> None:
         """Wait until every stream is idle."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release device memory and threads."""
+
+    # -- optional extras used by the profiler (additive to the contract) ------------------
+
+    def enqueue_delay(self, stream: int, seconds: float) -> None:
+        """Make ``stream`` wait ``seconds`` before its next job starts (device-side where the
+        device allows it), so that co-located batches start at controlled offsets."""
+        raise NotImplementedError(f"{self.name} cannot delay a stream")
+
+    def transfer(self, direction: str, nbytes: int, lane: int,
+                 on_done: Callable[[Job], None] | None = None) -> Job:
+        """Copy ``nbytes`` in ``direction`` ("h2d" or "d2h") from/to pinned host memory on
+        copy lane ``lane`` (lanes are separate from compute streams); the job's result is a
+        :class:`TransferTiming`."""
+        raise NotImplementedError(f"{self.name} cannot time bare transfers")
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class TransferTiming:
+    """Start and end of one bare copy (host perf_counter seconds)."""
+
+    start_s: float
+    end_s: float
+
+    @property
+    def ms(self) -> float:
+        return (self.end_s - self.start_s) * 1e3

@@ -1,0 +1,243 @@
+"""``torch-cpu``: the backend contract on the CPU, so that everything runs without a GPU.
+
+Each stream is one worker thread with its own FIFO queue, as a CUDA stream is one FIFO of
+work on the device; two streams run concurrently, so co-location on the CPU is real
+contention (for cores, caches, memory bandwidth and, between torch ops, the GIL).
+
+Threads: each worker calls ``torch.set_num_threads(threads_per_stream)``. The default is
+every logical core, so that a batch alone may use the whole device, as a kernel alone may
+use every SM of a GPU; co-located batches then share the cores, which is the interference
+the profiler is meant to measure. Pass ``threads_per_stream=1`` for isolated streams.
+
+"Copy in" is a memcpy from a host buffer allocated once into the model's preallocated
+input tensor, and "copy out" a memcpy of the output into a preallocated host buffer: still
+timed, so that the phase structure matches the GPU backends. There is no link: bare
+transfers (``transfer``) measure host memory bandwidth, in both "directions".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+
+from strait_sim.errors import UserError
+from strait_sim.profiler.backend import Backend, BackendError, Job, PhaseTiming, TransferTiming
+from strait_sim.profiler.device_info import cpu_device_info, software_versions
+from strait_sim.profiler.jobs import FutureJob
+from strait_sim.profiler.zoo import ModelSpec, count_params
+
+
+class _Lane:
+    """One worker thread running callables in FIFO order."""
+
+    def __init__(self, name: str, threads: int) -> None:
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads = threads
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        torch.set_num_threads(self._threads)
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            item()
+
+    def put(self, item: Callable[[], None]) -> None:
+        self._queue.put(item)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+
+@dataclass
+class _Buffers:
+    host_in: torch.Tensor
+    dev_in: torch.Tensor
+    host_out: torch.Tensor
+
+
+class TorchCpuBackend(Backend):
+    """``streams`` worker threads over shared, read-only model modules."""
+
+    name = "torch-cpu"
+    kind = "cpu"
+
+    def __init__(self, models: Mapping[str, ModelSpec], *, streams: int = 2,
+                 precision: str = "fp32", threads_per_stream: int | None = None,
+                 warmup: int = 2, seed: int = 0) -> None:
+        if precision not in ("fp32", "bf16"):
+            raise UserError(f"torch-cpu supports precision fp32 or bf16, not {precision!r}")
+        if streams < 1:
+            raise UserError(f"streams must be >= 1, got {streams}")
+        self.models = dict(models)
+        self.precision = precision
+        self.streams = streams
+        self.warmup = warmup
+        self.seed = seed
+        import os
+
+        self.threads_per_stream = threads_per_stream or (os.cpu_count() or 1)
+        self.cuda_graphs = False
+        self._modules: dict[str, torch.nn.Module] = {}
+        self._buffers: dict[tuple[str, int, int], _Buffers] = {}
+        self._lanes = [_Lane(f"strait-cpu-stream-{i}", self.threads_per_stream)
+                       for i in range(streams)]
+        self._copy_lanes: dict[int, _Lane] = {}
+        self._copy_bufs: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- contract ------------------------------------------------------------------------
+    def device_info(self) -> dict:
+        info = cpu_device_info()
+        info["threads_per_stream"] = self.threads_per_stream
+        info["software"] = software_versions()
+        return info
+
+    def spec(self, model: str) -> ModelSpec:
+        if model not in self.models:
+            from strait_sim.errors import UnknownNameError
+
+            raise UnknownNameError("model", model, sorted(self.models))
+        return self.models[model]
+
+    def module(self, model: str) -> torch.nn.Module:
+        with self._lock:
+            if model not in self._modules:
+                mod = self.spec(model).build(self.seed)
+                if self.precision == "bf16":
+                    mod = mod.to(torch.bfloat16)
+                self._modules[model] = mod
+            return self._modules[model]
+
+    def params(self, model: str) -> int:
+        return count_params(self.module(model))
+
+    def prepare(self, model: str, batch: int) -> None:
+        if batch < 1:
+            raise UserError(f"batch must be >= 1, got {batch}")
+        spec = self.spec(model)
+        module = self.module(model)
+        gen = torch.Generator().manual_seed(self.seed + batch)
+        for s in range(self.streams):
+            key = (model, batch, s)
+            if key in self._buffers:
+                continue
+            host_in = spec.make_input(batch, self.precision, gen)
+            out_dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+            self._buffers[key] = _Buffers(
+                host_in=host_in, dev_in=torch.empty_like(host_in),
+                host_out=torch.empty((batch, *spec.item_output_shape), dtype=out_dtype))
+            for _ in range(self.warmup):  # warm up on the stream's own thread (its OMP team)
+                self.submit(model, batch, s).result()
+        del module
+
+    def submit(self, model: str, batch: int, stream: int,
+               on_done: Callable[[Job], None] | None = None) -> Job:
+        self._check_open()
+        key = (model, batch, stream)
+        if not 0 <= stream < self.streams:
+            raise UserError(f"stream {stream} out of range (backend has {self.streams})")
+        if key not in self._buffers:
+            self.prepare(model, batch)
+        job = FutureJob(model, batch, stream, on_done)
+        buf = self._buffers[key]
+        module = self._modules[model]
+        self._lanes[stream].put(lambda: self._run(job, module, buf))
+        return job
+
+    @staticmethod
+    def _run(job: FutureJob, module: torch.nn.Module, buf: _Buffers) -> None:
+        try:
+            t0 = time.perf_counter()
+            buf.dev_in.copy_(buf.host_in)
+            t1 = time.perf_counter()
+            with torch.inference_mode():
+                out = module(buf.dev_in)
+            t2 = time.perf_counter()
+            buf.host_out.copy_(out)
+            t3 = time.perf_counter()
+        except Exception as exc:
+            job.set_error(BackendError(f"{job.model} batch {job.batch}: "
+                                       f"{type(exc).__name__}: {exc}"))
+            return
+        job.set_result(PhaseTiming(t0, t1, t2, t3))
+
+    def synchronize(self) -> None:
+        if self._closed:
+            return
+        barriers = []
+        for lane in [*self._lanes, *self._copy_lanes.values()]:
+            ev = threading.Event()
+            lane.put(ev.set)
+            barriers.append(ev)
+        for ev in barriers:
+            ev.wait()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for lane in [*self._lanes, *self._copy_lanes.values()]:
+            lane.stop()
+        self._buffers.clear()
+        self._copy_bufs.clear()
+        self._modules.clear()
+
+    # -- extras used by the profiler -----------------------------------------------------
+    def enqueue_delay(self, stream: int, seconds: float) -> None:
+        self._check_open()
+        if seconds > 0:
+            self._lanes[stream].put(lambda: time.sleep(seconds))
+
+    def transfer(self, direction: str, nbytes: int, lane: int,
+                 on_done: Callable[[Job], None] | None = None) -> Job:
+        self._check_open()
+        if direction not in ("h2d", "d2h"):
+            raise UserError(f"direction must be h2d or d2h, got {direction!r}")
+        with self._lock:
+            if lane not in self._copy_lanes:
+                self._copy_lanes[lane] = _Lane(f"strait-cpu-copy-{lane}", 1)
+            key = (lane, direction)
+            src, dst = self._copy_bufs.get(key, (torch.empty(0, dtype=torch.uint8),) * 2)
+            if src.numel() < nbytes:
+                src = torch.ones(nbytes, dtype=torch.uint8)
+                dst = torch.zeros(nbytes, dtype=torch.uint8)
+                self._copy_bufs[key] = (src, dst)
+        job = FutureJob(f"copy-{direction}", nbytes, lane, on_done)
+
+        def run() -> None:
+            try:
+                t0 = time.perf_counter()
+                dst[:nbytes].copy_(src[:nbytes])
+                t1 = time.perf_counter()
+            except Exception as exc:
+                job.set_error(BackendError(f"copy {nbytes} B: {exc}"))
+                return
+            job.set_result(TransferTiming(t0, t1))
+
+        self._copy_lanes[lane].put(run)
+        return job
+
+    def release_transfer_buffers(self) -> None:
+        """Free the bare-transfer buffers (they can be hundreds of MiB)."""
+        self.synchronize()
+        with self._lock:
+            self._copy_bufs.clear()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError(f"{self.name} backend is closed")
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
