@@ -41,7 +41,7 @@ class EwmaPredictor(InterferencePredictor):
     name = "ewma"
     online = True
 
-    def __init__(self, alpha: float = 0.2, ridge: float = 1e-4) -> None:
+    def __init__(self, alpha: float = 0.2, ridge: float = 1e-6) -> None:
         self.alpha = check_range(self.name, "alpha", alpha, low=0.0, high=1.0, low_open=True)
         self.coarse = GpuletPredictor(ridge=ridge)
         self.ratio: dict[PairKey, float] = {}

@@ -165,14 +165,18 @@ def _keys(samples: pd.DataFrame) -> Iterable[tuple[str, int, str, int]]:
 
 def ridge_solve(x: np.ndarray, y: np.ndarray, ridge: float,
                 weights: np.ndarray | None = None) -> np.ndarray:
-    """Weighted least squares with a small ridge (scaled by the number of rows), solved
-    by ``lstsq`` so that a constant or all-zero column does not break it."""
+    """Weighted least squares with a small, scale-free ridge, solved by ``lstsq``.
+
+    Column j is penalised by ``ridge * sum_i x_ij^2`` (a relative damping), so the
+    shrinkage does not depend on the units of a feature; ``lstsq`` copes with a constant
+    or all-zero column.
+    """
     if weights is not None:
         sw = np.sqrt(weights)
         x, y = x * sw[:, None], y * sw
     d = x.shape[1]
-    lam = ridge * max(len(y), 1)
-    aug_x = np.vstack([x, np.sqrt(lam) * np.eye(d)])
+    damp = np.sqrt(ridge * np.sum(x * x, axis=0))
+    aug_x = np.vstack([x, np.diag(damp)])
     aug_y = np.concatenate([y, np.zeros(d)])
     coef, *_ = np.linalg.lstsq(aug_x, aug_y, rcond=None)
     return coef

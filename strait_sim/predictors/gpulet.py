@@ -45,7 +45,7 @@ class GpuletPredictor(InterferencePredictor):
     name = "gpulet"
     online = False
 
-    def __init__(self, ridge: float = 1e-4) -> None:
+    def __init__(self, ridge: float = 1e-6) -> None:
         self.ridge = check_range(self.name, "ridge", ridge, low=0.0)
         self.coef: list[float] = []
         self.feature_names: tuple[str, ...] = ()

@@ -43,7 +43,7 @@ class LinearPredictor(InterferencePredictor):
     name = "linear"
     online = False
 
-    def __init__(self, ridge: float = 1e-4) -> None:
+    def __init__(self, ridge: float = 1e-6) -> None:
         self.ridge = check_range(self.name, "ridge", ridge, low=0.0)
         self.w: list[float] = []
         self.solo: SoloTable | None = None

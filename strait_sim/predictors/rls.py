@@ -44,7 +44,7 @@ class RlsPredictor(LinearPredictor):
         d = x.shape[1]
         info = x.T @ x + np.eye(d) / self.initial_covariance
         if self.ridge > 0:
-            info += self.ridge * len(y) * np.eye(d)
+            info += self.ridge * np.diag(np.diag(x.T @ x))
         self.P = np.linalg.inv(info)
         self.P = (self.P + self.P.T) / 2
         self.w = [float(v) for v in self.P @ (x.T @ y)]

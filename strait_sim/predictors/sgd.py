@@ -1,13 +1,18 @@
 """``sgd``: the fine-grained linear model, refined online by stochastic gradient descent.
 
 Starts from the least-squares fit of :mod:`strait_sim.predictors.linear` on the training
-split; after every observation takes one normalised gradient step (NLMS)
-``w += lr * err * x / (eps + |x|^2)`` with ``err = (slowdown - 1) - w.x``. Normalising by
-``|x|^2`` makes ``lr`` a fraction of the error corrected per step (0 < lr < 2 is stable
-whatever the scale of the features), so one default fits every bundle.
+split; after every observation takes one normalised gradient step (NLMS) in *scaled*
+feature space: with ``z_j = x_j / scale_j`` (``scale_j`` = root mean square of feature j
+on the training split), ``w_j += lr * err * z_j / scale_j / (eps + |z|^2)`` and
+``err = (slowdown - 1) - w.x``. Normalising by ``|z|^2`` makes ``lr`` the fraction of the
+error corrected per step (``0 < lr < 2`` is stable whatever the bundle); scaling keeps a
+feature with small values (an intensity of a few hundredths) from learning a hundred
+times slower than the constant.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from strait_sim.predictors.base import Observation
 from strait_sim.predictors.linear import LinearPredictor
@@ -20,19 +25,26 @@ class SgdPredictor(LinearPredictor):
     name = "sgd"
     online = True
 
-    def __init__(self, learning_rate: float = 0.1, ridge: float = 1e-4) -> None:
+    def __init__(self, learning_rate: float = 0.1, ridge: float = 1e-6) -> None:
         super().__init__(ridge=ridge)
         self.learning_rate = check_range(self.name, "learning_rate", learning_rate,
                                          low=0.0, high=2.0, low_open=True, high_open=True)
+        self.scale: np.ndarray = np.ones(0)
         self.updates = 0
+
+    def _fit_arrays(self, x: np.ndarray, y: np.ndarray) -> None:
+        super()._fit_arrays(x, y)
+        rms = np.sqrt(np.mean(x * x, axis=0))
+        self.scale = np.where(rms > 0, rms, 1.0)
 
     def update(self, observation: Observation) -> None:
         xy = self.observation_xy(observation)
         if xy is None:
             return
         x, y = xy
-        w = self.w
-        err = y - sum(a * b for a, b in zip(w, x, strict=True))
-        step = self.learning_rate * err / (1e-9 + float(x @ x))
-        self.w = [a + step * b for a, b in zip(w, x, strict=True)]
+        w = np.asarray(self.w)
+        z = x / self.scale
+        err = y - float(w @ x)
+        step = self.learning_rate * err / (1e-12 + float(z @ z))
+        self.w = (w + step * z / self.scale).tolist()
         self.updates += 1

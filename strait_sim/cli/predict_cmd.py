@@ -1,0 +1,158 @@
+"""``strait-sim predict``: list the interference predictors and measure their accuracy.
+
+``predict evaluate`` runs the protocol of :mod:`strait_sim.predictors.evaluate` on one
+profile bundle and writes, atomically, a folder of CSV tables, PNG figures and a
+``summary.json`` that records the exact command, bundle hash and seed.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+from strait_sim.errors import UserError
+
+predict_app = typer.Typer(help="Interference and transfer predictors: list, evaluate.",
+                          no_args_is_help=True)
+
+MARKER = "summary.json"
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(predict_app, name="predict")
+
+
+@predict_app.command("list")
+def list_predictors() -> None:
+    """List the registered predictors with their parameters."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from strait_sim.predictors.registry import (
+        DESCRIPTIONS,
+        predictor_class,
+        predictor_names,
+        predictor_params,
+    )
+
+    table = Table(title="Interference predictors")
+    for col in ("name", "online", "what it is", "parameters (defaults)"):
+        table.add_column(col)
+    for name in predictor_names():
+        params = ", ".join(f"{k}={v!r}" for k, v in predictor_params(name).items())
+        table.add_row(name, "yes" if predictor_class(name).online else "no",
+                      DESCRIPTIONS.get(name, ""), params or "-")
+    Console().print(table)
+
+
+def _parse_names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UserError("--predictors: give at least one predictor name (comma-separated)")
+    from strait_sim.predictors.registry import predictor_class
+
+    for n in names:
+        predictor_class(n)
+    if len(set(names)) != len(names):
+        raise UserError(f"--predictors: a name is listed twice in '{text}'")
+    return names
+
+
+def _check_out(out: Path) -> None:
+    """Never replace a folder that is not an earlier evaluation output."""
+    if out.exists() and out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise UserError(f"--out {out}: folder exists and is not an earlier "
+                        "'predict evaluate' output; choose a new or empty folder")
+
+
+@predict_app.command("evaluate")
+def evaluate_cmd(
+    profile: str = typer.Option(None, "--profile", help="Bundled profile name or bundle "
+                                "folder (default: the default profile)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (written atomically)."),
+    predictors: str = typer.Option(None, "--predictors",
+                                   help="Comma-separated predictor names (default: all)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the splits and test order."),
+    cache: bool = typer.Option(True, "--cache/--no-cache",
+                               help="Reuse fitted predictors cached on disk."),
+) -> None:
+    """Accuracy of each predictor per scenario (random split, higher load, unseen pairs)."""
+    from strait_sim.atomic import atomic_dir, check_writable_parent
+    from strait_sim.predictors.evaluate import evaluate
+    from strait_sim.profile_bundle import load_bundle
+
+    names = _parse_names(predictors)
+    if seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
+    check_writable_parent(out)
+    _check_out(out)
+    bundle = load_bundle(profile)
+    result = evaluate(bundle, names, seed, cache=cache)
+    title = bundle.name
+    with atomic_dir(out) as tmp:
+        from strait_sim.predictors.plots import (
+            plot_accuracy,
+            plot_by_overlap,
+            plot_learning_curves,
+        )
+
+        result.accuracy.to_csv(tmp / "accuracy.csv", index=False, float_format="%.4g")
+        result.scenarios.to_csv(tmp / "scenarios.csv", index=False)
+        result.curves.to_csv(tmp / "learning_curve.csv", index=False, float_format="%.4g")
+        result.by_overlap.to_csv(tmp / "error_by_overlap.csv", index=False,
+                                 float_format="%.4g")
+        if result.transfers is not None and result.transfer_fit is not None:
+            result.transfers.to_csv(tmp / "transfers.csv", index=False, float_format="%.4g")
+            result.transfer_fit.to_csv(tmp / "transfer_fit.csv", index=False,
+                                       float_format="%.6g")
+        plot_accuracy(result.accuracy, tmp / "accuracy.png", f"Predictor MAPE: {title}")
+        plot_learning_curves(result.curves, tmp / "learning_curve.png",
+                             f"Error vs observations: {title}")
+        plot_by_overlap(result.by_overlap, tmp / "error_by_overlap.png",
+                        f"Bias by overlap (random split): {title}")
+        summary = {
+            "command": "strait-sim " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            "profile": bundle.name, "device": bundle.device_name,
+            "synthetic": bool(bundle.meta.get("synthetic", False)),
+            "bundle_sha256": bundle.content_hash, "seed": seed,
+            "predictors": list(result.accuracy["predictor"].drop_duplicates()),
+            "notes": result.notes,
+        }
+        (tmp / MARKER).write_text(json.dumps(summary, indent=2) + "\n")
+    _print(result, title, out)
+
+
+def _print(result, title: str, out: Path) -> None:  # noqa: ANN001
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 110))
+    table = Table(title=f"Interference predictors on {title}")
+    for col in ("scenario", "predictor", "n_test", "MAPE %", "MSE ms²", "P90 %", "max %",
+                "bias %"):
+        table.add_column(col, justify="left" if col in ("scenario", "predictor") else "right")
+    for r in result.accuracy.itertuples(index=False):
+        table.add_row(r.scenario, r.predictor, str(r.n_test), f"{r.mape_pct:.2f}",
+                      f"{r.mse_ms2:.4g}", f"{r.p90_rel_err_pct:.2f}",
+                      f"{r.max_rel_err_pct:.1f}", f"{r.bias_pct:+.2f}")
+    console.print(table)
+    for r in result.scenarios.itertuples(index=False):
+        if r.status != "evaluated":
+            console.print(f"{r.scenario}: {r.note}")
+    if result.transfers is not None:
+        t = Table(title="Copy-time model (fair sharing) vs no-contention baseline")
+        for col in ("direction", "scenario", "model", "n_test", "MAPE %", "P90 %", "max %"):
+            t.add_column(col)
+        for r in result.transfers.itertuples(index=False):
+            t.add_row(r.direction, r.scenario, r.model, str(r.n_test), f"{r.mape_pct:.2f}",
+                      f"{r.p90_rel_err_pct:.2f}", f"{r.max_rel_err_pct:.1f}")
+        console.print(t)
+    for note in result.notes:
+        console.print(note)
+    console.print(f"wrote {out}")

@@ -1,0 +1,314 @@
+"""The accuracy study of arXiv 2512.18725, reproduced on one profile bundle.
+
+Protocol (each step a function, so tests can check them one by one):
+
+1. :func:`colocation_samples` turns pairs.csv into one row per observed batch; both views
+   of one co-located run share a ``run_id`` and always fall on the same side of a split.
+2. :func:`make_scenarios` builds the train/test splits (75/25 of the runs):
+   - ``random``: runs drawn at random (seeded): the test set is like the training set;
+   - ``higher-load``: the 75% of runs with the least overlap train, the 25% with the most
+     overlap test (overlap of a run = ``overlap_ms / min(solo_a, solo_b)``): the load, and
+     so the overlap, grows after the fit;
+   - ``unseen-pairs``: whole model pairs ``{a, b}`` (both orders) are held out, drawn at
+     random until at least 25% of the runs are held out: pairs never seen in training;
+   - ``unseen-concurrency``: pairs.csv measures two batches at once only, so no test with
+     more co-runners exists; the scenario is listed as not measured. (Copies were measured
+     at several concurrency levels: see step 5.)
+3. :func:`evaluate_scenario` fits each predictor on the training rows and walks the test
+   rows in a seeded random order: predict, then (online predictors only) ``update`` with
+   the observed latency, as a scheduler would after each completion. Errors are
+   prediction-before-update (prequential).
+4. :func:`metrics` per predictor and scenario: MAPE, MSE (ms^2), P90 and max relative
+   error, and the mean signed relative error (bias: > 0 over-predicts). The learning curve
+   is the MAPE of consecutive blocks of the test stream against the number of
+   observations seen; the error by overlap bucket shows where coarse models fail.
+5. :func:`evaluate_transfers`: the copy-time model on transfers.csv, a random 75/25 split
+   and an ``unseen-concurrency`` split (fit on the lowest concurrency levels, test on the
+   highest), against a no-contention baseline that ignores the other copies.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from strait_sim.errors import UserError
+from strait_sim.predictors.base import CoRunner, Observation
+from strait_sim.predictors.registry import fit_predictor, predictor_class, predictor_params
+from strait_sim.predictors.samples import colocation_samples
+from strait_sim.predictors.transfer import DIRECTIONS, TransferPredictor, fit_link
+
+if TYPE_CHECKING:
+    from strait_sim.profile_bundle import ProfileBundle
+
+TEST_FRACTION = 0.25
+MIN_TRAIN_ROWS = 20
+MIN_TEST_ROWS = 8
+CURVE_BLOCKS = 10
+OVERLAP_BUCKETS = (0.0, 0.25, 0.5, 0.75, 1.0, np.inf)
+
+SCENARIO_DESCRIPTIONS = {
+    "random": "random 75/25 split of the co-located runs",
+    "higher-load": "train on the 75% of runs with least overlap, test on the 25% with most",
+    "unseen-pairs": "test on model pairs never seen in training",
+    "unseen-concurrency": "test with more co-runners than in training",
+}
+
+
+@dataclass
+class Scenario:
+    """One train/test split (row masks over the samples table), or why there is none."""
+
+    name: str
+    train: np.ndarray | None = None
+    test: np.ndarray | None = None
+    note: str = ""
+
+    @property
+    def runnable(self) -> bool:
+        return self.train is not None and self.test is not None
+
+    @property
+    def description(self) -> str:
+        return SCENARIO_DESCRIPTIONS[self.name]
+
+
+@dataclass
+class Evaluation:
+    """Everything the command writes: tables and the scenarios they came from."""
+
+    accuracy: pd.DataFrame
+    scenarios: pd.DataFrame
+    curves: pd.DataFrame
+    by_overlap: pd.DataFrame
+    transfers: pd.DataFrame | None
+    transfer_fit: pd.DataFrame | None
+    notes: list[str] = field(default_factory=list)
+
+
+# -- splits ------------------------------------------------------------------------------
+
+
+def _split_runs(samples: pd.DataFrame, test_runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    test = samples["run_id"].isin(test_runs).to_numpy()
+    return ~test, test
+
+
+def make_scenarios(samples: pd.DataFrame, seed: int,
+                   test_fraction: float = TEST_FRACTION) -> list[Scenario]:
+    """The four scenarios of the module doc, deterministic in ``seed``."""
+    rng = np.random.default_rng(seed)
+    runs = np.unique(samples["run_id"].to_numpy())
+    n_test = max(1, int(round(test_fraction * len(runs))))
+    out: list[Scenario] = []
+
+    shuffled = rng.permutation(runs)
+    out.append(Scenario("random", *_split_runs(samples, shuffled[:n_test])))
+
+    per_run = samples.groupby("run_id").agg(overlap=("overlap_ms", "first"),
+                                            solo=("solo_ms", "min"))
+    load = (per_run["overlap"] / per_run["solo"]).reindex(runs).to_numpy()
+    tiebreak = rng.permutation(len(runs))
+    order = np.lexsort((tiebreak, load))  # by load, ties broken at random
+    out.append(Scenario("higher-load", *_split_runs(samples, runs[order[-n_test:]])))
+
+    first = samples[samples["view"] == "first"]
+    pair_of_run = {int(r): tuple(sorted((str(m), str(c)))) for r, m, c in
+                   zip(first["run_id"], first["model"], first["co_model"], strict=True)}
+    pairs = sorted(set(pair_of_run.values()))
+    if len(pairs) < 2:
+        out.append(Scenario("unseen-pairs", note=f"only {len(pairs)} model pair measured"))
+    else:
+        runs_per_pair = pd.Series(pair_of_run).groupby(pd.Series(pair_of_run)).size()
+        held: list[tuple[str, str]] = []
+        held_runs = 0
+        for i in rng.permutation(len(pairs)):
+            if held_runs >= n_test or len(held) == len(pairs) - 1:
+                break
+            held.append(pairs[i])
+            held_runs += int(runs_per_pair[pairs[i]])
+        held_set = set(held)
+        test_runs = np.array([r for r, p in pair_of_run.items() if p in held_set])
+        sc = Scenario("unseen-pairs", *_split_runs(samples, test_runs))
+        sc.note = "held out: " + "; ".join(f"{a}+{b}" for a, b in held)
+        out.append(sc)
+
+    out.append(Scenario("unseen-concurrency",
+                        note="not measured: pairs.csv holds runs of two batches at once only"))
+    return out
+
+
+def check_split(scenario: Scenario, samples: pd.DataFrame) -> None:
+    """A split too small to fit or to judge is a user error (one line)."""
+    assert scenario.train is not None and scenario.test is not None
+    n_train, n_test = int(scenario.train.sum()), int(scenario.test.sum())
+    if n_train < MIN_TRAIN_ROWS or n_test < MIN_TEST_ROWS:
+        raise UserError(f"split '{scenario.name}' has {n_train} training and {n_test} test "
+                        f"samples (of {len(samples)}); need at least {MIN_TRAIN_ROWS} and "
+                        f"{MIN_TEST_ROWS}: profile more co-located runs")
+
+
+# -- metrics -----------------------------------------------------------------------------
+
+
+def metrics(pred: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    """MAPE, MSE, P90 and max relative error (percent), bias (mean signed, percent)."""
+    rel = (pred - actual) / actual
+    abs_rel = np.abs(rel)
+    return {
+        "mape_pct": float(100 * abs_rel.mean()),
+        "mse_ms2": float(np.mean((pred - actual) ** 2)),
+        "p90_rel_err_pct": float(100 * np.quantile(abs_rel, 0.9)),
+        "max_rel_err_pct": float(100 * abs_rel.max()),
+        "bias_pct": float(100 * rel.mean()),
+    }
+
+
+def learning_curve(abs_rel: np.ndarray, blocks: int = CURVE_BLOCKS) -> list[tuple[int, float]]:
+    """(observations seen at the block's end, MAPE of the block) for consecutive blocks."""
+    edges = np.unique(np.linspace(0, len(abs_rel), blocks + 1).astype(int))
+    return [(int(hi), float(100 * abs_rel[lo:hi].mean()))
+            for lo, hi in zip(edges[:-1], edges[1:], strict=True) if hi > lo]
+
+
+# -- one scenario ------------------------------------------------------------------------
+
+
+def stream_predictions(predictor, test: pd.DataFrame) -> np.ndarray:  # noqa: ANN001
+    """Predict each test row in order; online predictors then learn from it."""
+    preds = np.empty(len(test))
+    online = predictor.online
+    cols = zip(test["model"].astype(str), test["batch"].astype(int),
+               test["co_model"].astype(str), test["co_batch"].astype(int),
+               test["overlap_ms"].astype(float), test["latency_ms"].astype(float), strict=True)
+    for i, (m, b, c, cb, ov, lat) in enumerate(cols):
+        co = (CoRunner(c, cb, ov),)
+        preds[i] = predictor.predict(m, b, co)
+        if online:
+            predictor.update(Observation(m, b, co, lat))
+    return preds
+
+
+def _params_for(name: str, seed: int) -> dict:
+    return {"seed": seed} if "seed" in predictor_params(name) else {}
+
+
+def evaluate_scenario(samples: pd.DataFrame, profile: ProfileBundle, scenario: Scenario,
+                      predictors: Sequence[str], seed: int, *, cache: bool = True
+                      ) -> tuple[list[dict], list[dict], list[dict]]:
+    """Accuracy rows, learning-curve rows and error-by-overlap rows of one scenario."""
+    check_split(scenario, samples)
+    assert scenario.train is not None and scenario.test is not None
+    train = samples[scenario.train].reset_index(drop=True)
+    test = samples[scenario.test].reset_index(drop=True)
+    rng = np.random.default_rng([seed, zlib.crc32(scenario.name.encode())])
+    test = test.iloc[rng.permutation(len(test))].reset_index(drop=True)
+    actual = test["latency_ms"].to_numpy(dtype=float)
+    frac = test["overlap_fraction"].to_numpy(dtype=float)
+    bucket = pd.cut(frac, OVERLAP_BUCKETS, right=False)
+    acc, curves, by_ov = [], [], []
+    for name in predictors:
+        predictor = fit_predictor(name, train, profile, cache=cache, **_params_for(name, seed))
+        pred = stream_predictions(predictor, test)
+        row = {"scenario": scenario.name, "predictor": name, "online": predictor.online,
+               "n_train": len(train), "n_test": len(test)}
+        row.update(metrics(pred, actual))
+        acc.append(row)
+        rel = (pred - actual) / actual
+        for seen, mape in learning_curve(np.abs(rel)):
+            curves.append({"scenario": scenario.name, "predictor": name,
+                           "observations": seen, "block_mape_pct": mape})
+        grouped = pd.DataFrame({"bucket": bucket, "rel": rel, "abs": np.abs(rel)}).groupby(
+            "bucket", observed=True)
+        for b, g in grouped:
+            by_ov.append({"scenario": scenario.name, "predictor": name,
+                          "overlap_fraction": f"[{b.left:g}, {b.right:g})", "n": len(g),
+                          "mape_pct": float(100 * g["abs"].mean()),
+                          "bias_pct": float(100 * g["rel"].mean())})
+    return acc, curves, by_ov
+
+
+# -- transfers ---------------------------------------------------------------------------
+
+
+def evaluate_transfers(transfers: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(accuracy rows, fitted coefficients on all rows) of the copy-time model."""
+    rng = np.random.default_rng([seed, 7])
+    rows = []
+    full = TransferPredictor.fit(transfers)
+    for direction in DIRECTIONS:
+        df = transfers[transfers["direction"] == direction].reset_index(drop=True)
+        perm = rng.permutation(len(df))
+        n_test = max(1, int(round(TEST_FRACTION * len(df))))
+        levels = np.sort(df["concurrent"].unique())
+        splits = {"random": (perm[n_test:], perm[:n_test])}
+        if len(levels) >= 2:
+            top = levels[-max(1, len(levels) // 3):]
+            is_top = df["concurrent"].isin(top).to_numpy()
+            splits["unseen-concurrency"] = (np.flatnonzero(~is_top), np.flatnonzero(is_top))
+        for scen, (tr, te) in splits.items():
+            train, test = df.iloc[tr], df.iloc[te]
+            if train["bytes"].nunique() < 2 or len(test) == 0:
+                continue
+            link = fit_link(train["bytes"].to_numpy(), train["concurrent"].to_numpy(),
+                            train["time_ms"].to_numpy())
+            actual = test["time_ms"].to_numpy(dtype=float)
+            inflight = test["concurrent"].to_numpy() - 1
+            nbytes = test["bytes"].to_numpy(dtype=float)
+            for model, pred in (
+                ("fair-share", link.fixed_ms + nbytes * (inflight + 1)
+                 / link.bandwidth_bytes_per_ms),
+                ("no-contention", link.fixed_ms + nbytes / link.bandwidth_bytes_per_ms),
+            ):
+                row = {"direction": direction, "scenario": scen, "model": model,
+                       "n_train": len(train), "n_test": len(test),
+                       "train_concurrency": _levels(train), "test_concurrency": _levels(test)}
+                row.update(metrics(pred, actual))
+                rows.append(row)
+    return pd.DataFrame(rows), full.describe()
+
+
+def _levels(df: pd.DataFrame) -> str:
+    return ",".join(str(int(v)) for v in sorted(df["concurrent"].unique()))
+
+
+# -- the whole study ---------------------------------------------------------------------
+
+
+def evaluate(profile: ProfileBundle, predictors: Sequence[str] | None = None, seed: int = 0,
+             *, cache: bool = True) -> Evaluation:
+    """Run the protocol of the module doc on ``profile``."""
+    from strait_sim.predictors.registry import predictor_names
+
+    names = list(predictors) if predictors else predictor_names()
+    for n in names:
+        predictor_class(n)  # unknown names fail before any work
+    samples = colocation_samples(profile)
+    scenarios = make_scenarios(samples, seed)
+    acc, curves, by_ov, scen_rows = [], [], [], []
+    for sc in scenarios:
+        if not sc.runnable:
+            scen_rows.append({"scenario": sc.name, "status": "skipped", "n_train": 0,
+                              "n_test": 0, "description": sc.description, "note": sc.note})
+            continue
+        a, c, o = evaluate_scenario(samples, profile, sc, names, seed, cache=cache)
+        acc += a
+        curves += c
+        by_ov += o
+        scen_rows.append({"scenario": sc.name, "status": "evaluated",
+                          "n_train": int(sc.train.sum()), "n_test": int(sc.test.sum()),
+                          "description": sc.description, "note": sc.note})
+    notes = []
+    transfers = transfer_fit = None
+    if profile.has("transfers"):
+        assert profile.transfers is not None
+        transfers, transfer_fit = evaluate_transfers(profile.transfers, seed)
+    else:
+        notes.append("no transfers.csv in the bundle: copy-time model not evaluated")
+    return Evaluation(pd.DataFrame(acc), pd.DataFrame(scen_rows), pd.DataFrame(curves),
+                      pd.DataFrame(by_ov), transfers, transfer_fit, notes)
