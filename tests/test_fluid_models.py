@@ -1,0 +1,92 @@
+"""The fluid models: fair link sharing and co-location slowdown over the real overlap."""
+
+from __future__ import annotations
+
+import pytest
+import simpy
+
+from strait_sim.engine.batch import Batch
+from strait_sim.engine.fluid import ComputeUnit, Link
+from strait_sim.requests import LOW, Request
+
+
+def _batch(bid: int, model_idx: int = 0) -> Batch:
+    req = Request(bid, f"m{model_idx}", LOW, 0.0, 1.0)
+    return Batch(bid, 0, bid, f"m{model_idx}", model_idx, 1, (req,), 0.0, None)
+
+
+def test_two_equal_transfers_each_take_twice_as_long():
+    env = simpy.Environment()
+    link = Link(env, 0, "h2d", fixed_s=0.0, bytes_per_s=1e9)
+    ends: dict[int, float] = {}
+    link.start(_batch(0), 1e6, lambda b: ends.__setitem__(b.batch_id, env.now))
+    env.run()
+    alone = ends[0]
+    env = simpy.Environment()
+    link = Link(env, 0, "h2d", fixed_s=0.0, bytes_per_s=1e9)
+    ends.clear()
+    for i in (0, 1):
+        link.start(_batch(i), 1e6, lambda b: ends.__setitem__(b.batch_id, env.now))
+    env.run()
+    assert alone == pytest.approx(1e-3)
+    assert ends[0] == pytest.approx(2 * alone) and ends[1] == pytest.approx(2 * alone)
+    assert link.in_flight == 0
+
+
+def test_fixed_cost_is_latency_not_bandwidth():
+    env = simpy.Environment()
+    link = Link(env, 0, "d2h", fixed_s=0.5e-3, bytes_per_s=1e9)
+    ends = []
+    for i in (0, 1):
+        link.start(_batch(i), 1e6, lambda b: ends.append(env.now))
+    env.run()
+    assert ends == pytest.approx([0.5e-3 + 2e-3] * 2)
+
+
+class _ConstSlowdown:
+    """Truth stub: every co-running pair slows each other by ``s``."""
+
+    def __init__(self, s: float) -> None:
+        self.s = s
+
+    def slowdown(self, model_idx, batch, co):
+        return 1.0 + len(co) * (self.s - 1.0)
+
+
+def test_batch_co_running_half_its_life_is_slowed_only_for_that_half():
+    # A needs 12 ms alone, B 4 ms; slowdown 2 while together. B ends at 8 ms, having
+    # overlapped A for 8 ms (half of A's 16 ms life); A then runs alone: 12 - 8/2 = 8 ms
+    # of work left at full speed, so A ends at 16 ms (not 24 as under full slowdown).
+    env = simpy.Environment()
+    ends: dict[int, float] = {}
+    unit = ComputeUnit(env, 0, _ConstSlowdown(2.0), lambda b: ends.__setitem__(b.batch_id, env.now))
+    a, b = _batch(0), _batch(1, 1)
+    a.work_s = a.remaining_s = 12e-3
+    b.work_s = b.remaining_s = 4e-3
+    unit.add(a)
+    unit.add(b)
+    env.run()
+    assert ends[1] == pytest.approx(8e-3)
+    assert ends[0] == pytest.approx(16e-3)
+    assert a.co[1][2] == pytest.approx(8e-3)  # overlap recorded for the policy
+    assert unit.busy_s == pytest.approx(16e-3)
+
+
+def test_late_joiner_rerates_running_batch():
+    env = simpy.Environment()
+    ends: dict[int, float] = {}
+    unit = ComputeUnit(env, 0, _ConstSlowdown(3.0), lambda b: ends.__setitem__(b.batch_id, env.now))
+    a, b = _batch(0), _batch(1)
+    a.work_s = a.remaining_s = 10e-3
+    b.work_s = b.remaining_s = 1e-3
+    unit.add(a)
+
+    def join():
+        yield env.timeout(5e-3)
+        unit.add(b)
+
+    env.process(join())
+    env.run()
+    # A alone 5 ms (5 left), then both at 1/3: B ends 3 ms later (A did 1), A: 4 left alone
+    assert ends[1] == pytest.approx(8e-3)
+    assert ends[0] == pytest.approx(12e-3)
