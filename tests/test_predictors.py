@@ -293,3 +293,28 @@ def test_predict_is_cheap_enough_to_call_in_a_loop(synthetic_bundle):
     first = p.predict("synth_small", 2, co)
     assert all(p.predict("synth_small", 2, co) == first for _ in range(1000))
     assert ("synth_small", 2, "synth_large", 4) in p.features._memo
+
+
+def test_bundles_with_utilization_use_it(tmp_path):
+    """A GPU bundle's utilization.csv feeds gpulet (GPUlet's own features) and the
+    fine-grained models (as extra features); the numbers here are made up for the test."""
+    from strait_sim.profile_bundle import read_bundle_dir, write_table
+
+    spec = SyntheticSpec(reps=4, batches=(1, 4))
+    path = make_synthetic_bundle(tmp_path / "b", spec, seed=2)
+    rows = [{"model": m, "batch": b, "sm_pct": 20.0 + 10 * i, "l2_pct": 10.0 + 5 * i + b,
+             "dram_pct": 30.0 - 5 * i} for i, m in enumerate(spec.models) for b in (1, 4)]
+    write_table(path, "utilization.csv", pd.DataFrame(rows))
+    bundle = read_bundle_dir(path)
+    samples = colocation_samples(bundle)
+    assert {"util_l2", "co_util_dram"} <= set(samples.columns)
+    first = samples.iloc[0]
+    assert first["util_l2"] == pytest.approx(
+        (10.0 + 5 * list(spec.models).index(first["model"]) + first["batch"]) / 100)
+    g = make_predictor("gpulet", bundle)
+    assert g.feature_names[:2] == ("l2_self", "l2_other")
+    lin = make_predictor("rls", bundle)
+    assert "co_dram" in lin.feature_names and len(lin.w) == len(lin.feature_names)
+    co = (CoRunner("synth_large", 2, 1.0),)  # batch 2 not profiled: nearest batch's row
+    assert lin.predict("synth_small", 2, co) > bundle.solo_ms("synth_small", 2)
+    lin.update(Observation("synth_small", 2, co, 2.0))

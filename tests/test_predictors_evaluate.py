@@ -157,3 +157,14 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     _one_line_error(capsys, ["predict", "evaluate", "--profile", "synthetic-tiny", "--out",
                              str(foreign), "--predictors", "solo"], "is not an earlier")
     assert (foreign / "keep.txt").read_text() == "mine"
+
+
+def test_cli_fit_shows_coefficients_and_rejects_bad_params(capsys):
+    assert main(["predict", "fit", "rls", "--profile", "synthetic-tiny",
+                 "--param", "forgetting=0.9"]) == 0
+    out = capsys.readouterr().out
+    assert "co_aggressor" in out and "copy h2d" in out
+    _one_line_error(capsys, ["predict", "fit", "rls", "--profile", "synthetic-tiny",
+                             "--param", "forgetting=2"], "'forgetting' must be in")
+    _one_line_error(capsys, ["predict", "fit", "rls", "--profile", "synthetic-tiny",
+                             "--param", "forgetting"], "expected key=value")

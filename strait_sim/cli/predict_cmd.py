@@ -49,6 +49,54 @@ def list_predictors() -> None:
     Console().print(table)
 
 
+def _parse_params(items: list[str] | None) -> dict:
+    """``--param key=value`` pairs; values are numbers where they parse as numbers."""
+    out: dict = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--param '{item}': expected key=value, e.g. forgetting=0.95")
+        try:
+            value: object = int(raw) if raw.strip().lstrip("-").isdigit() else float(raw)
+        except ValueError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+@predict_app.command("fit")
+def fit_cmd(
+    predictor: str = typer.Argument(..., help="Predictor name (see 'predict list')."),
+    profile: str = typer.Option(None, "--profile", help="Bundled profile name or bundle "
+                                "folder (default: the default profile)."),
+    param: list[str] = typer.Option(None, "--param", help="Parameter key=value (repeat)."),
+) -> None:
+    """Fit a predictor on all of a bundle's co-location samples (and cache it); show it."""
+    from rich.console import Console
+
+    from strait_sim.predictors.cache import cache_dir
+    from strait_sim.predictors.registry import make_predictor
+    from strait_sim.profile_bundle import load_bundle
+
+    bundle = load_bundle(profile)
+    p = make_predictor(predictor, bundle, **_parse_params(param))
+    console = Console()
+    console.print(f"{predictor} fitted on {bundle.name} ({bundle.device_name}); "
+                  f"cache: {cache_dir()}")
+    names = getattr(p, "feature_names", ())
+    coef = getattr(p, "coef", None) or getattr(p, "w", None)
+    if names and coef:
+        for n, c in zip(names, coef, strict=True):
+            console.print(f"  {n:>18} = {c:+.5g}")
+    if bundle.has("transfers"):
+        from strait_sim.predictors.transfer import TransferPredictor
+
+        fit = TransferPredictor.from_profile(bundle).describe()
+        for r in fit.itertuples(index=False):
+            console.print(f"  copy {r.direction}: fixed {r.fixed_ms:.4g} ms, "
+                          f"bandwidth {r.bandwidth_gb_per_s:.4g} GB/s ({r.samples} samples)")
+
+
 def _parse_names(text: str | None) -> list[str] | None:
     if text is None:
         return None

@@ -143,14 +143,22 @@ def make_scenarios(samples: pd.DataFrame, seed: int,
     return out
 
 
-def check_split(scenario: Scenario, samples: pd.DataFrame) -> None:
-    """A split too small to fit or to judge is a user error (one line)."""
+def split_problem(scenario: Scenario, samples: pd.DataFrame) -> str | None:
+    """Why a split is too small to fit or to judge, or None when it is usable."""
     assert scenario.train is not None and scenario.test is not None
     n_train, n_test = int(scenario.train.sum()), int(scenario.test.sum())
     if n_train < MIN_TRAIN_ROWS or n_test < MIN_TEST_ROWS:
-        raise UserError(f"split '{scenario.name}' has {n_train} training and {n_test} test "
-                        f"samples (of {len(samples)}); need at least {MIN_TRAIN_ROWS} and "
-                        f"{MIN_TEST_ROWS}: profile more co-located runs")
+        return (f"split '{scenario.name}' has {n_train} training and {n_test} test "
+                f"samples (of {len(samples)}); need at least {MIN_TRAIN_ROWS} and "
+                f"{MIN_TEST_ROWS}")
+    return None
+
+
+def check_split(scenario: Scenario, samples: pd.DataFrame) -> None:
+    """A split too small to fit or to judge is a user error (one line)."""
+    problem = split_problem(scenario, samples)
+    if problem:
+        raise UserError(f"{problem}: profile more co-located runs")
 
 
 # -- metrics -----------------------------------------------------------------------------
@@ -292,6 +300,10 @@ def evaluate(profile: ProfileBundle, predictors: Sequence[str] | None = None, se
     scenarios = make_scenarios(samples, seed)
     acc, curves, by_ov, scen_rows = [], [], [], []
     for sc in scenarios:
+        if sc.runnable and sc.name != "random":
+            problem = split_problem(sc, samples)  # only the random split is mandatory
+            if problem:
+                sc = Scenario(sc.name, note=f"skipped: {problem}")
         if not sc.runnable:
             scen_rows.append({"scenario": sc.name, "status": "skipped", "n_train": 0,
                               "n_test": 0, "description": sc.description, "note": sc.note})
