@@ -16,8 +16,11 @@ from pathlib import Path
 from strait_sim.errors import UserError
 
 
-def check_writable_parent(target: Path) -> None:
-    """Fail early, with one line, when ``target`` cannot be created."""
+def check_writable_parent(target: Path, *, folder: bool = True) -> None:
+    """Fail early, with one line, when ``target`` cannot be created.
+
+    ``folder=False`` (atomic_file/atomic_path): ``target`` is a file that may be replaced.
+    """
     parent = target.resolve().parent
     probe = parent
     while not probe.exists():
@@ -28,7 +31,7 @@ def check_writable_parent(target: Path) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=".strait-probe-", dir=probe))
     except OSError as exc:
         raise UserError(f"cannot write output to {target}: {exc.strerror} in {probe}") from None
-    if target.exists() and not target.is_dir():
+    if folder and target.exists() and not target.is_dir():
         raise UserError(f"cannot write output folder {target}: a file of that name exists")
 
 
@@ -62,7 +65,7 @@ def atomic_dir(target: Path | str) -> Iterator[Path]:
 def atomic_file(target: Path | str, mode: str = "w") -> Iterator:
     """Open a temporary file that replaces ``target`` only if the block succeeds."""
     target = Path(target)
-    check_writable_parent(target)
+    check_writable_parent(target, folder=False)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
     os.close(fd)
@@ -82,7 +85,7 @@ def atomic_path(target: Path | str) -> contextlib.AbstractContextManager[Path]:
     @contextlib.contextmanager
     def _cm() -> Iterator[Path]:
         dest = Path(target)
-        check_writable_parent(dest)
+        check_writable_parent(dest, folder=False)
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent,
                                     suffix=dest.suffix)
