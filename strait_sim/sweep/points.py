@@ -35,12 +35,13 @@ def file_sha256(path: str | Path) -> str:
 
 
 def input_file_hashes(spec: dict) -> dict[str, str]:
-    """Content hashes of the workload's input files (options typed as paths)."""
-    from strait_sim.sweep.spec import is_path_option
+    """Content hashes of the workload's input files (a trace, a workload config file)."""
+    from strait_sim.sweep.spec import FILE_OPTIONS, is_path_option
 
     out = {}
     for name, value in sorted(spec.get("workload", {}).items()):
-        if value is not None and is_path_option(name) and Path(value).is_file():
+        if (isinstance(value, str) and (is_path_option(name) or name in FILE_OPTIONS)
+                and Path(value).is_file()):
             out[name] = file_sha256(value)
     return out
 

@@ -28,6 +28,9 @@ SYSTEM_DEFAULTS: dict[str, Any] = {"gpus": 1, "slots": 2, "max_batch": 8, "seed"
                                    "interference": True, "pcie": True}
 SYSTEM_TYPES: dict[str, type] = {"gpus": int, "slots": int, "max_batch": int, "seed": int,
                                  "interference": bool, "pcie": bool}
+# Workload options that name an input file even when typed as plain strings: the file's
+# content goes into the point key, and a relative path is made absolute.
+FILE_OPTIONS = ("trace", "config")
 SPEC_KEYS = ("policy", "policy_params", "profile", "workload", *SYSTEM_DEFAULTS)
 
 
@@ -136,7 +139,10 @@ def resolve_spec(params: dict[str, Any], *, where: str = "spec") -> dict[str, An
 def _set_workload(workload: dict, wl_params: dict, key: str, value: Any, where: str) -> None:
     if key not in wl_params:
         raise UserError(f"{where}: unknown workload parameter '{key}'")
-    workload[key] = check_value(value, base_types(wl_params[key].annotation), f"{where}: {key}")
+    value = check_value(value, base_types(wl_params[key].annotation), f"{where}: {key}")
+    if key in FILE_OPTIONS and isinstance(value, str) and Path(value).expanduser().is_file():
+        value = str(Path(value).expanduser().resolve())
+    workload[key] = value
 
 
 def _absolute_if_path(profile: str) -> str:

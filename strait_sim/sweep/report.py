@@ -1,0 +1,148 @@
+"""``strait-sim sweep report DIR``: tables and plots from a finished sweep folder.
+
+The unit of replication is the seed: for every setting (the grid's varied parameters other
+than ``seed``) and class, each metric's mean over seeds is shown with a 95% confidence
+interval from Student's t distribution (n - 1 degrees of freedom; no interval with one
+seed). The x axis of the plots is ``load`` when the grid varies it (else ``rate``, else the
+first numeric varied parameter); each line is a policy (and any other varied parameter).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from strait_sim.atomic import atomic_dir
+from strait_sim.errors import UserError
+from strait_sim.sweep.experiment_file import CLASS_METRICS, DEFAULT_METRICS
+from strait_sim.sweep.table import RESULTS_FILE
+
+MANIFEST = "sweep.json"
+REPORT_DIR = "report"
+X_PREFERENCE = ("load", "rate", "hp_fraction", "slo")
+
+
+@dataclass
+class Report:
+    table: pd.DataFrame  # one row per setting and class: <metric>_mean, _ci95, _n
+    x: str | None
+    series: list[str]
+    metrics: list[str]
+    failed: int
+    folder: Path | None = None
+
+
+def read_sweep(folder: Path) -> tuple[pd.DataFrame, dict]:
+    folder = Path(folder)
+    path = folder / RESULTS_FILE
+    if not path.is_file():
+        raise UserError(f"{path}: not found (is {folder} a finished sweep folder?)")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise UserError(f"{path}: not a readable Parquet file ({exc})") from None
+    manifest = {}
+    if (folder / MANIFEST).is_file():
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{folder / MANIFEST}, line {exc.lineno}: not valid JSON") from None
+    return df, manifest
+
+
+def ci95(values: np.ndarray) -> float:
+    """Half-width of the 95% t interval of the mean; NaN below two values."""
+    from scipy import stats
+
+    n = len(values)
+    if n < 2:
+        return math.nan
+    return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
+
+
+def summarize_sweep(df: pd.DataFrame, manifest: dict, metrics: list[str] | None = None
+                    ) -> Report:
+    metrics = list(metrics or manifest.get("metrics") or DEFAULT_METRICS)
+    missing = [m for m in metrics if m not in df.columns]
+    if missing:
+        raise UserError(f"metric(s) not in the results table: {', '.join(missing)}")
+    varied = manifest.get("grid_keys") or [
+        c for c in df.columns if c not in ("key", "status", "error", "class", "wall_s")
+        and c not in metrics and df[c].nunique(dropna=False) > 1]
+    varied = [c if c in df.columns else f"param.{c}" for c in varied]
+    setting = [c for c in varied if c not in ("seed", "param.seed") and c in df.columns]
+    x = next((c for c in X_PREFERENCE if c in setting), None)
+    if x is None:
+        x = next((c for c in setting if c != "policy"
+                  and pd.api.types.is_numeric_dtype(df[c])), None)
+    series = [c for c in setting if c != x]
+    ok = df[df["status"] == "ok"]
+    failed = int(df.loc[df["status"] != "ok", "key"].nunique())
+    rows = []
+    keys = setting + ["class"]
+    for group, part in ok.groupby(keys, dropna=False, sort=True):
+        row = dict(zip(keys, group if isinstance(group, tuple) else (group,), strict=True))
+        row["seeds"] = len(part)
+        for m in metrics:
+            vals = part[m].dropna().to_numpy(dtype=float)
+            row[f"{m}_mean"] = float(vals.mean()) if len(vals) else math.nan
+            row[f"{m}_ci95"] = ci95(vals)
+        rows.append(row)
+    return Report(pd.DataFrame(rows), x, series, metrics, failed)
+
+
+def series_label(row: pd.Series, series: list[str]) -> str:
+    parts = [str(row[c]) if c == "policy" else f"{c}={row[c]}" for c in series]
+    return ", ".join(parts) or "all"
+
+
+def plot_metric(report: Report, metric: str, target: Path) -> None:
+    """One panel per class (HP, LP; or overall for point-wide metrics), a line per series."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = report.table
+    classes = ["high", "low"] if metric in CLASS_METRICS else ["overall"]
+    fig, axes = plt.subplots(1, len(classes), figsize=(5.5 * len(classes), 4), squeeze=False)
+    for ax, cls in zip(axes[0], classes, strict=True):
+        part = table[table["class"] == cls]
+        labels = part.apply(lambda r: series_label(r, report.series), axis=1) \
+            if len(part) else pd.Series(dtype=str)
+        for label in sorted(set(labels)):
+            line = part[labels == label].sort_values(report.x)
+            ys = line[f"{metric}_mean"].to_numpy(dtype=float)
+            err = np.nan_to_num(line[f"{metric}_ci95"].to_numpy(dtype=float))
+            xs = line[report.x].to_numpy()
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
+        ax.set_title({"high": "high priority", "low": "low priority"}.get(cls, cls))
+        ax.set_xlabel(report.x)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize="small")
+    fig.suptitle(f"{metric} vs {report.x} (mean over seeds, 95% CI)")
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+
+
+def write_report(folder: Path, metrics: list[str] | None = None) -> Report:
+    """Write ``DIR/report/`` (summary.csv and one PNG per metric) atomically."""
+    folder = Path(folder)
+    df, manifest = read_sweep(folder)
+    report = summarize_sweep(df, manifest, metrics)
+    target = folder / REPORT_DIR
+    with atomic_dir(target) as tmp:
+        report.table.to_csv(tmp / "summary.csv", index=False)
+        if report.x is not None and len(report.table):
+            for metric in report.metrics:
+                plot_metric(report, metric, tmp / f"{metric}_vs_{report.x}.png")
+    report.folder = target
+    return report

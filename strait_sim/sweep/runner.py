@@ -1,0 +1,53 @@
+"""A whole sweep: experiment file -> points run or reused -> results table and manifest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from strait_sim.atomic import check_writable_parent
+from strait_sim.results import dumps
+from strait_sim.sweep.executors import PointOutcome, run_points
+from strait_sim.sweep.experiment_file import Experiment
+from strait_sim.sweep.report import MANIFEST
+from strait_sim.sweep.store import replacing_file
+from strait_sim.sweep.table import write_results_table
+
+
+@dataclass
+class SweepResult:
+    out: Path
+    outcomes: list[PointOutcome]
+    table: Path
+
+    @property
+    def failed(self) -> list[PointOutcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+    @property
+    def skipped(self) -> int:
+        return sum(o.skipped for o in self.outcomes)
+
+
+def run_experiment(exp: Experiment, *, workers: int = 1, executor: str = "local",
+                   scheduler: str | None = None, force: bool = False,
+                   out: Path | None = None, progress: bool = True) -> SweepResult:
+    """Run (or resume) an experiment; the table and manifest cover all its points."""
+    out = Path(out if out is not None else exp.out)
+    check_writable_parent(out)
+    out.mkdir(parents=True, exist_ok=True)
+    outcomes = run_points(exp.specs, workers=workers, executor=executor, scheduler=scheduler,
+                          out_dir=out, force=force, progress=progress,
+                          keep_requests=exp.keep_requests)
+    table = write_results_table(out, outcomes)
+    ok = sum(o.ok for o in outcomes)
+    manifest = {"name": exp.name, "source": str(exp.source), "metrics": exp.metrics,
+                "grid_keys": exp.grid_keys, "points": len(outcomes), "ok": ok,
+                "failed": len(outcomes) - ok,
+                "keys": [o.key for o in outcomes]}
+    with replacing_file(out / MANIFEST) as tmp:
+        tmp.write_text(dumps(manifest))
+    if exp.text:
+        with replacing_file(out / "experiment.toml") as tmp:
+            tmp.write_text(exp.text)
+    return SweepResult(out, outcomes, table)
