@@ -112,13 +112,15 @@ def test_cli_evaluate_writes_table_and_plots(tmp_path, capsys):
     assert "higher-load" in printed and "rls" in printed and "MAPE" in printed
     for f in ("accuracy.csv", "scenarios.csv", "learning_curve.csv", "error_by_overlap.csv",
               "transfers.csv", "transfer_fit.csv", "accuracy.png", "learning_curve.png",
-              "error_by_overlap.png", "summary.json"):
+              "error_by_overlap.png", "summary.json", "table.md"):
         assert (out / f).is_file(), f
     acc = pd.read_csv(out / "accuracy.csv")
     assert list(acc.columns[:5]) == ["scenario", "predictor", "online", "n_train", "n_test"]
     assert {"mape_pct", "mse_ms2", "p90_rel_err_pct", "max_rel_err_pct"} <= set(acc.columns)
     assert len(acc) == 3 * 4
     assert np.isfinite(acc["mape_pct"]).all()
+    table = (out / "table.md").read_text()
+    assert table.count("\n| random |") == 4 and "| fair-share |" in table
     summary = json.loads((out / "summary.json").read_text())
     assert summary["synthetic"] is True and summary["seed"] == 1
     # Same seed: identical table (the second run also reads the fit cache).

@@ -132,7 +132,7 @@ def evaluate_cmd(
 ) -> None:
     """Accuracy of each predictor per scenario (random split, higher load, unseen pairs)."""
     from strait_sim.atomic import atomic_dir, check_writable_parent
-    from strait_sim.predictors.evaluate import evaluate
+    from strait_sim.predictors.evaluate import evaluate, markdown_tables
     from strait_sim.profile_bundle import load_bundle
 
     names = _parse_names(predictors)
@@ -152,6 +152,7 @@ def evaluate_cmd(
 
         result.accuracy.to_csv(tmp / "accuracy.csv", index=False, float_format="%.4g")
         result.scenarios.to_csv(tmp / "scenarios.csv", index=False)
+        (tmp / "table.md").write_text(markdown_tables(result))
         result.curves.to_csv(tmp / "learning_curve.csv", index=False, float_format="%.4g")
         result.by_overlap.to_csv(tmp / "error_by_overlap.csv", index=False,
                                  float_format="%.4g")

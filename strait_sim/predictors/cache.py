@@ -2,8 +2,10 @@
 
 A simulation sweep builds the same predictor from the same bundle hundreds of times;
 fitting (especially ``gbt``) should happen once. The key is a SHA-256 over the training
-table, the solo medians the predictor carries, the predictor's name and parameters, and
-the package version, so any change to any of them refits. Entries are pickles written
+table, the solo medians the predictor carries, the predictor's name and parameters, the
+package version and a fingerprint of this package's source files (so that an edited
+predictor, even without a version bump, never loads a pickle of its old self): any
+change to any of them refits. Entries are pickles written
 atomically; an entry that cannot be read back (truncated, from another Python, tampered)
 is ignored and overwritten. A cache folder that cannot be written only costs the refit.
 
@@ -15,6 +17,7 @@ folder (pickle executes code on load: never point the variable at a shared folde
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -49,11 +52,22 @@ def package_version() -> str:
         return "0+unknown"
 
 
+@functools.cache
+def code_fingerprint() -> str:
+    """SHA-256 over the source of ``strait_sim.predictors`` (names and bytes)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def fit_key(name: str, params: Mapping[str, Any], samples: pd.DataFrame | None,
             profile: ProfileBundle) -> str:
     """The cache key: a hex SHA-256 of everything the fitted predictor depends on."""
     digest = hashlib.sha256()
     header = {"format": CACHE_FORMAT, "name": name, "version": package_version(),
+              "code": code_fingerprint(),
               "params": {k: repr(v) for k, v in sorted(params.items())}}
     digest.update(json.dumps(header, sort_keys=True).encode())
     if samples is not None:

@@ -324,3 +324,24 @@ def evaluate(profile: ProfileBundle, predictors: Sequence[str] | None = None, se
         notes.append("no transfers.csv in the bundle: copy-time model not evaluated")
     return Evaluation(pd.DataFrame(acc), pd.DataFrame(scen_rows), pd.DataFrame(curves),
                       pd.DataFrame(by_ov), transfers, transfer_fit, notes)
+
+
+def markdown_tables(result: Evaluation) -> str:
+    """The accuracy and copy-time tables as Markdown (pasted as-is into docs)."""
+    lines = ["| scenario | predictor | n_train | n_test | MAPE % | MSE ms² | P90 % | max % "
+             "| bias % |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result.accuracy.itertuples(index=False):
+        lines.append(f"| {r.scenario} | {r.predictor} | {r.n_train} | {r.n_test} | "
+                     f"{r.mape_pct:.2f} | {r.mse_ms2:.3g} | {r.p90_rel_err_pct:.2f} | "
+                     f"{r.max_rel_err_pct:.1f} | {r.bias_pct:+.2f} |")
+    for r in result.scenarios.itertuples(index=False):
+        if r.status != "evaluated":
+            lines.append(f"\n{r.scenario}: {r.note}")
+    if result.transfers is not None and len(result.transfers):
+        lines += ["", "| direction | scenario | model | test concurrency | n_test | MAPE % "
+                  "| P90 % | max % |", "|---|---|---|---|---:|---:|---:|---:|"]
+        for r in result.transfers.itertuples(index=False):
+            lines.append(f"| {r.direction} | {r.scenario} | {r.model} | {r.test_concurrency}"
+                         f" | {r.n_test} | {r.mape_pct:.2f} | {r.p90_rel_err_pct:.2f} | "
+                         f"{r.max_rel_err_pct:.1f} |")
+    return "\n".join(lines) + "\n"
