@@ -62,6 +62,21 @@ def test_samples_have_both_views_of_each_run(synthetic_bundle, samples):
     assert views.loc["first", "solo_ms"] == pytest.approx(solo)
     assert views.loc["first", "slowdown"] == pytest.approx(row["latency_ms"] / solo)
     assert views.loc["first", "overlap_fraction"] == pytest.approx(row["overlap_ms"] / solo)
+    assert (samples["started_together"] == (samples["offset_ms"] == 0)).all()
+
+
+def test_started_together_follows_the_profilers_nominal_offset(tmp_path):
+    from strait_sim.profile_bundle import read_bundle_dir
+
+    path = make_synthetic_bundle(tmp_path / "b", SyntheticSpec(reps=4, batches=(1, 2)))
+    pairs = pd.read_csv(path / "pairs.csv")
+    # Measured offsets of "simultaneous" starts are small but not 0.
+    pairs["nominal_offset_frac"] = np.where(pairs["offset_ms"] == 0, 0.0, 0.25)
+    pairs["offset_ms"] = pairs["offset_ms"] + 0.01
+    pairs.to_csv(path / "pairs.csv", index=False)
+    samples = colocation_samples(read_bundle_dir(path))
+    assert (samples["started_together"] == (samples["offset_ms"] < 0.0101)).all()
+    assert samples["started_together"].any()
 
 
 # -- zero co-runners, unseen batch sizes, hot path -------------------------------------------

@@ -14,8 +14,9 @@ Here:
   *victim* score takes the "self" slot and the co-runner's *aggressor* score the "other"
   slot (``s = c0*victim_self + c1*aggressor_other + c2``);
 - it is fitted on the training rows where both batches started together
-  (``offset_ms == 0``, GPUlet's calibration runs) when there are enough of them (at
-  least 10 and three per coefficient), otherwise on all training rows;
+  (``started_together``, see :mod:`strait_sim.predictors.samples`: GPUlet's calibration
+  runs) when there are enough of them (at least 10 and three per coefficient), otherwise
+  on all training rows;
 - co-runners with no expected overlap (``overlap_ms <= 0``) are ignored; the overlap
   length is otherwise not used.
 """
@@ -72,7 +73,8 @@ class GpuletPredictor(InterferencePredictor):
         self.feature_names = (("l2_self", "l2_other", "dram_self", "dram_other", "const")
                               if self._util else ("victim_self", "aggressor_other", "const"))
         d = len(self.feature_names)
-        rows = samples[samples["offset_ms"] == 0]
+        rows = samples[samples["started_together"]] if "started_together" in samples \
+            else samples[samples["offset_ms"] == 0]
         if len(rows) < max(10, 3 * d):
             rows = samples
         if len(rows) < d + 1:

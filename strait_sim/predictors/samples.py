@@ -9,12 +9,15 @@ split can keep both views of one run on the same side (otherwise the test set le
 Columns (one row per observed co-located batch):
 ``run_id, view`` ("first": this batch started first; "second": it started later),
 ``model, batch, solo_ms, co_model, co_batch, co_solo_ms, offset_ms, rep, overlap_ms,
-overlap_fraction, latency_ms, slowdown``, then ``util_<x>``/``co_util_<x>`` (x in sm, l2,
-dram; fractions 0..1) when the bundle has ``utilization.csv``.
+overlap_fraction, latency_ms, slowdown, started_together``, then ``util_<x>`` and
+``co_util_<x>`` (x in sm, l2, dram; fractions 0..1) when the bundle has ``utilization.csv``.
 
 ``solo_ms`` is the bundle's median solo latency (interpolated for unmeasured batch sizes),
 ``overlap_fraction = overlap_ms / solo_ms`` (how much of the batch's own solo duration
 was spent beside the co-runner) and ``slowdown = latency_ms / solo_ms``.
+``started_together`` marks the runs meant to start both batches at once: the profiler's
+``nominal_offset_frac == 0`` when pairs.csv has that column (the measured ``offset_ms`` of
+such a run is small but not 0), else ``offset_ms <= 5%`` of the shorter solo latency.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ UTIL_METRICS = ("sm", "l2", "dram")
 
 SAMPLE_COLUMNS = ("run_id", "view", "model", "batch", "solo_ms", "co_model", "co_batch",
                   "co_solo_ms", "offset_ms", "rep", "overlap_ms", "overlap_fraction",
-                  "latency_ms", "slowdown")
+                  "latency_ms", "slowdown", "started_together")
+TOGETHER_FRACTION = 0.05
 
 
 class SoloTable:
@@ -133,6 +137,15 @@ def colocation_samples(profile: ProfileBundle) -> pd.DataFrame:
         "rep": pairs["rep"].to_numpy(), "overlap_ms": pairs["overlap_ms"].to_numpy(),
         "latency_ms": pairs["co_latency_ms"].to_numpy(),
     })
+    if "nominal_offset_frac" in pairs.columns:
+        nominal = pd.to_numeric(pairs["nominal_offset_frac"], errors="coerce").to_numpy()
+        together = np.where(np.isnan(nominal),
+                            pairs["offset_ms"].to_numpy() <= TOGETHER_FRACTION
+                            * np.minimum(a_solo, c_solo), nominal == 0)
+    else:
+        together = pairs["offset_ms"].to_numpy() <= TOGETHER_FRACTION * np.minimum(a_solo, c_solo)
+    first["started_together"] = together.astype(bool)
+    second["started_together"] = together.astype(bool)
     out = pd.concat([first, second], ignore_index=True)
     out["batch"] = out["batch"].astype(np.int64)
     out["co_batch"] = out["co_batch"].astype(np.int64)
