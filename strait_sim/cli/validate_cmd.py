@@ -1,0 +1,162 @@
+"""``strait-sim validate``: run one workload live and in simulation, report the gap.
+
+``strait-sim validate --live --cpu --policy fifo --rate 100 --duration 20 --out DIR`` runs
+the workload on the device (the same policy class, a fresh object per run), then
+simulates it on the profile of that same device, and writes DIR/report.md,
+DIR/report.json, DIR/cdf_<class>.png and both runs (DIR/live, DIR/sim).
+``strait-sim validate --report DIR`` re-renders a stored comparison.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+from strait_sim.cli.workload_options import workload_options
+
+
+def _default_profile(kind: str) -> str:
+    """The preferred bundled, measured profile of a device of ``kind``."""
+    from strait_sim.errors import UserError
+    from strait_sim.profile_registry import DEFAULT_PREFERENCE, bundled_profiles
+
+    entries = [e for e in bundled_profiles() if e.kind == kind and not e.synthetic]
+    entries.sort(key=lambda e: (DEFAULT_PREFERENCE.index(e.name)
+                                if e.name in DEFAULT_PREFERENCE else len(DEFAULT_PREFERENCE),
+                                e.name))
+    if not entries:
+        raise UserError(f"no bundled profile of a {kind} device: profile this device first "
+                        f"(`strait-sim profile`) and pass --profile DIR")
+    return entries[0].name
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("validate")
+    @workload_options
+    def validate(
+        live: bool = typer.Option(False, "--live", help="Run the workload live and in "
+                                  "simulation and compare (with --gpu N or --cpu)."),
+        report: Path | None = typer.Option(
+            None, "--report", help="Re-render the report of a stored comparison folder."),
+        gpu: int | None = typer.Option(None, "--gpu", help="Live: CUDA device index."),
+        cpu: bool = typer.Option(False, "--cpu", help="Live: run on the CPU backend."),
+        policy: str = typer.Option("strait", "--policy", "-p", help="Scheduling policy."),
+        profile: str | None = typer.Option(
+            None, "--profile", help="Profile of the live device (name or folder; default: "
+            "the bundled measured profile of that kind of device)."),
+        seed: int = typer.Option(0, "--seed", help="Random seed (workload and simulation)."),
+        out: Path | None = typer.Option(None, "--out", help="Folder for the comparison."),
+        slots: int = typer.Option(2, "--slots", help="Concurrent execution slots (streams)."),
+        max_batch: int = typer.Option(8, "--max-batch", help="Largest batch (items)."),
+        no_interference: bool = typer.Option(False, "--no-interference",
+                                             help="Simulate without co-location slowdowns."),
+        no_pcie: bool = typer.Option(False, "--no-pcie", help="Simulate free copies."),
+        margin: float = typer.Option(0.10, "--margin", help="TOST equivalence margin, as a "
+                                     "fraction of the simulated mean."),
+        alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the tests."),
+        force: bool = typer.Option(False, "--force", help="Start even if the device is busy."),
+        busy_threshold: float | None = typer.Option(
+            None, "--busy-threshold", help="Busy above this (CPU: load per core, default "
+            "0.5; GPU: utilisation fraction, default 0.1)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No tables."),
+        workload_opts: dict = None,  # filled by @workload_options
+    ) -> None:
+        """Compare a live run with its simulation: latency percentiles, violations, KS, TOST."""
+        from strait_sim.errors import UserError
+        from strait_sim.live.report import rerender
+
+        if not 0 < margin < 1:
+            raise UserError(f"--margin must be between 0 and 1, got {margin}")
+        if not 0 < alpha < 0.5:
+            raise UserError(f"--alpha must be between 0 and 0.5, got {alpha}")
+        if report is not None:
+            if live:
+                raise UserError("--report re-renders a stored comparison; it does not take "
+                                "--live")
+            result = rerender(report, margin=margin, alpha=alpha)
+            if not quiet:
+                _print(result)
+                typer.echo(f"report: {report}/report.md")
+            return
+        if not live:
+            raise UserError("validate needs --live (with --gpu N or --cpu) to run a "
+                            "comparison, or --report DIR to re-render one")
+        if (gpu is None) == (not cpu):
+            raise UserError("a live validation needs exactly one of --gpu N or --cpu")
+        if out is None:
+            raise UserError("--out DIR is required: where to write the comparison")
+        _run_validation(live_kind="cpu" if cpu else "cuda", gpu=gpu, policy=policy,
+                        profile=profile, seed=seed, out=out, slots=slots,
+                        max_batch=max_batch, interference=not no_interference,
+                        pcie=not no_pcie, margin=margin, alpha=alpha, force=force,
+                        busy_threshold=busy_threshold, quiet=quiet,
+                        workload_opts=workload_opts)
+
+
+def _run_validation(*, live_kind: str, gpu: int | None, policy: str, profile: str | None,
+                    seed: int, out: Path, slots: int, max_batch: int, interference: bool,
+                    pcie: bool, margin: float, alpha: float, force: bool,
+                    busy_threshold: float | None, quiet: bool, workload_opts: dict) -> None:
+    from strait_sim.atomic import check_writable_parent
+    from strait_sim.cli.workload_options import workload_from_options
+    from strait_sim.engine.simulator import SimConfig
+    from strait_sim.errors import UserError
+    from strait_sim.experiment import run_simulation
+    from strait_sim.live.report import write_validation
+    from strait_sim.live.runner import LiveOptions, run_live
+    from strait_sim.policies.registry import make_policy
+    from strait_sim.profile_bundle import load_bundle
+
+    check_writable_parent(out)
+    bundle = load_bundle(profile or _default_profile(live_kind))
+    if bundle.device_kind != live_kind:
+        raise UserError(f"profile '{bundle.name}' describes a {bundle.device_kind} device; "
+                        f"validating a {live_kind} run needs a profile of the same device")
+    config = SimConfig(gpus=1, slots=slots, max_batch=max_batch, seed=seed,
+                       interference=interference, pcie=pcie)
+    workload = workload_from_options(workload_opts, bundle, gpus=1, max_batch=max_batch)
+    make_policy(policy)  # an unknown policy fails before the device is touched
+    live_result = run_live(bundle, workload, make_policy(policy), config,
+                           LiveOptions(gpu=gpu, cpu=live_kind == "cpu", force=force,
+                                       quiet=quiet, busy_threshold=busy_threshold))
+    if not quiet:
+        print("validate: simulating the same workload on the profile", file=sys.stderr)
+    sim_result = run_simulation(bundle, workload, make_policy(policy), config)
+    command = "strait-sim " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "(API call)"
+    report = write_validation(out, live_result, sim_result, command=command, margin=margin,
+                              alpha=alpha)
+    if not quiet:
+        _print(report)
+        typer.echo(f"report: {out}/report.md")
+
+
+def _print(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report['setup']['policy']}: live vs simulated "
+                  f"({report['setup']['device']})")
+    for col in ("class", "p50 live", "p50 sim", "p99 live", "p99 sim", "viol. live",
+                "viol. sim", "diff pp", "KS p", "TOST"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+
+    def ms(v):
+        return "-" if v is None else f"{v:.2f}"
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    for cls, c in report["classes"].items():
+        lat, v, k, t = c["latency"], c["violation"], c["ks"], c["tost"]
+        table.add_row(cls, ms(lat["p50"]["live_ms"]), ms(lat["p50"]["sim_ms"]),
+                      ms(lat["p99"]["live_ms"]), ms(lat["p99"]["sim_ms"]), pct(v["live"]),
+                      pct(v["sim"]), "-" if v["diff_pp"] is None else f"{v['diff_pp']:+.1f}",
+                      "-" if k["pvalue"] is None else f"{k['pvalue']:.3g}",
+                      {True: "equivalent", False: "not equiv.", None: "-"}[t.get("equivalent")])
+    console = Console()
+    console.print(table)
+    for w in report["setup"].get("warnings", []):
+        console.print(f"warning: {w}")
