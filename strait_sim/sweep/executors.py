@@ -26,6 +26,7 @@ from strait_sim.sweep.points import json_summary, point_key, profile_hash, simul
 from strait_sim.sweep.progress import point_progress
 
 EXECUTORS = ("local", "dask")
+DASK_CONNECT_TIMEOUT = "15s"  # how long to wait for a --scheduler that does not answer
 # Summary fields that measure the host, not the simulation: they differ run to run.
 TIMING_FIELDS = (("engine", "wall_s"), ("engine", "requests_per_wall_s"))
 
@@ -187,7 +188,7 @@ def _run_dask(tasks: list[dict], workers: int, scheduler: str | None,
     try:
         if scheduler is not None:
             try:
-                client = dd.Client(scheduler, timeout="15s")
+                client = dd.Client(scheduler, timeout=DASK_CONNECT_TIMEOUT)
             except (OSError, TimeoutError) as exc:
                 raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {exc}"
                                 ) from None
