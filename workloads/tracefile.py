@@ -55,6 +55,11 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".csv.gz")
 DESCRIPTION_KEY = b"strait_sim.workload"
 
+# pandas < 3 parses floats exactly only when asked; pandas 3 always does (and deprecates
+# the argument). Exact parsing is what makes a written trace read back bit-identical.
+_EXACT_FLOATS: dict = ({"float_precision": "round_trip"}
+                       if int(pd.__version__.split(".")[0]) < 3 else {})
+
 _PRIORITY_CODES = {"high": 0, "hp": 0, "h": 0, "0": 0, "low": 1, "lp": 1, "l": 1, "1": 1}
 
 
@@ -206,7 +211,7 @@ class TraceReader:
             reader = pd.read_csv(self.path, header=0, names=self.columns, dtype=text_cols,
                                  chunksize=self.block_rows, keep_default_na=False,
                                  na_values=[""], skip_blank_lines=False,
-                                 float_precision="round_trip", skipinitialspace=True)
+                                 skipinitialspace=True, **_EXACT_FLOATS)
             for df in reader:
                 lines = df.index.to_numpy(dtype=np.int64) + 2
                 blank = df.isna().all(axis=1).to_numpy()
