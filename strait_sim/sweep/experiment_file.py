@@ -123,7 +123,9 @@ def parse_experiment(doc: dict, *, source: Path, text: str = "") -> Experiment:
         fixed["profile"] = _typed(exp, "profile", str, label, None)
     _check_keys(grid, fixed, label)
     for key, values in grid.items():
-        if not isinstance(values, list) or not values:
+        if not isinstance(values, list):
+            grid[key] = values = [values]  # a single value is a one-point axis
+        if not values:
             raise UserError(f"{label}: [grid] {key} must be a non-empty list of values")
         for v in values:
             if isinstance(v, list | dict):

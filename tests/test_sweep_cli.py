@@ -1,0 +1,164 @@
+"""The experiment file and the `strait-sim sweep` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from strait_sim.cli.app import main
+from strait_sim.errors import UserError
+from strait_sim.policies.fifo import FifoPolicy
+from strait_sim.sweep.experiment_file import load_experiment
+
+GOOD = """
+[experiment]
+name = "tiny"
+out = "out"
+profile = "synthetic-tiny"
+metrics = ["violation_rate", "p99_ms"]
+keep_requests = false
+
+[grid]
+policy = ["fifo", "priority"]
+rate = [200, 500]
+seed = [0, 1]
+
+[fixed]
+duration = 1.0
+slots = 2
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "exp.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_experiment_expands_the_grid(tmp_path):
+    exp = load_experiment(write(tmp_path, GOOD))
+    assert exp.name == "tiny" and exp.out == tmp_path / "out"
+    assert exp.grid_keys == ["policy", "rate", "seed"]
+    assert len(exp.specs) == 8 and exp.keep_requests is False
+    assert {(s["policy"], s["workload"]["rate"], s["seed"]) for s in exp.specs} == {
+        (p, r, s) for p in ("fifo", "priority") for r in (200.0, 500.0) for s in (0, 1)}
+    assert all(s["workload"]["duration"] == 1.0 and s["slots"] == 2 for s in exp.specs)
+
+
+class ParamFifo(FifoPolicy):
+    """fifo with a (result-neutral) parameter, to test policy_params lists."""
+
+    name = "pfifo"
+
+    def __init__(self, label: int = 0) -> None:
+        if label < 0:
+            raise ValueError("label must be >= 0")
+        self.label = label
+
+    def params(self) -> dict:
+        return {"label": self.label}
+
+
+def test_policy_params_and_system_lists(tmp_path, monkeypatch):
+    from strait_sim.policies import registry
+
+    monkeypatch.setitem(registry.BUILTIN, "pfifo", f"{__name__}:ParamFifo")
+    text = GOOD.replace('policy = ["fifo", "priority"]',
+                        'policy = "pfifo"\nslots = [1, 2]\npolicy_params.label = [1, 2]')
+    text = text.replace("slots = 2\n", "")
+    exp = load_experiment(write(tmp_path, text))
+    assert exp.grid_keys == ["policy", "slots", "policy_params.label", "rate", "seed"]
+    assert len(exp.specs) == 16
+    assert {(s["slots"], s["policy_params"]["label"]) for s in exp.specs} == {
+        (1, 1), (1, 2), (2, 1), (2, 2)}
+    with pytest.raises(UserError, match=r"\[grid\] policy_params.label: policy 'pfifo'"):
+        load_experiment(write(tmp_path, text.replace("label = [1, 2]", "label = [1, -2]")))
+    from strait_sim.sweep.runner import run_experiment
+
+    exp.specs = [s for s in exp.specs if s["seed"] == 0 and s["workload"]["rate"] == 200.0]
+    result = run_experiment(exp, progress=False)
+    assert all(o.ok for o in result.outcomes)
+    assert {o.summary["policy_params"]["label"] for o in result.outcomes} == {1, 2}
+    df = pd.read_parquet(result.table)
+    assert sorted(df["policy_params.label"].unique()) == [1, 2]
+    assert sorted(df["slots"].unique()) == [1, 2]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("[grid]", "[gird]"), "unknown section [gird]"),
+    (('name = "tiny"', 'nmae = "tiny"'), "[experiment] unknown key 'nmae'"),
+    (("rate = [200, 500]", "rat = [200, 500]"), "[grid] unknown key 'rat'"),
+    (("rate = [200, 500]", 'rate = [200, "fast"]'), "rate: expected float"),
+    (("slots = 2", 'slots = "two"'), "slots: expected int"),
+    (("slots = 2", "slots = [1, 2]"), "[fixed] slots is a list"),
+    (('"priority"]', '"nosuch"]'), "unknown policy 'nosuch'"),
+    (('profile = "synthetic-tiny"', 'profile = "no-such-profile"'), "no-such-profile"),
+    (('"p99_ms"]', '"p98_ms"]'), "unknown metric 'p98_ms'"),
+    (("seed = [0, 1]", "seed = []"), "[grid] seed must be a non-empty list"),
+    (("duration = 1.0", "seed = 3"), "'seed' is in both [grid] and [fixed]"),
+    (("duration = 1.0", "policy_params.bogus = 1"), "policy_params.bogus"),
+    (("slots = 2", "slots = 0"), "--slots must be at least 1"),
+    (("duration = 1.0", "duration = -1.0"), "workload"),
+    (('name = "tiny"', 'name = "tiny'), "not valid TOML"),
+])
+def test_bad_experiment_files_fail_with_one_line(tmp_path, change, message):
+    path = write(tmp_path, GOOD.replace(*change))
+    with pytest.raises(UserError) as info:
+        load_experiment(path)
+    text = str(info.value)
+    assert message in text and str(path) in text and "\n" not in text
+
+
+def test_missing_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="experiment file not found"):
+        load_experiment(tmp_path / "nope.toml")
+
+
+def test_sweep_file_then_report(tmp_path, capsys):
+    path = write(tmp_path, GOOD)
+    assert main(["sweep", str(path), "--workers", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "8 points: 8 run, 0 already done, 0 failed" in out
+    df = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert len(df) == 8 * 3 and (df["status"] == "ok").all()
+    points = tmp_path / "out" / "points"
+    assert len(list(points.iterdir())) == 8
+    assert not any((p / "requests.parquet").exists() for p in points.iterdir())  # keep off
+    manifest = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert manifest["grid_keys"] == ["policy", "rate", "seed"] and manifest["ok"] == 8
+    assert (tmp_path / "out" / "experiment.toml").read_text() == GOOD
+
+    assert main(["sweep", "run", str(path), "-q"]) == 0  # long form; all reused
+    assert "0 run, 8 already done" in capsys.readouterr().out
+
+    assert main(["sweep", "report", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "violation_rate" in out and "± " in out
+    report = tmp_path / "out" / "report"
+    table = pd.read_csv(report / "summary.csv")
+    assert len(table) == 2 * 2 * 3  # policy x rate x class; seeds averaged
+    assert (table["seeds"] == 2).all()
+    assert {"violation_rate_mean", "violation_rate_ci95", "p99_ms_mean"} <= set(table.columns)
+    assert (report / "violation_rate_vs_rate.png").stat().st_size > 1000
+    assert (report / "p99_ms_vs_rate.png").is_file()
+    # the mean over seeds is the mean of the table's rows
+    rows = df[(df["policy"] == "fifo") & (df["rate"] == 500.0) & (df["class"] == "high")]
+    got = table[(table["policy"] == "fifo") & (table["rate"] == 500.0)
+                & (table["class"] == "high")]["violation_rate_mean"].item()
+    assert got == pytest.approx(rows["violation_rate"].mean())
+
+
+def test_sweep_cli_user_errors(tmp_path, capsys):
+    path = write(tmp_path, GOOD.replace("rate = [200, 500]", "rat = [200, 500]"))
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown key 'rat'" in err
+    assert not (tmp_path / "out").exists()
+    assert main(["sweep", "report", str(tmp_path / "nothing")]) == 2
+    assert "results.parquet: not found" in capsys.readouterr().err
+    good = write(tmp_path, GOOD, "good.toml")
+    assert main(["sweep", str(good), "--executor", "ray", "-q"]) == 2
+    assert "unknown executor 'ray'" in capsys.readouterr().err
