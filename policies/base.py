@@ -14,6 +14,9 @@ device(s), and answers with actions:
 The policy owns its queues. Drivers check at the end of a run that it holds no request
 (:meth:`Policy.waiting`), so every request ends exactly once.
 
+Actions and observations are plain slotted dataclasses, not frozen ones: millions are
+made per run and frozen construction costs several times more. Treat them as read-only.
+
 ``predicted_ms`` on a dispatch is the policy's prediction of the batch's service time,
 from dispatch to the end of its device-to-host copy, in milliseconds; results store it per
 request so prediction error can be studied in simulation and live alike.
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 # -- actions ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Dispatch:
     gpu: int
     slot: int
@@ -42,19 +45,19 @@ class Dispatch:
     predicted_ms: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Drop:
     requests: tuple[Request, ...]
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reject:
     requests: tuple[Request, ...]
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Preempt:
     """Kill the batch running on (gpu, slot). The slot stays busy ``cost_ms`` (the reset)."""
 
@@ -63,7 +66,7 @@ class Preempt:
     cost_ms: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WakeAt:
     time_s: float
 
@@ -75,7 +78,7 @@ NO_ACTIONS: tuple[Action, ...] = ()
 # -- what a policy sees -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CoRun:
     """One co-runner a batch's compute phase overlapped with, and for how long."""
 
@@ -100,7 +103,7 @@ class RunningBatch(Protocol):
     predicted_ms: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CompletedBatch:
     """What the driver observed of a finished batch: enough for online learners."""
 

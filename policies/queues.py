@@ -47,10 +47,12 @@ class RequestQueues:
 
     def head(self, priority: int | None = None) -> Request | None:
         """The request that comes first (within one class, or overall)."""
+        if not self._count:
+            return None
         best = None
         for (c, _), heap in self._heaps.items():
-            if heap and (priority is None or c == priority or not self.by_class) \
-                    and (best is None or heap[0] < best):
+            if heap and (best is None or heap[0] < best) \
+                    and (priority is None or c == priority or not self.by_class):
                 best = heap[0]
         return best[2] if best is not None else None
 

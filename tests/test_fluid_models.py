@@ -33,14 +33,33 @@ def test_two_equal_transfers_each_take_twice_as_long():
     assert link.in_flight == 0
 
 
-def test_fixed_cost_is_latency_not_bandwidth():
-    env = simpy.Environment()
-    link = Link(env, 0, "d2h", fixed_s=0.5e-3, bytes_per_s=1e9)
+def test_fixed_cost_alone_and_under_sharing():
+    """Alone: fixed + bytes/bandwidth (the fitted form). Two together: the link carries
+    both copies' work, overhead included, so each takes twice as long."""
     ends = []
-    for i in (0, 1):
-        link.start(_batch(i), 1e6, lambda b: ends.append(env.now))
+    for n in (1, 2):
+        env = simpy.Environment()
+        link = Link(env, 0, "d2h", fixed_s=0.5e-3, bytes_per_s=1e9)
+        for i in range(n):
+            link.start(_batch(i), 1e6, lambda b, env=env: ends.append(env.now))
+        env.run()
+    assert ends == pytest.approx([1.5e-3, 3e-3, 3e-3])
+
+
+def test_transfer_joining_midway_is_rerated():
+    env = simpy.Environment()
+    link = Link(env, 0, "h2d", fixed_s=0.0, bytes_per_s=1e9)
+    ends: dict[int, float] = {}
+    link.start(_batch(0), 2e6, lambda b: ends.__setitem__(b.batch_id, env.now))
+
+    def late():
+        yield env.timeout(1e-3)  # first copy is half done
+        link.start(_batch(1), 1e6, lambda b: ends.__setitem__(b.batch_id, env.now))
+
+    env.process(late())
     env.run()
-    assert ends == pytest.approx([0.5e-3 + 2e-3] * 2)
+    # from 1 ms both share: each 1e6 bytes left at 0.5e9 B/s -> both end at 3 ms
+    assert ends[0] == pytest.approx(3e-3) and ends[1] == pytest.approx(3e-3)
 
 
 class _ConstSlowdown:

@@ -115,36 +115,47 @@ class ComputeUnit:
 class Transfer:
     __slots__ = ("batch", "remaining", "phase", "start_s", "on_done")
 
-    def __init__(self, batch: Batch, nbytes: float, start_s: float,
+    def __init__(self, batch: Batch, work: float, start_s: float,
                  on_done: Callable[[Batch], None]) -> None:
         self.batch = batch
-        self.remaining = nbytes
-        self.phase = "fixed"  # "fixed" (latency), "share" (using bandwidth), "cancelled"
+        self.remaining = work  # bytes, plus the fixed cost expressed in bytes
+        self.phase = "share"  # "share", "done" or "cancelled"
         self.start_s = start_s
         self.on_done = on_done
 
 
 class Link:
-    """One direction of one GPU's PCIe link: fixed cost, then fair bandwidth sharing."""
+    """One direction of one GPU's PCIe link, shared fairly among its transfers.
+
+    A transfer's work is its bytes plus its fixed cost converted to bytes at the link's
+    bandwidth (``fixed_s * bytes_per_s``); all active transfers progress at an equal share
+    of the bandwidth. Alone, a transfer takes ``fixed_s + bytes / bandwidth``, exactly the
+    fitted form; with n equal transfers started together each takes n times as long. This
+    treats the per-copy overhead as serialised on the link, like the copy engine's
+    descriptor processing, and it needs one event per transfer instead of two.
+    """
 
     def __init__(self, env: simpy.Environment, gpu: int, direction: str, fixed_s: float,
                  bytes_per_s: float) -> None:
         self.env = env
         self.gpu = gpu
         self.direction = direction
-        self.fixed_s = fixed_s
+        self.fixed_bytes = fixed_s * bytes_per_s
         self.bytes_per_s = bytes_per_s
         self.sharing: list[Transfer] = []
-        self.in_flight = 0
         self.last = 0.0
         self.version = 0
 
+    @property
+    def in_flight(self) -> int:
+        return len(self.sharing)
+
     def start(self, batch: Batch, nbytes: float, on_done: Callable[[Batch], None]
               ) -> Transfer:
-        tr = Transfer(batch, nbytes, self.env.now, on_done)
-        self.in_flight += 1
-        ev = self.env.timeout(self.fixed_s, value=tr)
-        ev.callbacks.append(self._fixed_done)
+        tr = Transfer(batch, nbytes + self.fixed_bytes, self.env.now, on_done)
+        self._advance()
+        self.sharing.append(tr)
+        self._reschedule()
         return tr
 
     def cancel(self, tr: Transfer) -> None:
@@ -152,18 +163,7 @@ class Link:
             self._advance()
             self.sharing.remove(tr)
             self._reschedule()
-        if tr.phase != "cancelled":
-            self.in_flight -= 1
         tr.phase = "cancelled"
-
-    def _fixed_done(self, ev: simpy.Event) -> None:
-        tr: Transfer = ev.value
-        if tr.phase == "cancelled":
-            return
-        self._advance()
-        tr.phase = "share"
-        self.sharing.append(tr)
-        self._reschedule()
 
     def _advance(self) -> None:
         now = self.env.now
@@ -176,10 +176,12 @@ class Link:
 
     def _reschedule(self) -> None:
         self.version += 1
-        if not self.sharing:
+        sharing = self.sharing
+        if not sharing:
             return
-        smallest = min(tr.remaining for tr in self.sharing)
-        delay = max(smallest, 0.0) * len(self.sharing) / self.bytes_per_s
+        smallest = sharing[0].remaining if len(sharing) == 1 else \
+            min(tr.remaining for tr in sharing)
+        delay = max(smallest, 0.0) * len(sharing) / self.bytes_per_s
         ev = self.env.timeout(delay, value=self.version)
         ev.callbacks.append(self._on_event)
 
@@ -187,12 +189,17 @@ class Link:
         if ev.value != self.version:
             return
         self._advance()
-        smallest = min(tr.remaining for tr in self.sharing)
-        done = [tr for tr in self.sharing if tr.remaining <= smallest + 1e-6]
+        sharing = self.sharing
+        if len(sharing) == 1:
+            done = sharing[:]
+            sharing.clear()
+        else:
+            smallest = min(tr.remaining for tr in sharing)
+            done = [tr for tr in sharing if tr.remaining <= smallest + 1e-6]
+            for tr in done:
+                sharing.remove(tr)
         for tr in done:
-            self.sharing.remove(tr)
             tr.phase = "done"
-            self.in_flight -= 1
         self._reschedule()
         for tr in done:
             tr.on_done(tr.batch)

@@ -27,7 +27,7 @@ import simpy
 
 from strait_sim.engine.batch import Batch
 from strait_sim.engine.fluid import ComputeUnit, Link
-from strait_sim.engine.records import RequestRecords
+from strait_sim.engine.records import CHUNK_BITS, MASK, RequestRecords
 from strait_sim.engine.timeline import Timeline
 from strait_sim.errors import UserError
 from strait_sim.policies.base import (
@@ -183,31 +183,54 @@ class Engine:
             arr[off:off + take] = values[pos:pos + take]
             pos += take
 
-    def _arrivals(self):
-        env = self.env
-        report_every = 8192
-        for chunk in self.workload.chunks(self.profile, self.config.seed):
-            start, model_idx = self._register_chunk(chunk)
-            models = self.models
-            arrivals = chunk.arrival_s.tolist()
-            deadlines = chunk.deadline_s.tolist()
-            prios = chunk.priority.tolist()
-            items = chunk.items.tolist()
-            midx = model_idx.tolist()
-            on_arrival = self.policy.on_arrival
-            view = self.view
-            apply = self._apply
-            for i in range(len(arrivals)):
-                t = arrivals[i]
-                if t > env.now:
-                    yield env.timeout(t - env.now)
-                rid = start + i
-                req = Request(rid, models[midx[i]], prios[i], t, deadlines[i], items[i])
-                actions = on_arrival(req, view)
-                if actions:
-                    apply(actions)
-                if self.progress is not None and rid % report_every == 0:
-                    self.progress(self.ended, env.now)
+    def _start_arrivals(self) -> None:
+        """Release the open-loop stream: one timeout per distinct arrival time, chained
+        by callbacks (cheaper than resuming a generator process per request)."""
+        self._chunks = iter(self.workload.chunks(self.profile, self.config.seed))
+        self._load_next_chunk()
+        self._schedule_next_arrival()
+
+    def _load_next_chunk(self) -> bool:
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            self._arr = []
+            return False
+        start, model_idx = self._register_chunk(chunk)
+        names = self.models
+        self._arr = chunk.arrival_s.tolist()
+        self._dl = chunk.deadline_s.tolist()
+        self._prio = chunk.priority.tolist()
+        self._items = chunk.items.tolist()
+        self._mname = [names[i] for i in model_idx.tolist()]
+        self._base = start
+        self._pos = 0
+        return True
+
+    def _schedule_next_arrival(self) -> None:
+        if self._pos >= len(self._arr) and not self._load_next_chunk():
+            return
+        ev = self.env.timeout(max(self._arr[self._pos] - self.env.now, 0.0))
+        ev.callbacks.append(self._on_arrival_time)
+
+    def _on_arrival_time(self, _ev: simpy.Event) -> None:
+        arr, pos = self._arr, self._pos
+        t = arr[pos]
+        n = len(arr)
+        on_arrival, view, apply = self.policy.on_arrival, self.view, self._apply
+        while True:  # every request that arrives at this instant
+            rid = self._base + pos
+            req = Request(rid, self._mname[pos], self._prio[pos], t, self._dl[pos],
+                          self._items[pos])
+            pos += 1
+            self._pos = pos
+            actions = on_arrival(req, view)
+            if actions:
+                apply(actions)
+            if self.progress is not None and rid % 8192 == 0:
+                self.progress(self.ended, self.env.now)
+            if pos >= n or arr[pos] != t:
+                break
+        self._schedule_next_arrival()
 
     def _closed_loop_start(self) -> None:
         self.session = self.workload.session(self.profile, self.config.seed)
@@ -272,19 +295,18 @@ class Engine:
         self.next_batch += 1
         self.slots[gpu][slot] = b
         self.free_count -= 1
-        rec = self.records
         pred = math.nan if a.predicted_ms is None else a.predicted_ms
+        cols = self.records.cols
         for r in reqs:
-            rid = r.id
-            arr, i = rec.column("status", rid)
-            if arr[i] != PENDING:
-                raise PolicyError(f"policy {self.policy.name} dispatched request {rid}, "
+            c, i = r.id >> CHUNK_BITS, r.id & MASK
+            if cols["status"][c][i] != PENDING:
+                raise PolicyError(f"policy {self.policy.name} dispatched request {r.id}, "
                                   f"which has already ended")
-            rec.set("start_s", rid, now)
-            rec.set("gpu", rid, gpu)
-            rec.set("slot", rid, slot)
-            rec.set("predicted_ms", rid, pred)
-            rec.set("batch_size", rid, size)
+            cols["start_s"][c][i] = now
+            cols["gpu"][c][i] = gpu
+            cols["slot"][c][i] = slot
+            cols["predicted_ms"][c][i] = pred
+            cols["batch_size"][c][i] = size
         if self.links:
             b.transfer = self.links[gpu][0].start(b, self.io_bytes[b.model_idx][0] * size,
                                                   self._h2d_done)
@@ -322,12 +344,14 @@ class Engine:
                               b.batch_id)
         self.slots[b.gpu][b.slot] = None
         self.free_count += 1
-        rec = self.records
         compute_ms = (b.compute_end_s - b.compute_start_s) * 1e3
+        cols = self.records.cols
+        finish, comp, status = cols["finish_s"], cols["compute_ms"], cols["status"]
         for r in b.requests:
-            rec.set("finish_s", r.id, now)
-            rec.set("compute_ms", r.id, compute_ms)
-            rec.set("status", r.id, ON_TIME if now <= r.deadline_s else LATE)
+            c, i = r.id >> CHUNK_BITS, r.id & MASK
+            finish[c][i] = now
+            comp[c][i] = compute_ms
+            status[c][i] = ON_TIME if now <= r.deadline_s else LATE
         self.ended += len(b.requests)
         done = CompletedBatch(
             batch_id=b.batch_id, gpu=b.gpu, slot=b.slot, model=b.model, size=b.size,
@@ -425,7 +449,7 @@ class Engine:
         if self.workload.closed_loop:
             self._closed_loop_start()
         else:
-            self.env.process(self._arrivals())
+            self._start_arrivals()
         self.env.run()
         self._check_all_ended()
         return SimOutcome(
