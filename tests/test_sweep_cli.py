@@ -162,3 +162,40 @@ def test_sweep_cli_user_errors(tmp_path, capsys):
     good = write(tmp_path, GOOD, "good.toml")
     assert main(["sweep", str(good), "--executor", "ray", "-q"]) == 2
     assert "unknown executor 'ray'" in capsys.readouterr().err
+
+
+def test_load_and_slo_axes(tmp_path):
+    text = GOOD.replace("rate = [200, 500]", "load = [0.3, 0.6]\nslo = [3, 10]")
+    exp = load_experiment(write(tmp_path, text))
+    assert len(exp.specs) == 16
+    assert {s["workload"]["slo"] for s in exp.specs} == {"3", "10"}  # the flags' text
+    assert {s["workload"]["load"] for s in exp.specs} == {0.3, 0.6}
+
+
+def test_report_means_and_intervals_over_seeds():
+    from scipy import stats
+
+    from strait_sim.sweep.report import summarize_sweep
+
+    rows = []
+    for policy, base in (("fifo", 0.1), ("edf", 0.2)):
+        for load in (0.5, 0.9):
+            for seed, noise in enumerate((0.0, 0.02, 0.04)):
+                for cls in ("high", "low", "overall"):
+                    rows.append({"key": f"{policy}{load}{seed}", "status": "ok", "class": cls,
+                                 "policy": policy, "load": load, "seed": seed,
+                                 "violation_rate": base * load + noise, "p99_ms": 1.0})
+    rows.append({"key": "bad", "status": "failed", "class": "high", "policy": "fifo",
+                 "load": 0.5, "seed": 9, "violation_rate": None, "p99_ms": None})
+    df = pd.DataFrame(rows)
+    rep = summarize_sweep(df, {"metrics": ["violation_rate"],
+                               "grid_keys": ["policy", "load", "seed"]})
+    assert rep.x == "load" and rep.series == ["policy"] and rep.failed == 1
+    row = rep.table[(rep.table["policy"] == "edf") & (rep.table["load"] == 0.9)
+                    & (rep.table["class"] == "low")].iloc[0]
+    vals = [0.18, 0.20, 0.22]
+    assert row["seeds"] == 3
+    assert row["violation_rate_mean"] == pytest.approx(0.2)
+    half = stats.t.ppf(0.975, 2) * pd.Series(vals).std(ddof=1) / 3 ** 0.5
+    assert row["violation_rate_ci95"] == pytest.approx(half)
+    assert len(rep.table) == 2 * 2 * 3

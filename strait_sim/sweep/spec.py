@@ -9,9 +9,12 @@ that would simulate the same thing are equal dicts and hash to the same point ke
      "interference": true, "pcie": true}
 
 The workload keys are the Python parameter names of
-:data:`strait_sim.cli.workload_options.WORKLOAD_OPTIONS`, and their defaults are those
-options' defaults, read at run time so that new workload flags are picked up without
-touching this module.
+:data:`strait_sim.cli.workload_options.WORKLOAD_OPTIONS`, and their values are what the
+flags would receive: a flag's default (mostly None, "not given", which the workload
+builder turns into its documented default) unless the experiment sets it. The option list
+is read at run time, so new workload flags work in sweeps without touching this module.
+Writing a default value out explicitly gives a different key than leaving it out: such a
+point is simulated once more, never wrongly reused.
 """
 
 from __future__ import annotations
@@ -92,6 +95,8 @@ def check_value(value: Any, types: tuple[type, ...], where: str) -> Any:
         elif t is str:
             if isinstance(value, str):
                 return value
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return str(value)  # a flag's text: slo = 5 means --slo 5
         elif isinstance(value, str | int | float | bool):
             return value
     names = " or ".join(getattr(t, "__name__", str(t)) for t in types)

@@ -36,6 +36,17 @@ def spec_columns(spec: dict) -> dict:
     return cols
 
 
+def offered_rate(workload: object) -> float | None:
+    """The arrival rate the workload was built with (resolved from --load if need be)."""
+    if not isinstance(workload, dict):
+        return None
+    arrivals = workload.get("arrivals")
+    if isinstance(arrivals, dict) and isinstance(arrivals.get("rate"), int | float):
+        return float(arrivals["rate"])
+    rate = workload.get("rate")
+    return float(rate) if isinstance(rate, int | float) else None
+
+
 def outcome_rows(outcome: PointOutcome) -> list[dict]:
     params = spec_columns(outcome.spec)
     clash = set(params) & {*CLASS_METRICS, *POINT_METRICS, "key", "status", "error",
@@ -51,8 +62,7 @@ def outcome_rows(outcome: PointOutcome) -> list[dict]:
             block = summary["overall"] if cls == "overall" else summary["by_class"][cls]
             row.update({m: block.get(m) for m in CLASS_METRICS})
             row.update({m: summary.get(m) for m in POINT_METRICS})
-            workload = summary.get("workload", {})
-            row["offered_rps"] = workload.get("rate") if isinstance(workload, dict) else None
+            row["offered_rps"] = offered_rate(summary.get("workload"))
             row["duration_s"] = summary.get("duration_s")
             row["wall_s"] = summary.get("engine", {}).get("wall_s")
         rows.append(row)

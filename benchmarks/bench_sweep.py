@@ -1,0 +1,76 @@
+"""Speed-up of a sweep on the local process pool: the same grid with 1 and 2 workers.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_sweep.py [--points 40] [--duration 20] [--workers 2]
+
+The grid is ``points`` specs on the bundled ``synthetic-tiny`` profile (policies fifo and
+priority, several rates, seeds). Both runs write their point folders (summary, spec and
+per-request Parquet) into fresh temporary sweep folders, as a real sweep does, and are
+timed side by side in this one process. The 1-worker run executes in-process (no spawn
+cost); the N-worker run pays for starting its spawned workers, as users do. Target: at
+least 1.7x with 2 workers on 2 free cores. The load average is printed before and after:
+on a shared machine other processes take cores from the run and lower the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from strait_sim.sweep.executors import run_points, without_timing
+from strait_sim.sweep.spec import resolve_spec
+
+TARGET = 1.7
+
+
+def grid(points: int, duration: float) -> list[dict]:
+    combos = itertools.product(range(1000), ("fifo", "priority"), (300.0, 400.0, 500.0, 600.0))
+    return [resolve_spec({"policy": policy, "profile": "synthetic-tiny", "rate": rate,
+                          "duration": duration, "seed": seed})
+            for (seed, policy, rate) in itertools.islice(combos, points)]
+
+
+def timed(specs: list[dict], workers: int) -> tuple[float, list]:
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
+        t0 = time.perf_counter()
+        outcomes = run_points(specs, workers=workers, out_dir=Path(tmp), progress=False)
+        wall = time.perf_counter() - t0
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise SystemExit(f"{len(failed)} point(s) failed, first: {failed[0].error}")
+    return wall, outcomes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=40)
+    parser.add_argument("--duration", type=float, default=20.0,
+                        help="simulated seconds of arrivals per point")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    specs = grid(args.points, args.duration)
+    print(f"grid: {len(specs)} points, {args.duration:g} s of arrivals each, "
+          f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}")
+    one, out1 = timed(specs, 1)
+    print(f"1 worker : {one:7.2f} s  ({len(specs) / one:.2f} points/s)")
+    many, outn = timed(specs, args.workers)
+    print(f"{args.workers} workers: {many:7.2f} s  ({len(specs) / many:.2f} points/s)")
+    same = all(without_timing(a.summary) == without_timing(b.summary)
+               for a, b in zip(out1, outn, strict=True))
+    requests = sum(o.summary["requests"] for o in out1)
+    speedup = one / many
+    print(f"requests simulated per run: {requests}; identical summaries: {same}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"speed-up {args.workers} vs 1 worker: {speedup:.2f}x "
+          f"(target >= {TARGET}x on {args.workers} free cores: "
+          f"{'met' if speedup >= TARGET else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
