@@ -32,6 +32,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,12 +157,11 @@ class TraceReader:
                                  f"{_first_line(exc)}") from None
             return [str(n).strip() for n in schema.names]
         try:
-            head = pd.read_csv(self.path, nrows=0, dtype=str)
+            head = pd.read_csv(self.path, nrows=0, dtype=str, encoding="utf-8-sig")
         except pd.errors.EmptyDataError:
             raise TraceError(self.label, "file is empty (no header)") from None
         except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
-            raise TraceError(self.label, f"not a readable CSV file: {_first_line(exc)}") \
-                from None
+            raise _csv_error(self.label, exc) from None
         return [str(c).strip() for c in head.columns]
 
     @property
@@ -209,6 +209,7 @@ class TraceReader:
                      if c in ("model", "priority", AZURE_TIME)}
         try:
             reader = pd.read_csv(self.path, header=0, names=self.columns, dtype=text_cols,
+                                 encoding="utf-8-sig",
                                  chunksize=self.block_rows, keep_default_na=False,
                                  na_values=[""], skip_blank_lines=False,
                                  skipinitialspace=True, **_EXACT_FLOATS)
@@ -219,8 +220,7 @@ class TraceReader:
                     df, lines = df[~blank], lines[~blank]
                 yield df, lines
         except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
-            raise TraceError(self.label, f"not a readable CSV file: {_first_line(exc)}") \
-                from None
+            raise _csv_error(self.label, exc) from None
 
     def blocks(self) -> Iterator[TraceBlock]:
         """Validated blocks in file order; raises :class:`TraceError` at the first bad row."""
@@ -242,7 +242,7 @@ class TraceReader:
                 neg = time_s < 0
                 if neg.any():
                     i = int(np.flatnonzero(neg)[0])
-                    raise self._err(f"arrival time must be >= 0, got {time_s[i]!r}",
+                    raise self._err(f"arrival time must be >= 0, got {_show(time_s[i])}",
                                     lines[i], "arrival_s")
                 time_col = "arrival_s"
             prev = np.concatenate(([last_time], time_s[:-1]))
@@ -291,7 +291,7 @@ class TraceReader:
                  message: str) -> None:
         if not ok.all():
             i = int(np.flatnonzero(~ok)[0])
-            raise self._err(f"{message}, got {vals[i]!r}", lines[i], column)
+            raise self._err(f"{message}, got {_show(vals[i])}", lines[i], column)
 
     def _empty_check(self, col: pd.Series, lines: np.ndarray, column: str) -> None:
         empty = col.isna().to_numpy()
@@ -307,12 +307,12 @@ class TraceReader:
             bad = num.isna().to_numpy()
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                raise self._err(f"not a number: {col.iloc[i]!r}", lines[i], column)
+                raise self._err(f"not a number: {_show(col.iloc[i])}", lines[i], column)
             vals = np.array([float(str(v)) for v in col], dtype=np.float64)
         bad = ~np.isfinite(vals)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise self._err(f"not a finite number: {col.iloc[i]!r}", lines[i], column)
+            raise self._err(f"not a finite number: {_show(col.iloc[i])}", lines[i], column)
         return vals
 
     def _ints(self, col: pd.Series, lines: np.ndarray, column: str, floor: int) -> np.ndarray:
@@ -320,15 +320,15 @@ class TraceReader:
         frac = vals != np.round(vals)
         if frac.any():
             i = int(np.flatnonzero(frac)[0])
-            raise self._err(f"not a whole number: {col.iloc[i]!r}", lines[i], column)
+            raise self._err(f"not a whole number: {_show(col.iloc[i])}", lines[i], column)
         low = vals < floor
         if low.any():
             i = int(np.flatnonzero(low)[0])
-            raise self._err(f"must be >= {floor}, got {col.iloc[i]!r}", lines[i], column)
+            raise self._err(f"must be >= {floor}, got {_show(col.iloc[i])}", lines[i], column)
         big = vals > np.iinfo(np.int32).max
         if big.any():
             i = int(np.flatnonzero(big)[0])
-            raise self._err(f"too large: {col.iloc[i]!r}", lines[i], column)
+            raise self._err(f"too large: {_show(col.iloc[i])}", lines[i], column)
         return vals.astype(np.int64)
 
     def _strings(self, col: pd.Series, lines: np.ndarray, column: str) -> np.ndarray:
@@ -356,10 +356,28 @@ class TraceReader:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise self._err(f"not a timestamp like 2023-11-16 18:15:46.6805900: "
-                            f"{col.iloc[i]!r}", lines[i], AZURE_TIME)
+                            f"{_show(col.iloc[i])}", lines[i], AZURE_TIME)
         if getattr(ts.dt, "tz", None) is not None:
             ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
         return ts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+
+
+def _show(value: object) -> str:
+    """A cell as the user wrote it: strings quoted, numbers plain (no numpy repr)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _csv_error(label: str, exc: BaseException) -> TraceError:
+    found = _FIELDS.search(str(exc))
+    if found:
+        want, line, saw = found.groups()
+        return TraceError(label, f"expected {want} fields, found {saw}", line=int(line))
+    return TraceError(label, f"not a readable CSV file: {_first_line(exc)}")
 
 
 def _first_line(exc: BaseException) -> str:

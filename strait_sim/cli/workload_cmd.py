@@ -62,7 +62,8 @@ def generate(
 
 @workload_app.command("show")
 def show(
-    file: Path = typer.Argument(..., help="Trace file: strait-sim CSV/Parquet or Azure CSV."),
+    file: Path = typer.Argument(..., help="Trace file: strait-sim CSV/Parquet or Azure CSV "
+                                "(or azure-conv / azure-code for the shipped traces)."),
     plot: Path | None = typer.Option(None, "--plot",
                                         help="Also plot the rate over time to this PNG."),
     bins: int = typer.Option(20, "--bins", help="Time bins in the rate table."),
@@ -75,8 +76,11 @@ def show(
         raise UserError("--bins and --plot-bins must be >= 1")
     if plot is not None and plot.suffix.lower() != ".png":
         raise UserError(f"--plot {plot}: the plot is a PNG file (name it .png)")
+    from strait_sim.workloads.trace import PACKAGED_TRACES, packaged_trace_path
     from strait_sim.workloads.tracefile import read_description
 
+    if not file.exists() and str(file) in PACKAGED_TRACES:
+        file = packaged_trace_path(str(file))
     st = trace_stats(file, bins=bins)
     _print_stats(st)
     made = read_description(file)
