@@ -90,9 +90,16 @@ class ComputeUnit:
             self.on_done(b)
 
     def add(self, batch: Batch) -> None:
+        if not self.running:  # fast path: an idle GPU
+            now = self.env.now
+            self.last = self._busy_since = now
+            self.running.append(batch)
+            batch.rate = 1.0
+            self.version += 1
+            ev = self.env.timeout(batch.remaining_s, value=self.version)
+            ev.callbacks.append(self._on_event)
+            return
         self._advance()
-        if not self.running:
-            self._busy_since = self.env.now
         for other in self.running:
             other.co[batch.batch_id] = [batch.model, batch.size, 0.0]
             batch.co[other.batch_id] = [other.model, other.size, 0.0]
@@ -152,7 +159,15 @@ class Link:
 
     def start(self, batch: Batch, nbytes: float, on_done: Callable[[Batch], None]
               ) -> Transfer:
-        tr = Transfer(batch, nbytes + self.fixed_bytes, self.env.now, on_done)
+        now = self.env.now
+        tr = Transfer(batch, nbytes + self.fixed_bytes, now, on_done)
+        if not self.sharing:  # fast path: an idle link
+            self.last = now
+            self.sharing.append(tr)
+            self.version += 1
+            ev = self.env.timeout(tr.remaining / self.bytes_per_s, value=self.version)
+            ev.callbacks.append(self._on_event)
+            return tr
         self._advance()
         self.sharing.append(tr)
         self._reschedule()

@@ -357,7 +357,8 @@ class Engine:
             batch_id=b.batch_id, gpu=b.gpu, slot=b.slot, model=b.model, size=b.size,
             requests=b.requests, dispatch_s=b.dispatch_s, compute_start_s=b.compute_start_s,
             compute_end_s=b.compute_end_s, finish_s=now, predicted_ms=b.predicted_ms,
-            co_runs=tuple(CoRun(m, s, o * 1e3) for m, s, o in b.co.values() if o > 0.0))
+            co_runs=tuple(CoRun(m, s, o * 1e3) for m, s, o in b.co.values() if o > 0.0)
+            if b.co else ())
         actions = self.policy.on_completion(done, self.view)
         if actions:
             self._apply(actions)
