@@ -200,3 +200,19 @@ def test_profile_path_is_made_absolute(synthetic_bundle_path, monkeypatch):
     monkeypatch.chdir(Path(synthetic_bundle_path).parent)
     spec = resolve_spec({"policy": "fifo", "profile": "./synthetic-tiny", "rate": 100.0})
     assert Path(spec["profile"]).is_absolute()
+
+
+def test_transient_failure_is_retried_and_its_error_file_removed(tmp_path, monkeypatch):
+    spec = tiny_spec()
+
+    def broken(spec, **kwargs):
+        raise RuntimeError("disk hiccup")
+
+    monkeypatch.setattr(executors, "simulate_point", broken)
+    [first] = run_points([spec], out_dir=tmp_path, progress=False)
+    assert first.error == "RuntimeError: disk hiccup"
+    error_file = tmp_path / "points" / f"{first.key}.error.json"
+    assert "Traceback" in json.loads(error_file.read_text())["traceback"]
+    monkeypatch.undo()
+    [second] = run_points([spec], out_dir=tmp_path, progress=False)
+    assert second.ok and not second.skipped and not error_file.exists()

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from strait_sim.atomic import check_writable_parent
+from strait_sim.atomic import atomic_path, check_writable_parent
 from strait_sim.results import dumps
 from strait_sim.sweep.executors import PointOutcome, run_points
 from strait_sim.sweep.experiment_file import Experiment
 from strait_sim.sweep.report import MANIFEST
-from strait_sim.sweep.store import replacing_file
 from strait_sim.sweep.table import write_results_table
 
 
@@ -45,9 +44,9 @@ def run_experiment(exp: Experiment, *, workers: int = 1, executor: str = "local"
                 "grid_keys": exp.grid_keys, "points": len(outcomes), "ok": ok,
                 "failed": len(outcomes) - ok,
                 "keys": [o.key for o in outcomes]}
-    with replacing_file(out / MANIFEST) as tmp:
+    with atomic_path(out / MANIFEST) as tmp:
         tmp.write_text(dumps(manifest))
     if exp.text:
-        with replacing_file(out / "experiment.toml") as tmp:
+        with atomic_path(out / "experiment.toml") as tmp:
             tmp.write_text(exp.text)
     return SweepResult(out, outcomes, table)

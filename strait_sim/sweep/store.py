@@ -20,14 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
-from strait_sim.atomic import atomic_dir
+from strait_sim.atomic import atomic_dir, atomic_path
 from strait_sim.results import dumps
 
 POINTS = "points"
@@ -70,31 +67,10 @@ def write_point(out_dir: Path, key: str, spec: dict, summary: dict,
 def write_error(out_dir: Path, key: str, spec: dict, error: str, kind: str,
                 traceback_text: str) -> Path:
     target = error_path(out_dir, key)
-    with replacing_file(target) as tmp:
+    with atomic_path(target) as tmp:
         tmp.write_text(dumps({"key": key, "spec": spec, "error_type": kind, "error": error,
                               "traceback": traceback_text}))
     return target
-
-
-@contextlib.contextmanager
-def replacing_file(target: Path) -> Iterator[Path]:
-    """A temporary path renamed onto ``target`` at the end, replacing an existing file.
-
-    (``strait_sim.atomic.atomic_file`` refuses to replace an existing file; a sweep
-    rewrites its table, manifest and error files on every rerun.)
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent,
-                                suffix=target.suffix)
-    os.close(fd)
-    try:
-        yield Path(name)
-        os.replace(name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
-        raise
 
 
 def clear_error(out_dir: Path, key: str) -> None:

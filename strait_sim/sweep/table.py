@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from strait_sim.atomic import atomic_path
 from strait_sim.sweep.executors import PointOutcome
 from strait_sim.sweep.experiment_file import CLASS_METRICS, POINT_METRICS
 
@@ -84,8 +85,6 @@ def results_frame(outcomes: Iterable[PointOutcome]) -> pd.DataFrame:
 def write_results_table(out_dir: Path, outcomes: Iterable[PointOutcome]) -> Path:
     target = Path(out_dir) / RESULTS_FILE
     df = results_frame(outcomes)
-    from strait_sim.sweep.store import replacing_file
-
-    with replacing_file(target) as tmp:
+    with atomic_path(target) as tmp:
         df.to_parquet(tmp, index=False)
     return target
