@@ -176,3 +176,21 @@ def test_every_key_has_a_flag():
 
     names = {p.name for p in WORKLOAD_OPTIONS}
     assert set(KEYS) | {"config"} == names
+
+
+@pytest.mark.parametrize("args", [
+    ["--workload", "azure-conv", "--window", "0:120", "--time-scale", "0.05"],
+    ["--workload", "closed", "--clients", "4", "--think-ms", "20", "--duration", "2"],
+])
+def test_run_records_a_repeatable_workload(tmp_path, args):
+    import json
+
+    from strait_sim.workloads.spec import workload_from_description
+
+    out = tmp_path / "run"
+    assert main(["run", "--profile", "synthetic-tiny", "--policy", "fifo", "-q",
+                 "--out", str(out)] + args) == 0
+    desc = json.loads((out / "summary.json").read_text())["workload"]
+    assert workload_from_description(desc).describe() == desc
+    n = len(pd.read_parquet(out / "requests.parquet"))
+    assert n > 10

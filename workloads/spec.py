@@ -13,6 +13,7 @@ run summary keeps it), so that any run can be repeated exactly.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -353,7 +354,7 @@ def _items(v: Values) -> ItemsDist:
             raise v.fail("items", f"'{text}' must be a whole number >= 1")
         return int(x)
 
-    if isinstance(raw, str) and "-" in raw and "=" not in raw and "," not in raw:
+    if isinstance(raw, str) and re.fullmatch(r"\s*\d+\s*-\s*\d+\s*", raw):
         lo_s, _, hi_s = raw.partition("-")
         lo, hi = whole(lo_s.strip()), whole(hi_s.strip())
         if hi < lo:
@@ -593,7 +594,8 @@ def _build_trace(kind: str, v: Values, profile: ProfileBundle, gpus: int,
                                  duration_s=duration,
                                  max_requests=None if max_requests is None
                                  else int(max_requests),
-                                 sha256=sha256, rows=scan.rows, load=load_record)
+                                 sha256=sha256, rows=scan.rows, span_s=span,
+                                 load=load_record)
         except ValueError as exc:
             raise UserError(f"workload: {exc}") from None
 
@@ -651,7 +653,8 @@ def workload_from_description(desc: dict) -> Workload:
                 window=None if window is None else (window[0], window[1]),
                 time_scale=desc["time_scale"], rate_scale=desc["rate_scale"],
                 duration_s=desc.get("duration_s"), max_requests=desc.get("max_requests"),
-                sha256=desc.get("sha256"), rows=desc.get("rows"), load=desc.get("load"))
+                sha256=desc.get("sha256"), rows=desc.get("rows"), span_s=desc.get("span_s"),
+                load=desc.get("load"))
             if kind == "trace" and not Path(wl.path).is_file():
                 raise UserError(f"{wl.path}: trace file not found")
             wl.verify_file()

@@ -84,7 +84,8 @@ class TraceWorkload(Workload):
                  window: tuple[float, float | None] | None = None, time_scale: float = 1.0,
                  rate_scale: float = 1.0, duration_s: float | None = None,
                  max_requests: int | None = None, sha256: str | None = None,
-                 rows: int | None = None, load: dict | None = None) -> None:
+                 rows: int | None = None, span_s: float | None = None,
+                 load: dict | None = None) -> None:
         if kind not in ("trace", *PACKAGED_TRACES):
             raise ValueError(f"unknown trace workload kind {kind!r}")
         if mapping not in MAPPINGS:
@@ -124,6 +125,7 @@ class TraceWorkload(Workload):
         self.max_requests = None if max_requests is None else int(max_requests)
         self.sha256 = sha256
         self.rows = rows
+        self.span_s = span_s  # the window's span in trace seconds (for expected_count)
         self.load = load
 
     # -- where the file is ---------------------------------------------------------------
@@ -290,6 +292,7 @@ class TraceWorkload(Workload):
             "path": self.path,
             "sha256": self.sha256,
             "rows": self.rows,
+            "span_s": self.span_s,
             "map": self.mapping,
             "token_buckets": None if self.token_buckets is None else list(self.token_buckets),
             "window_s": None if self.window is None else list(self.window),
@@ -304,7 +307,10 @@ class TraceWorkload(Workload):
     def expected_count(self) -> int | None:
         if self.rows is None:
             return None
-        n = int(round(self.rows * self.rate_scale))
+        n = self.rows * self.rate_scale
+        if self.duration_s is not None and self.span_s:
+            n *= min(1.0, self.duration_s / (self.span_s * self.time_scale))
+        n = int(round(n))
         return min(n, self.max_requests) if self.max_requests is not None else n
 
 
