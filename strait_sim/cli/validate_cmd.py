@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
     @app.command("validate")
     @workload_options
     def validate(
+        ctx: typer.Context,
         live: bool = typer.Option(False, "--live", help="Run the workload live and in "
                                   "simulation and compare (with --gpu N or --cpu)."),
         report: Path | None = typer.Option(
@@ -93,13 +94,14 @@ def register(app: typer.Typer) -> None:
                         max_batch=max_batch, interference=not no_interference,
                         pcie=not no_pcie, margin=margin, alpha=alpha, force=force,
                         busy_threshold=busy_threshold, quiet=quiet,
-                        workload_opts=workload_opts)
+                        workload_opts=workload_opts, command=_command_line(ctx))
 
 
 def _run_validation(*, live_kind: str, gpu: int | None, policy: str, profile: str | None,
                     seed: int, out: Path, slots: int, max_batch: int, interference: bool,
                     pcie: bool, margin: float, alpha: float, force: bool,
-                    busy_threshold: float | None, quiet: bool, workload_opts: dict) -> None:
+                    busy_threshold: float | None, quiet: bool, workload_opts: dict,
+                    command: str) -> None:
     from strait_sim.atomic import check_writable_parent
     from strait_sim.cli.workload_options import workload_from_options
     from strait_sim.engine.simulator import SimConfig
@@ -125,12 +127,32 @@ def _run_validation(*, live_kind: str, gpu: int | None, policy: str, profile: st
     if not quiet:
         print("validate: simulating the same workload on the profile", file=sys.stderr)
     sim_result = run_simulation(bundle, workload, make_policy(policy), config)
-    command = "strait-sim " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "(API call)"
     report = write_validation(out, live_result, sim_result, command=command, margin=margin,
                               alpha=alpha)
     if not quiet:
         _print(report)
         typer.echo(f"report: {out}/report.md")
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The command that reproduces this run: every option given a non-default value.
+
+    Rebuilt from the parsed parameters rather than ``sys.argv``, so that it is right
+    however the CLI was entered (console script, ``python -m``, ``main([...])`` in tests).
+    """
+    words = ["strait-sim", ctx.info_name or "validate"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        opts = getattr(param, "opts", None)
+        if not opts or not opts[0].startswith("-") or value is None \
+                or value == param.default:
+            continue
+        if getattr(param, "is_flag", False):
+            if value:
+                words.append(opts[0])
+        else:
+            words += [opts[0], str(value)]
+    return shlex.join(words)
 
 
 def _print(report: dict) -> None:

@@ -78,7 +78,8 @@ def _backend_options(bundle: ProfileBundle, kind: str, opts: LiveOptions) -> dic
     out: dict = {"precision": precision if precision in valid else None,
                  "warmup": opts.warmup}
     if kind == "cpu":
-        threads = opts.threads_per_stream or meta_device.get("threads_per_stream")
+        threads = (opts.threads_per_stream or meta_backend.get("threads_per_stream")
+                   or meta_device.get("threads_per_stream"))
         if isinstance(threads, int) and threads > 0:
             out["threads_per_stream"] = threads
     elif isinstance(meta_backend.get("cuda_graphs"), bool):
