@@ -343,3 +343,12 @@ def test_bad_descriptions_are_user_errors():
         workload_from_description({"kind": "nope"})
     with pytest.raises(UserError, match="missing key"):
         workload_from_description({"kind": "poisson"})
+
+
+def test_mmpp_does_not_generate_past_the_end():
+    # A 9000 s quiet period at 50k req/s must not be generated when the run lasts 10 s.
+    p = MMPPArrivals(1e5, burst_ratio=10.0, burst_fraction=0.1, burst_s=1000.0)
+    t = _times(p, 10.0)
+    assert 0 < len(t) < 6e6 and t.max() < 10.0
+    assert math.isclose(len(t) / 10.0, p.quiet_rate, rel_tol=0.02) or \
+        math.isclose(len(t) / 10.0, p.burst_rate, rel_tol=0.02)

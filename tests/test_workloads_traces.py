@@ -256,3 +256,23 @@ def test_errors_past_the_first_block_have_the_right_line(synthetic_bundle, tmp_p
     with pytest.raises(UserError, match=r"long.csv, line 80002, column 'arrival_s': not a "
                                         r"number: 'oops'"):
         workload_from_options({"trace": str(f)}, synthetic_bundle)
+
+
+def test_copies_keep_relative_deadlines_and_load_counts_trace_columns(synthetic_bundle,
+                                                                      tmp_path):
+    from strait_sim.workloads.load import offered_load
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    t = np.sort(rng.uniform(0, 100, n))
+    f = tmp_path / "t.csv"
+    pd.DataFrame({"arrival_s": t, "model": rng.choice(["synth_small", "synth_large"], n),
+                  "items": rng.integers(1, 6, n), "deadline_s": t + 0.05}).to_csv(f, index=False)
+    wl = workload_from_options({"trace": str(f), "rate_scale": 2.5}, synthetic_bundle)
+    s = _stream(wl, synthetic_bundle)
+    assert np.allclose(s["deadline_s"] - s["arrival_s"], 0.05)
+    assert abs(len(s["arrival_s"]) / (2.5 * n) - 1) < 0.03
+    at = workload_from_options({"trace": str(f), "load": 0.6}, synthetic_bundle, gpus=2)
+    got = offered_load(synthetic_bundle, at.chunks(synthetic_bundle, 0), 2,
+                       t[-1] * at.time_scale)
+    assert abs(got - 0.6) < 1e-9  # every model and item count is in the file: exact

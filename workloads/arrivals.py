@@ -192,6 +192,10 @@ class MMPPArrivals(ArrivalProcess):
             state = int(1 - states[-1])
             live = starts < duration_s
             starts, lengths, lam = starts[live], lengths[live], rates[states[live]]
+            # Nothing past the end matters: cut the last segment there (a Poisson segment
+            # cut short is still Poisson), or a long quiet period at a high rate would
+            # generate arrivals that are all thrown away.
+            lengths = np.minimum(lengths, duration_s - starts)
             # Split long segments so that no piece expects more than a block of arrivals:
             # a Poisson segment is the union of independent Poisson sub-segments.
             pieces = np.maximum(1, np.ceil(lam * lengths / BLOCK)).astype(np.int64)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from strait_sim.atomic import atomic_path
 from strait_sim.requests import HIGH
@@ -91,7 +92,7 @@ def trace_stats(path: Path | str, *, bins: int = 20, bin_s: float | None = None)
         st.gap_sum += float(gaps.sum())
         st.gap_sumsq += float((gaps**2).sum())
         if b.model is not None:
-            st.models.update(b.model.tolist())
+            st.models.update(pd.Series(b.model).value_counts().to_dict())
         if b.priority is not None:
             st.hp = (st.hp or 0) + int((b.priority == HIGH).sum())
         if b.items is not None:

@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from strait_sim.errors import UserError
 from strait_sim.profile_bundle import ProfileBundle
@@ -182,6 +183,8 @@ class TraceWorkload(Workload):
                 t = out.time_s.copy()
                 lo, hi = t[extra], nxt[idx][extra]
                 t[extra] = np.minimum(lo + rng.random(len(lo)) * (hi - lo), hi)
+                if out.deadline_s is not None:  # a copy keeps the original's relative deadline
+                    out.deadline_s = out.deadline_s + (t - out.time_s)
                 order = np.lexsort((t, idx))
                 out = out.take(order)
                 out.time_s = t[order]
@@ -209,7 +212,6 @@ class TraceWorkload(Workload):
         scale_rng = np.random.default_rng(scale_seq)
         attr_rng = np.random.default_rng(attr_seq)
         solo = SoloTable(profile, self.models)
-        index = {m: i for i, m in enumerate(self.models)}
         start = self.window[0] if self.window is not None else 0.0
         identity = start == 0.0 and self.time_scale == 1.0
         left = self.max_requests
@@ -229,7 +231,7 @@ class TraceWorkload(Workload):
                 sl = slice(lo, lo + BLOCK)
                 part = block.take(sl)
                 chunk = self._chunk(part, copy_no[sl], arrival[sl], identity, served,
-                                    attr_rng, solo, profile, index)
+                                    attr_rng, solo, profile)
                 served += len(chunk)
                 yield chunk
             if left is not None:
@@ -247,9 +249,9 @@ class TraceWorkload(Workload):
 
     def _chunk(self, b: TraceBlock, copy_no: np.ndarray, arrival: np.ndarray, identity: bool,
                served: int, rng: np.random.Generator, solo: SoloTable,
-               profile: ProfileBundle, index: dict[str, int]) -> RequestChunk:
+               profile: ProfileBundle) -> RequestChunk:
         n = len(b)
-        model = self._models(b, served, rng, profile, index)
+        model = self._models(b, served, rng, profile)
         priority = b.priority if b.priority is not None \
             else self.attrs.draw_priority(rng, model)
         items = b.items if b.items is not None else self.attrs.items.draw(rng, n)
@@ -263,11 +265,11 @@ class TraceWorkload(Workload):
                                      items=items, deadline=deadline)
 
     def _models(self, b: TraceBlock, served: int, rng: np.random.Generator,
-                profile: ProfileBundle, index: dict[str, int]) -> np.ndarray:
+                profile: ProfileBundle) -> np.ndarray:
         n = len(b)
         if self.mapping == "column":
             assert b.model is not None
-            idx = np.fromiter((index.get(m, -1) for m in b.model), dtype=np.int64, count=n)
+            idx = pd.Index(self.models).get_indexer(b.model)
             if (idx < 0).any():
                 i = int(np.flatnonzero(idx < 0)[0])
                 name = b.model[i]
@@ -341,9 +343,7 @@ class TraceScan:
                 if name not in self.model_lines:
                     self.model_lines[name] = int(block.line[first[i]])
                     self.model_order.append(name)
-        models = block.model if block.model is not None else np.full(len(block), None)
-        items = block.items if block.items is not None else np.full(len(block), None)
-        self.pairs.update(zip(models.tolist(), items.tolist(), strict=True))
+        self.pairs.update(_pair_counts(block.model, block.items, len(block)))
         if keep_tokens and block.tokens is not None:
             self.tokens.append(block.tokens)
             self.token_items.append(block.items)
@@ -379,9 +379,7 @@ class TraceScan:
             total = 0.0
             for tok, items in zip(self.tokens, self.token_items, strict=True):
                 bucket = np.searchsorted(np.asarray(wl.token_buckets), tok, side="right")
-                its = items if items is not None else np.full(len(tok), None)
-                for (b, i), c in Counter(zip(bucket.tolist(), its.tolist(),
-                                             strict=True)).items():
+                for (b, i), c in _pair_counts(bucket, items, len(tok)).items():
                     total += c * row_work(attrs.models[b], i)
             return total / self.rows
         total = 0.0
@@ -393,6 +391,22 @@ class TraceScan:
             else:
                 total += count * row_work(m, items)
         return total / self.rows
+
+
+def _pair_counts(first: np.ndarray | None, second: np.ndarray | None,
+                 n: int) -> dict[tuple, int]:
+    """Counts of (first, second) value pairs, None standing for an absent column."""
+    if first is None and second is None:
+        return {(None, None): n}
+    cols = {k: v for k, v in (("a", first), ("b", second)) if v is not None}
+    counts = pd.DataFrame(cols).value_counts()
+    out = {}
+    for key, c in counts.items():
+        key = key if isinstance(key, tuple) else (key,)
+        vals = iter(k.item() if isinstance(k, np.generic) else k for k in key)
+        out[(next(vals) if first is not None else None,
+             next(vals) if second is not None else None)] = int(c)
+    return out
 
 
 def scan_trace(reader: TraceReader, window: tuple[float, float | None] | None,
