@@ -199,3 +199,25 @@ def test_report_means_and_intervals_over_seeds():
     half = stats.t.ppf(0.975, 2) * pd.Series(vals).std(ddof=1) / 3 ** 0.5
     assert row["violation_rate_ci95"] == pytest.approx(half)
     assert len(rep.table) == 2 * 2 * 3
+
+
+def test_sweep_with_a_failing_point_exits_1_and_writes_the_rest(tmp_path, capsys,
+                                                               monkeypatch):
+    from strait_sim.sweep import executors
+
+    real = executors.simulate_point
+
+    def flaky(spec, **kwargs):
+        if spec["policy"] == "priority" and spec["seed"] == 1:
+            raise RuntimeError("boom")
+        return real(spec, **kwargs)
+
+    monkeypatch.setattr(executors, "simulate_point", flaky)
+    path = write(tmp_path, GOOD.replace("rate = [200, 500]", "rate = [200]"))
+    assert main(["sweep", str(path), "-q"]) == 1
+    captured = capsys.readouterr()
+    assert "4 points: 3 run, 0 already done, 1 failed" in captured.out
+    assert "RuntimeError: boom" in captured.err
+    df = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert (df["status"] == "failed").sum() == 3 and (df["status"] == "ok").sum() == 9
+    assert len(list((tmp_path / "out" / "points").glob("*.error.json"))) == 1
