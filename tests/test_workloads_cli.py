@@ -194,3 +194,14 @@ def test_run_records_a_repeatable_workload(tmp_path, args):
     assert workload_from_description(desc).describe() == desc
     n = len(pd.read_parquet(out / "requests.parquet"))
     assert n > 10
+
+
+def test_outputs_are_not_left_private(tmp_path):
+    import os
+    import stat
+
+    out = tmp_path / "w.csv"
+    assert main(GEN + ["--rate", "5", "--duration", "2", "--out", str(out)]) == 0
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask

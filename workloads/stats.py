@@ -17,7 +17,7 @@ import pandas as pd
 
 from strait_sim.atomic import atomic_path
 from strait_sim.requests import HIGH
-from strait_sim.workloads.tracefile import TraceReader
+from strait_sim.workloads.tracefile import TraceReader, public_mode
 
 
 @dataclass
@@ -141,4 +141,5 @@ def plot_rate(st: TraceStats, out: Path | str) -> None:
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")
+        public_mode(tmp)
     plt.close(fig)

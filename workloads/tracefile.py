@@ -32,6 +32,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -447,7 +448,29 @@ def write_trace(path: Path | str, chunks: Iterable[RequestChunk],
                 text.detach()
                 if gz is not None:
                     gz.close()
+        public_mode(tmp)
     return count
+
+
+def public_mode(path: Path | str) -> None:
+    """Give a finished output the usual permissions (0666 minus the umask): the atomic
+    temporary file was created private (0600), which a shared trace must not stay."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask can only
+    be read by setting it, which races with other threads)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_description(path: Path | str) -> dict | None:
