@@ -23,6 +23,12 @@ BUILTIN: dict[str, str] = {
     "fifo": "strait_sim.policies.fifo:FifoPolicy",
     "edf": "strait_sim.policies.edf:EdfPolicy",
     "priority": "strait_sim.policies.priority:PriorityPolicy",
+    "strait": "strait_sim.policies.strait:StraitPolicy",
+    "triton": "strait_sim.policies.triton:TritonPolicy",
+    "clockwork": "strait_sim.policies.clockwork:ClockworkPolicy",
+    "gpulet": "strait_sim.policies.gpulet:GpuletPolicy",
+    "reef": "strait_sim.policies.reef:ReefPolicy",
+    "orion": "strait_sim.policies.orion:OrionPolicy",
 }
 
 

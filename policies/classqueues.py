@@ -1,0 +1,116 @@
+"""Per-(class, model) request heaps for the policies that pick batch sizes themselves.
+
+:mod:`strait_sim.policies.queues` serves the simple policies; the policies of this issue
+need a little more, cheaply: the head of one (class, model) heap without popping it, the
+number of *items* waiting in it (to choose a batch size before forming the batch), the
+model whose head comes first in a class, and re-queueing preempted victims at the *front*
+of their queue (REEF restarts them first). Entries are ``(rank, key, id, request)`` with
+rank 0 for re-queued victims and 1 otherwise, so that ties break by request id and runs
+stay deterministic.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+from strait_sim.requests import HIGH, LOW, Request
+
+Entry = tuple[int, float, int, Request]
+
+
+class ClassQueues:
+    """Heaps by (class, model), ordered by deadline or by arrival.
+
+    ``by_class=False`` keeps one class (everything is queued as HIGH): for policies that
+    ignore priorities.
+    """
+
+    def __init__(self, models: tuple[str, ...], order: str = "deadline",
+                 by_class: bool = True) -> None:
+        if order not in ("deadline", "arrival"):
+            raise ValueError(f"order must be 'deadline' or 'arrival', got {order!r}")
+        self.models = tuple(models)
+        self.by_deadline = order == "deadline"
+        self.by_class = by_class
+        self.heaps: tuple[dict[str, list[Entry]], dict[str, list[Entry]]] = (
+            {m: [] for m in models}, {m: [] for m in models})
+        self.items: tuple[dict[str, int], dict[str, int]] = (
+            dict.fromkeys(models, 0), dict.fromkeys(models, 0))
+        self.counts = [0, 0]
+
+    def __len__(self) -> int:
+        return self.counts[0] + self.counts[1]
+
+    def cls_of(self, req: Request) -> int:
+        return req.priority if self.by_class else HIGH
+
+    def push(self, req: Request, *, front: bool = False) -> None:
+        cls = req.priority if self.by_class else HIGH
+        key = req.deadline_s if self.by_deadline else req.arrival_s
+        heapq.heappush(self.heaps[cls][req.model], (0 if front else 1, key, req.id, req))
+        self.items[cls][req.model] += req.items
+        self.counts[cls] += 1
+
+    def count(self, cls: int) -> int:
+        return self.counts[cls]
+
+    def head(self, cls: int, model: str) -> Request | None:
+        heap = self.heaps[cls][model]
+        return heap[0][3] if heap else None
+
+    def first(self, cls: int) -> tuple[str, Request] | None:
+        """(model, request) of the heap whose head comes first in class ``cls``."""
+        if not self.counts[cls]:
+            return None
+        best: Entry | None = None
+        best_model = ""
+        for model, heap in self.heaps[cls].items():
+            if heap and (best is None or heap[0] < best):
+                best = heap[0]
+                best_model = model
+        assert best is not None
+        return best_model, best[3]
+
+    def models_in_order(self, cls: int) -> list[str]:
+        """Models with waiting requests of class ``cls``, heads first-come first."""
+        if not self.counts[cls]:
+            return []
+        heads = sorted((h[0], m) for m, h in self.heaps[cls].items() if h)
+        return [m for _, m in heads]
+
+    def waiting_items(self, cls: int, model: str) -> int:
+        return self.items[cls][model]
+
+    def pop(self, cls: int, model: str) -> Request:
+        req = heapq.heappop(self.heaps[cls][model])[3]
+        self.items[cls][model] -= req.items
+        self.counts[cls] -= 1
+        return req
+
+    def take(self, cls: int, model: str, max_items: int) -> tuple[Request, ...]:
+        """Pop requests of one heap in order, up to ``max_items`` items (at least one)."""
+        heap = self.heaps[cls][model]
+        out: list[Request] = []
+        items = 0
+        while heap:
+            nxt = heap[0][3]
+            if out and items + nxt.items > max_items:
+                break
+            heapq.heappop(heap)
+            out.append(nxt)
+            items += nxt.items
+            if items >= max_items:
+                break
+        self.items[cls][model] -= items
+        self.counts[cls] -= len(out)
+        return tuple(out)
+
+    def __iter__(self) -> Iterator[Request]:
+        for cls in (HIGH, LOW):
+            for heap in self.heaps[cls].values():
+                for entry in heap:
+                    yield entry[3]
+
+
+CLASSES = (HIGH, LOW)

@@ -1,0 +1,149 @@
+"""``clockwork``: one batch per GPU at a time, predicted from recent measurements.
+
+Stands for Clockwork (Gujarati et al., OSDI'20): predictability by running one batch at a
+time on each GPU (no co-location, hence no interference to predict), latency estimates
+taken from a window of recent measurements of the same (model, batch size), and requests
+that cannot make their deadline dropped before they use the GPU.
+
+- A GPU takes a new batch only when nothing runs on it; the other slots stay unused.
+- Estimate of (model, b): the ``quantile`` of the last ``window`` observed service times
+  (dispatch to end of D2H) of batches of that model and size; before any observation,
+  the profile's solo median plus the predicted copies.
+- Order: earliest deadline first over all queued requests (``priority_aware=False``,
+  Clockwork has no classes: a HP request is only a tighter deadline), or HP before LP
+  with EDF within a class (``priority_aware=True``).
+- A request whose deadline is before ``now + estimate(model, 1)`` is dropped; the batch
+  is the largest size whose estimate meets the earliest deadline in it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+
+from strait_sim.policies.base import (
+    NO_ACTIONS,
+    Action,
+    CompletedBatch,
+    Dispatch,
+    Drop,
+    Policy,
+    PolicyContext,
+    RunningBatch,
+    SystemView,
+)
+from strait_sim.policies.classqueues import ClassQueues
+from strait_sim.policies.estimates import (
+    ServiceEstimator,
+    check_fraction,
+    check_max_batch,
+)
+from strait_sim.requests import HIGH, LOW, Request
+
+
+class ClockworkPolicy(Policy):
+    """One batch per GPU, EDF, estimates from a window of recent measurements, drops."""
+
+    name = "clockwork"
+    summary = ("Clockwork-like: one batch per GPU at a time, estimates from recent "
+               "measurements, drops what cannot make its deadline")
+
+    def __init__(self, window: int = 10, quantile: float = 0.99,
+                 priority_aware: bool = False, max_batch: int | None = None) -> None:
+        if int(window) != window or window < 1:
+            raise ValueError(f"window must be a whole number >= 1, got {window!r}")
+        self.window = int(window)
+        self.quantile = check_fraction("quantile", quantile)
+        self.priority_aware = bool(priority_aware)
+        self.max_batch = check_max_batch(max_batch)
+
+    def bind(self, ctx: PolicyContext) -> None:
+        super().bind(ctx)
+        self.est = ServiceEstimator(ctx, None, self.max_batch)
+        self.q = ClassQueues(ctx.models, order="deadline", by_class=self.priority_aware)
+        self.samples: dict[tuple[str, int], deque[float]] = {}
+        self._estimate: dict[tuple[str, int], float] = {
+            (m, b): self.est.solo_service_ms(m, b)
+            for m in ctx.models for b in range(1, self.est.max_batch + 1)}
+
+    def params(self) -> dict:
+        return {"window": self.window, "quantile": self.quantile,
+                "priority_aware": self.priority_aware, "max_batch": self.max_batch}
+
+    def waiting(self) -> int:
+        return len(self.q)
+
+    def estimate_ms(self, model: str, size: int) -> float:
+        return self._estimate[(model, size)]
+
+    # -- events ------------------------------------------------------------------------------
+    def on_arrival(self, request: Request, view: SystemView) -> Sequence[Action]:
+        self.q.push(request)
+        return self._schedule(view) if view.free_slots() else NO_ACTIONS
+
+    def on_completion(self, batch: CompletedBatch, view: SystemView) -> Sequence[Action]:
+        if not batch.failed:
+            key = (batch.model, batch.size)
+            window = self.samples.get(key)
+            if window is None:
+                window = self.samples[key] = deque(maxlen=self.window)
+            window.append(batch.service_ms)
+            self._estimate[key] = float(np.quantile(np.fromiter(window, float, len(window)),
+                                                    self.quantile))
+        return self._schedule(view)
+
+    def on_timer(self, view: SystemView) -> Sequence[Action]:
+        return self._schedule(view)
+
+    def on_preempted(self, batch: RunningBatch, view: SystemView) -> Sequence[Action]:
+        for r in batch.requests:
+            self.q.push(r, front=True)
+        return self._schedule(view)
+
+    # -- scheduling --------------------------------------------------------------------------
+    def _schedule(self, view: SystemView) -> list[Action]:
+        now = view.now
+        q = self.q
+        actions: list[Action] = []
+        if not len(q):
+            return actions
+        busy = {b.gpu for b in view.running()}
+        idle: dict[int, int] = {}
+        for gpu, slot in view.free_slots():
+            if gpu not in busy and gpu not in idle:
+                idle[gpu] = slot
+        if not idle:
+            return actions
+        dropped: list[Request] = []
+        classes = (HIGH, LOW) if self.priority_aware else (HIGH,)
+        for cls in classes:
+            if not q.counts[cls]:
+                continue
+            for model, heap in q.heaps[cls].items():
+                if heap:
+                    limit = now + self._estimate[(model, 1)] / 1e3
+                    while heap and heap[0][3].deadline_s < limit:
+                        dropped.append(q.pop(cls, model))
+        if dropped:
+            actions.append(Drop(tuple(dropped), "cannot meet its deadline"))
+        for gpu, slot in idle.items():
+            pick = None
+            for cls in classes:
+                pick = q.first(cls)
+                if pick is not None:
+                    break
+            if pick is None:
+                break
+            model, head = pick
+            bmax = min(self.est.max_batch, q.waiting_items(cls, model))
+            size = 1
+            for b in range(bmax, 1, -1):
+                if now + self._estimate[(model, b)] / 1e3 <= head.deadline_s:
+                    size = b
+                    break
+            reqs = q.take(cls, model, size)
+            actions.append(Dispatch(gpu, slot, reqs,
+                                    self._estimate[(model, min(size, self.est.max_batch))]))
+        return actions

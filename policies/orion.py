@@ -1,0 +1,174 @@
+"""``orion``: HP work on its own stream; LP admitted under a duration and resource budget.
+
+Stands for Orion (Strati et al., EuroSys'24): fine-grained interference-aware sharing
+where the high-priority client owns a stream and best-effort work is launched beside it
+only when it should not hurt it: when it is short enough (a duration budget) and when its
+resource profile (compute- or memory-bound) differs from that of the running HP work.
+Orion decides per kernel; at our granularity it decides per batch.
+
+- Slot 0 of each GPU (the first ``hp_slots`` slots) is the HP stream: only HP batches run
+  there, FIFO, up to the run's max batch. LP batches use the other slots. With one slot
+  per GPU, HP and LP share it and LP goes only when no HP request waits.
+- LP duration budget: an LP batch is admitted only if its predicted solo service is at
+  most ``lp_budget`` x the tightest HP deadline budget seen (deadline minus arrival); the
+  batch size is the largest that fits. When no HP batch runs on that GPU, one that does
+  not fit even at size 1 still goes at size 1 (otherwise heavy LP models would starve).
+- Resource profile: with ``utilization.csv`` a model is compute-bound when its median SM
+  utilization is at least its DRAM utilization, memory-bound otherwise, and LP work may
+  co-run with running HP work only of the other kind. Bundles without counters (CPU
+  bundles) use a proxy: the profiles "differ" when the ``gpulet`` predictor's full-overlap
+  slowdown of the HP batch beside the LP batch is at most ``max_slowdown``.
+- No deadlines predicted for HP, no drops, no preemption.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from strait_sim.policies.base import (
+    NO_ACTIONS,
+    Action,
+    CompletedBatch,
+    Dispatch,
+    Policy,
+    PolicyContext,
+    RunningBatch,
+    SystemView,
+)
+from strait_sim.policies.classqueues import ClassQueues
+from strait_sim.policies.estimates import (
+    ServiceEstimator,
+    build_predictor,
+    check_max_batch,
+    check_positive,
+)
+from strait_sim.requests import HIGH, LOW, Request
+
+
+def resource_kinds(profile) -> dict[str, str] | None:  # noqa: ANN001 - a ProfileBundle
+    """'compute' or 'memory' per model from utilization.csv, or None without it."""
+    if not profile.has("utilization"):
+        return None
+    util = profile.utilization
+    med = util.groupby("model")[["sm_pct", "dram_pct"]].median()
+    return {str(m): ("compute" if row.sm_pct >= row.dram_pct else "memory")
+            for m, row in med.iterrows()}
+
+
+class _Work(NamedTuple):
+    model: str
+    size: int
+
+
+class OrionPolicy(Policy):
+    """HP stream per GPU; LP only when short and of a different resource profile."""
+
+    name = "orion"
+    summary = ("Orion-like: HP on its own stream; LP admitted only under a duration budget "
+               "and when its resource profile differs from the running HP work")
+
+    def __init__(self, hp_slots: int = 1, lp_budget: float = 0.5,
+                 max_slowdown: float = 1.3, max_batch: int | None = None) -> None:
+        if int(hp_slots) != hp_slots or hp_slots < 1:
+            raise ValueError(f"hp_slots must be a whole number >= 1, got {hp_slots!r}")
+        self.hp_slots = int(hp_slots)
+        self.lp_budget = check_positive("lp_budget", lp_budget)
+        self.max_slowdown = check_positive("max_slowdown", max_slowdown)
+        if self.max_slowdown < 1:
+            raise ValueError(f"max_slowdown must be >= 1, got {max_slowdown!r}")
+        self.max_batch = check_max_batch(max_batch)
+
+    def bind(self, ctx: PolicyContext) -> None:
+        super().bind(ctx)
+        self.kinds = resource_kinds(ctx.profile)
+        pred = None
+        if self.kinds is None and ctx.slots_per_gpu > 1:
+            pred, _ = build_predictor("gpulet", ctx.profile, None)
+        self.est = ServiceEstimator(ctx, pred, self.max_batch)
+        self.est.online = False
+        self.q = ClassQueues(ctx.models, order="arrival")
+        self.shared = ctx.slots_per_gpu <= self.hp_slots  # no slot left for LP alone
+        self.hp_budget_s: float | None = None
+
+    def params(self) -> dict:
+        return {"hp_slots": self.hp_slots, "lp_budget": self.lp_budget,
+                "max_slowdown": self.max_slowdown, "max_batch": self.max_batch,
+                "resource_profile": "utilization" if getattr(self, "kinds", None)
+                else "gpulet-slowdown-proxy"}
+
+    def waiting(self) -> int:
+        return len(self.q)
+
+    def on_arrival(self, request: Request, view: SystemView) -> Sequence[Action]:
+        self.q.push(request)
+        if request.priority == HIGH:
+            budget = request.deadline_s - request.arrival_s
+            if self.hp_budget_s is None or budget < self.hp_budget_s:
+                self.hp_budget_s = budget
+        return self._schedule(view) if view.free_slots() else NO_ACTIONS
+
+    def on_completion(self, batch: CompletedBatch, view: SystemView) -> Sequence[Action]:
+        return self._schedule(view)
+
+    def on_timer(self, view: SystemView) -> Sequence[Action]:
+        return self._schedule(view)
+
+    def on_preempted(self, batch: RunningBatch, view: SystemView) -> Sequence[Action]:
+        for r in batch.requests:
+            self.q.push(r, front=True)
+        return self._schedule(view)
+
+    # -- admission ---------------------------------------------------------------------------
+    def _compatible(self, lp_model: str, lp_size: int, hp: list[_Work]) -> bool:
+        for h in hp:
+            if self.kinds is not None:
+                if self.kinds.get(lp_model) == self.kinds.get(h.model):
+                    return False
+            elif self.est.pair_slowdown(h.model, h.size, lp_model, lp_size) > \
+                    self.max_slowdown:
+                return False
+        return True
+
+    def _lp_size(self, model: str, bmax: int, hp: list[_Work]) -> int | None:
+        """Largest admissible LP batch size, or None."""
+        budget_ms = None if self.hp_budget_s is None else self.lp_budget * self.hp_budget_s * 1e3
+        for b in range(bmax, 0, -1):
+            fits = budget_ms is None or self.est.solo_service_ms(model, b) <= budget_ms
+            if fits and (not hp or self._compatible(model, b, hp)):
+                return b
+        return 1 if not hp else None
+
+    def _schedule(self, view: SystemView) -> list[Action]:
+        q = self.q
+        if not len(q):
+            return []
+        free = view.free_slots()
+        if not free:
+            return []
+        actions: list[Action] = []
+        hp_by_gpu: dict[int, list] = {}
+        for b in view.running():
+            if b.priority == HIGH:
+                hp_by_gpu.setdefault(b.gpu, []).append(_Work(b.model, b.size))
+        for gpu, slot in free:
+            hp_slot = slot < self.hp_slots
+            if hp_slot and q.counts[HIGH]:
+                model, _ = q.first(HIGH)  # type: ignore[misc]
+                reqs = q.take(HIGH, model, self.est.max_batch)
+                actions.append(Dispatch(gpu, slot, reqs))
+                hp_by_gpu.setdefault(gpu, []).append(
+                    _Work(model, min(sum(r.items for r in reqs), view.max_batch)))
+                continue
+            if (hp_slot and not self.shared) or not q.counts[LOW]:
+                continue
+            if self.shared and q.counts[HIGH]:
+                continue
+            hp = hp_by_gpu.get(gpu, [])
+            for model in q.models_in_order(LOW):
+                bmax = min(self.est.max_batch, q.waiting_items(LOW, model))
+                size = self._lp_size(model, bmax, hp)
+                if size is not None:
+                    actions.append(Dispatch(gpu, slot, q.take(LOW, model, size)))
+                    break
+        return actions
