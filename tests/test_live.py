@@ -106,6 +106,9 @@ def test_short_live_run_every_request_ends_once(tiny_bundle, cpu_backend, tmp_pa
     assert ex["release_lag_ms"]["count"] == expected
     assert ex["policy_ms"]["arrival"]["count"] == expected
     assert 0 < s["gpu_busy_fraction"] <= 1
+    cvp = ex["compute_vs_profile"]
+    assert sum(r.get("alone", {}).get("count", 0) + r.get("co_run", {}).get("count", 0)
+               for r in cvp.values()) == len(policy.completed)
     # results load with the same code as simulated ones
     out = result.write(tmp_path / "run")
     back = load_results(out)

@@ -145,7 +145,7 @@ def _command_line(ctx: typer.Context) -> str:
         value = ctx.params.get(param.name)
         opts = getattr(param, "opts", None)
         if not opts or not opts[0].startswith("-") or value is None \
-                or value == param.default:
+                or (value == param.default and param.name != "policy"):
             continue
         if getattr(param, "is_flag", False):
             if value:

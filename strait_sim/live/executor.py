@@ -120,6 +120,7 @@ class LiveOutcome:
     unfinished: int = 0
     abandoned_jobs: int = 0
     timeline: Timeline | None = None
+    batch_log: list[tuple[str, int, float, float]] = field(default_factory=list)
 
 
 def union_length(intervals: list[tuple[float, float]]) -> float:
@@ -174,6 +175,7 @@ class LiveExecutor:
         self.timeline = Timeline() if config.record_timeline else None
         self.stats = Overheads()
         self.failed_batches: list[dict] = []
+        self.batch_log: list[tuple[str, int, float, float]] = []  # model, size, compute, co
         self.t0 = 0.0
         self.next_id = 0
         self.next_batch = 0
@@ -224,7 +226,8 @@ class LiveExecutor:
             preemptions=self.preemptions, lost_work_s=self.lost_work_s, wall_s=end_wall,
             overheads=self.stats.to_dict(end_wall), failed_batches=self.failed_batches,
             interrupted=self.interrupted, unfinished=self.unfinished,
-            abandoned_jobs=self.abandoned_jobs, timeline=self.timeline)
+            abandoned_jobs=self.abandoned_jobs, timeline=self.timeline,
+            batch_log=self.batch_log)
 
     def _warm_up(self) -> None:
         """Pay one-off costs before the clock starts, not in the first request's latency:
@@ -519,11 +522,13 @@ class LiveExecutor:
             self.timeline.add(0, "h2d", label, h2d_s, cs, b.batch_id)
             self.timeline.add(0, f"slot {b.slot}", label, cs, ce, b.batch_id)
             self.timeline.add(0, "d2h", label, ce, fe, b.batch_id)
+        co_runs = self._co_runs(b) if not self.interrupted else ()
+        self.batch_log.append((b.model, b.size, compute_ms,
+                               sum(c.overlap_ms for c in co_runs)))
         return CompletedBatch(
             batch_id=b.batch_id, gpu=0, slot=b.slot, model=b.model, size=b.size,
             requests=b.requests, dispatch_s=b.dispatch_s, compute_start_s=cs,
-            compute_end_s=ce, finish_s=fe, predicted_ms=b.predicted_ms,
-            co_runs=self._co_runs(b))
+            compute_end_s=ce, finish_s=fe, predicted_ms=b.predicted_ms, co_runs=co_runs)
 
     def _record_failure(self, b: LiveBatch, exc: BaseException) -> CompletedBatch:
         now = self.now

@@ -126,6 +126,29 @@ def compare(live: RunResult, sim: RunResult, *, margin: float = 0.10,
     return classes
 
 
+def breakdown(live: RunResult, sim: RunResult) -> dict:
+    """Where the time goes, per model: batch size, queueing wait, compute, service time.
+
+    Medians over completed requests; ``wait`` is arrival to dispatch, ``service`` dispatch
+    to end of device-to-host copy, ``compute`` the batch's compute phase.
+    """
+    out = {}
+    for mode, run in (("live", live), ("sim", sim)):
+        df = run.requests
+        done = df[df["status"].astype(str).isin(["on_time", "late"])]
+        for model, g in done.groupby(done["model"].astype(str), observed=True):
+            row = out.setdefault(model, {})
+            row[mode] = {
+                "completed": len(g),
+                "batch_size_mean": float(g["batch_size"].mean()) if "batch_size" in g else None,
+                "wait_p50_ms": float(((g["start_s"] - g["arrival_s"]) * 1e3).median()),
+                "compute_p50_ms": float(g["compute_ms"].median()) if "compute_ms" in g
+                else None,
+                "service_p50_ms": float(((g["finish_s"] - g["start_s"]) * 1e3).median()),
+            }
+    return out
+
+
 def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
@@ -187,6 +210,29 @@ def render_markdown(report: dict) -> str:
             f" | {_pct(pl.get('p90_rel_error')).lstrip('+')} | "
             f"{_pct(ps.get('p90_rel_error')).lstrip('+')} | {_ms(pl.get('mean_bias_ms'))} | "
             f"{_ms(ps.get('mean_bias_ms'))} |")
+    parts = report.get("breakdown", {})
+    if parts:
+        lines += ["", "## Where the time goes (medians per model, completed requests)", "",
+                  "| model | mode | completed | mean batch | wait ms | compute ms | "
+                  "service ms |", "|---|---|---:|---:|---:|---:|---:|"]
+        for model, modes in parts.items():
+            for mode in ("live", "sim"):
+                r = modes.get(mode)
+                if r:
+                    lines.append(f"| {model} | {mode} | {r['completed']} | "
+                                 f"{_p(r['batch_size_mean'])} | {_ms(r['wait_p50_ms'])} | "
+                                 f"{_ms(r['compute_p50_ms'])} | {_ms(r['service_p50_ms'])} |")
+    cvp = report.get("executor", {}).get("compute_vs_profile", {})
+    if cvp:
+        lines += ["", "## Live compute time alone and co-located vs the profile's solo median",
+                  "", "| model@batch | profile solo p50 ms | live alone n | live alone p50 ms "
+                  "| live co-located n | live co-located p50 ms |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for key, r in cvp.items():
+            a, c = r.get("alone", {}), r.get("co_run", {})
+            lines.append(f"| {key} | {_ms(r['profile_solo_p50_ms'])} | {a.get('count', 0)} | "
+                         f"{_ms(a.get('p50_ms'))} | {c.get('count', 0)} | "
+                         f"{_ms(c.get('p50_ms'))} |")
     counts = ["", "## Request outcomes", "", "| class | mode | requests | on time | late | "
               "dropped | rejected | failed |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for cls in CLASSES:
@@ -299,6 +345,7 @@ def build_report(live: RunResult, sim: RunResult, *, command: str, margin: float
                   "live_wall_s": ex.get("wall_s", ls.get("engine", {}).get("wall_s", 0.0)),
                   "warnings": warnings},
         "classes": compare(live, sim, margin=margin, alpha=alpha),
+        "breakdown": breakdown(live, sim),
         "executor": {k: v for k, v in ex.items() if k not in ("failures",)},
     }
 

@@ -184,6 +184,29 @@ def live_summary(df, outcome: LiveOutcome, bundle: ProfileBundle, workload: Work
         "failed_batches": len(outcome.failed_batches),
         "failures": outcome.failed_batches[:20],
         "phase_view": "estimated from the profile while a batch runs (docs/validation.md)",
+        "compute_vs_profile": compute_vs_profile(outcome.batch_log, bundle),
         **outcome.overheads,
     }
     return summary
+
+
+def compute_vs_profile(batch_log: list[tuple[str, int, float, float]],
+                       bundle: ProfileBundle) -> dict:
+    """Live compute time per model@batch, alone and co-located, beside the profile's solo
+    median: separates "the device is slower now than when profiled" from interference."""
+    import numpy as np
+
+    groups: dict[str, dict[str, list[float]]] = {}
+    for model, size, compute_ms, overlap_ms in batch_log:
+        key = f"{model}@{size}"
+        groups.setdefault(key, {"alone": [], "co_run": []})[
+            "co_run" if overlap_ms > 0 else "alone"].append(compute_ms)
+    out = {}
+    for key in sorted(groups):
+        model, size = key.rsplit("@", 1)
+        row: dict = {"profile_solo_p50_ms": bundle.solo_ms(model, int(size))}
+        for part, xs in groups[key].items():
+            row[part] = {"count": len(xs),
+                         "p50_ms": float(np.median(xs)) if xs else None}
+        out[key] = row
+    return out
