@@ -1,0 +1,255 @@
+"""The tables and plots of ``strait-sim compare``: policies side by side over seeds.
+
+Every policy runs on identical workloads (same seeds, so the same arrivals), so the
+comparison of two policies at one seed is paired. Per (load, policy) the table holds the
+mean over seeds and a t-based 95% confidence half-width (``scipy.stats.t``; none with one
+seed). The reference comparison (``strait`` against each other policy by default) takes
+the per-seed *differences* first, then their mean and t interval (a paired comparison),
+in percentage points:
+
+- ``hp_reduction_pp``: baseline HP violation rate minus the reference's (positive: the
+  reference misses fewer HP deadlines);
+- ``lp_cost_pp``: the reference's LP violation rate minus the baseline's (positive: the
+  reference makes LP pay);
+- ``jain_diff``: the reference's Jain index minus the baseline's (positive: more even).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from strait_sim.atomic import atomic_file, atomic_path
+
+CLASSES = ("high", "low")
+SHORT = {"high": "hp", "low": "lp"}
+
+
+def mean_ci(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and t-based 95% half-width (None for the half-width with fewer than 2 values)."""
+    xs = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if len(xs) == 0:
+        return None, None
+    mean = float(xs.mean())
+    if len(xs) < 2:
+        return mean, None
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, len(xs) - 1) * xs.std(ddof=1) / math.sqrt(len(xs)))
+    return mean, half
+
+
+def run_row(summary: dict) -> dict:
+    """The flat metrics of one run (one policy, one seed, one load)."""
+    row: dict = {}
+    for cls in CLASSES:
+        c = summary["by_class"][cls]
+        s = SHORT[cls]
+        row[f"{s}_violation"] = c["violation_rate"]
+        for q in ("p50_ms", "p95_ms", "p99_ms"):
+            row[f"{s}_{q}"] = c[q]
+        row[f"{s}_dropped"] = c["dropped"] + c["rejected"]
+        row[f"{s}_count"] = c["count"]
+    row["goodput_rps"] = summary["overall"]["goodput_rps"]
+    row["gpu_busy"] = summary["gpu_busy_fraction"]
+    row["jain"] = summary["jain_fairness"]
+    row["pred_mape"] = summary.get("prediction", {}).get("mape")
+    row["preemptions"] = summary["engine"]["preemptions"]
+    row["lost_work_s"] = summary["engine"]["lost_work_s"]
+    return row
+
+
+def runs_frame(records: list[tuple[float | None, str, int, dict]]) -> pd.DataFrame:
+    """One row per run: load, policy, seed and :func:`run_row`."""
+    rows = [{"load": load, "policy": policy, "seed": seed, **run_row(summary)}
+            for load, policy, seed, summary in records]
+    return pd.DataFrame(rows)
+
+
+MEAN_ONLY = ("hp_p50_ms", "hp_p95_ms", "hp_p99_ms", "lp_p50_ms", "lp_p95_ms", "lp_p99_ms",
+             "hp_dropped", "lp_dropped", "goodput_rps", "gpu_busy", "pred_mape",
+             "preemptions", "lost_work_s")
+WITH_CI = ("hp_violation", "lp_violation", "jain")
+
+
+def comparison_table(runs: pd.DataFrame, policies: Sequence[str]) -> pd.DataFrame:
+    """Per (load, policy): seeds, mean (and CI for rates and fairness) of every metric."""
+    rows = []
+    loads = list(dict.fromkeys(runs["load"].tolist()))
+    for load in loads:
+        for policy in policies:
+            sel = runs[(runs["policy"] == policy) & _same_load(runs["load"], load)]
+            if sel.empty:
+                continue
+            row = {"load": load, "policy": policy, "seeds": len(sel)}
+            for col in WITH_CI:
+                row[col], row[f"{col}_ci"] = mean_ci(sel[col].tolist())
+            for col in MEAN_ONLY:
+                row[col] = mean_ci(sel[col].tolist())[0]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def reference_table(runs: pd.DataFrame, reference: str, policies: Sequence[str]
+                    ) -> pd.DataFrame:
+    """Paired differences (percentage points) of ``reference`` against each policy."""
+    rows = []
+    loads = list(dict.fromkeys(runs["load"].tolist()))
+    for load in loads:
+        at = runs[_same_load(runs["load"], load)]
+        ref = at[at["policy"] == reference].set_index("seed")
+        for other in policies:
+            if other == reference:
+                continue
+            base = at[at["policy"] == other].set_index("seed")
+            seeds = sorted(set(ref.index) & set(base.index))
+            if not seeds:
+                continue
+            r, b = ref.loc[seeds], base.loc[seeds]
+            hp = ((b["hp_violation"] - r["hp_violation"]) * 100).tolist()
+            lp = ((r["lp_violation"] - b["lp_violation"]) * 100).tolist()
+            jd = (r["jain"].astype(float) - b["jain"].astype(float)).tolist()
+            row = {"load": load, "reference": reference, "baseline": other,
+                   "seeds": len(seeds)}
+            for name, vals in (("hp_reduction_pp", hp), ("lp_cost_pp", lp),
+                               ("jain_diff", jd)):
+                row[name], row[f"{name}_ci"] = mean_ci(vals)
+            row["reference_jain"] = mean_ci(r["jain"].tolist())[0]
+            row["baseline_jain"] = mean_ci(b["jain"].tolist())[0]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _same_load(col: pd.Series, load: float | None) -> pd.Series:
+    if load is None or (isinstance(load, float) and math.isnan(load)):
+        return col.isna()
+    return col == load
+
+
+# -- text ------------------------------------------------------------------------------------
+
+def _fmt(v: object, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _pm(mean: object, ci: object, scale: float = 1.0, digits: int = 2) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    text = f"{float(mean) * scale:.{digits}f}"
+    if ci is not None and not (isinstance(ci, float) and math.isnan(ci)):
+        text += f" ± {float(ci) * scale:.{digits}f}"
+    return text
+
+
+def comparison_markdown(table: pd.DataFrame) -> str:
+    head = ("| load | policy | seeds | HP viol % | LP viol % | HP p50/p95/p99 ms | "
+            "LP p50/p95/p99 ms | goodput/s | HP drop | LP drop | busy | Jain |")
+    lines = [head, "|" + "---|" * 12]
+    for r in table.to_dict("records"):
+        hp_lat = "/".join(_fmt(r[f"hp_{q}"], 1) for q in ("p50_ms", "p95_ms", "p99_ms"))
+        lp_lat = "/".join(_fmt(r[f"lp_{q}"], 1) for q in ("p50_ms", "p95_ms", "p99_ms"))
+        lines.append(
+            f"| {_fmt(r['load'])} | {r['policy']} | {r['seeds']} | "
+            f"{_pm(r['hp_violation'], r['hp_violation_ci'], 100)} | "
+            f"{_pm(r['lp_violation'], r['lp_violation_ci'], 100)} | {hp_lat} | {lp_lat} | "
+            f"{_fmt(r['goodput_rps'])} | {_fmt(r['hp_dropped'], 1)} | "
+            f"{_fmt(r['lp_dropped'], 1)} | {_fmt(r['gpu_busy'])} | "
+            f"{_pm(r['jain'], r['jain_ci'], 1, 3)} |")
+    return "\n".join(lines) + "\n"
+
+
+def reference_markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return ""
+    ref = table["reference"].iloc[0]
+    lines = [f"| load | {ref} vs | seeds | HP violations fewer (pp) | LP cost (pp) | "
+             f"Jain {ref} | Jain baseline | Jain diff |", "|" + "---|" * 8]
+    for r in table.to_dict("records"):
+        lines.append(
+            f"| {_fmt(r['load'])} | {r['baseline']} | {r['seeds']} | "
+            f"{_pm(r['hp_reduction_pp'], r['hp_reduction_pp_ci'])} | "
+            f"{_pm(r['lp_cost_pp'], r['lp_cost_pp_ci'])} | {_fmt(r['reference_jain'], 3)} | "
+            f"{_fmt(r['baseline_jain'], 3)} | {_pm(r['jain_diff'], r['jain_diff_ci'], 1, 3)} |")
+    return "\n".join(lines) + "\n"
+
+
+# -- files -----------------------------------------------------------------------------------
+
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    with atomic_file(path) as fh:
+        df.to_csv(fh, index=False)
+
+
+def write_text(text: str, path: Path) -> None:
+    with atomic_file(path) as fh:
+        fh.write(text)
+
+
+def plot_violation_vs_load(table: pd.DataFrame, path: Path) -> None:
+    """Violation rate (%) against offered load, one line per policy, 95% CI error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=False)
+    for ax, cls in zip(axes, CLASSES, strict=True):
+        s = SHORT[cls]
+        for policy, grp in table.groupby("policy", sort=False):
+            grp = grp.sort_values("load")
+            ci = grp[f"{s}_violation_ci"].fillna(0).to_numpy(dtype=float) * 100
+            ax.errorbar(grp["load"].astype(float), grp[f"{s}_violation"].astype(float) * 100,
+                        yerr=ci, marker="o", capsize=3, label=policy)
+        ax.set_title(f"{cls}-priority requests")
+        ax.set_xlabel("offered load (share of solo capacity)")
+        ax.set_ylabel("deadline violations (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def plot_latency_cdfs(latencies: dict[str, dict[str, np.ndarray]], path: Path,
+                      title: str) -> None:
+    """Latency CDF per class, one line per policy (completed requests, pooled over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, cls in zip(axes, CLASSES, strict=True):
+        for policy, by_cls in latencies.items():
+            xs = np.sort(by_cls.get(cls, np.empty(0)))
+            if len(xs):
+                ax.plot(xs, np.arange(1, len(xs) + 1) / len(xs), label=policy)
+        ax.set_xscale("log")
+        ax.set_title(f"{cls}-priority: latency of completed requests")
+        ax.set_xlabel("latency (ms, log scale)")
+        ax.set_ylabel("CDF")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def completed_latencies(requests: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Latency (ms) of completed requests per class, from a run's requests table."""
+    status = requests["status"].astype(str)
+    done = requests[(status == "on_time") | (status == "late")]
+    lat = (done["finish_s"] - done["arrival_s"]).to_numpy() * 1e3
+    prio = done["priority"].astype(str).to_numpy()
+    return {cls: lat[prio == cls] for cls in CLASSES}
