@@ -14,8 +14,10 @@ own code (a worker that dies, a task that cannot be sent).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,6 +149,24 @@ def _lost(task: dict, exc: BaseException) -> dict:
     return {"key": task["key"], "summary": None, "folder": None, **_error_fields(exc)}
 
 
+# Native thread pools (BLAS, OpenMP) in each worker would oversubscribe the cores the
+# workers already fill; Dask's nanny sets the same variables for its workers.
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                     "MKL_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def _worker_environment() -> Iterator[None]:
+    """Set :data:`SINGLE_THREAD_ENV` (where the user has not) while workers are spawned."""
+    added = {k: v for k, v in SINGLE_THREAD_ENV.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
 def _run_pool(tasks: list[dict], workers: int, record: Callable[[dict], None]) -> None:
     """A spawn-context process pool: workers start clean (no forked state, any OS)."""
     import multiprocessing
@@ -155,7 +175,8 @@ def _run_pool(tasks: list[dict], workers: int, record: Callable[[dict], None]) -
     pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
                                mp_context=multiprocessing.get_context("spawn"))
     try:
-        futures = {pool.submit(execute_point, task): task for task in tasks}
+        with _worker_environment():  # spawned on submit: the children inherit it
+            futures = {pool.submit(execute_point, task): task for task in tasks}
         for fut in as_completed(futures):
             try:
                 result = fut.result()
