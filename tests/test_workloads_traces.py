@@ -276,3 +276,24 @@ def test_copies_keep_relative_deadlines_and_load_counts_trace_columns(synthetic_
     got = offered_load(synthetic_bundle, at.chunks(synthetic_bundle, 0), 2,
                        t[-1] * at.time_scale)
     assert abs(got - 0.6) < 1e-9  # every model and item count is in the file: exact
+
+
+def test_rate_scale_across_read_blocks(synthetic_bundle, monkeypatch):
+    from strait_sim.workloads.arrivals import BLOCK
+    from strait_sim.workloads.trace import TraceWorkload
+
+    original = TraceWorkload.reader
+    monkeypatch.setattr(TraceWorkload, "reader",
+                        lambda self: TraceReader(original(self).path, block_rows=997))
+    wl = workload_from_options({"workload": "azure-conv", "rate_scale": 3.5}, synthetic_bundle)
+    chunks = list(wl.chunks(synthetic_bundle, 0))
+    t = np.concatenate([c.arrival_s for c in chunks])
+    assert all(len(c) <= BLOCK for c in chunks)
+    assert np.all(np.diff(t) >= 0)
+    assert abs(len(t) / (3.5 * CONV_ROWS) - 1) < 0.02
+    orig = _azure_offsets(packaged_trace_path("azure-conv"))
+    # Each original arrival is kept at its own time, with its 2 or 3 extra copies placed
+    # before the next original arrival (also across read blocks).
+    assert np.all(np.isin(orig, t))
+    per_gap = np.searchsorted(t, orig[1:]) - np.searchsorted(t, orig[:-1])
+    assert per_gap.min() >= 3 and per_gap.max() <= 4
