@@ -24,6 +24,7 @@ from strait_sim.profile_bundle import ProfileBundle
 from strait_sim.requests import HIGH, LOW, priority_code
 from strait_sim.workloads.arrivals import (
     PROCESSES,
+    ArrivalProcess,
     DiurnalArrivals,
     GammaArrivals,
     MMPPArrivals,
@@ -416,8 +417,6 @@ def _capacity_batch(v: Values, max_batch: int) -> int | None:
     raw = v.values.get("capacity_batch")
     if raw is None:
         return None
-    if not v.has("load"):
-        raise v.fail("capacity_batch", f"only applies with {flag('load')}")
     if isinstance(raw, str) and raw.strip() == "max":
         return int(max_batch)
     return int(_number(v, "capacity_batch", lo=1, integer=True))  # type: ignore[arg-type]
@@ -450,6 +449,9 @@ def build_workload(opts: dict, profile: ProfileBundle, *, gpus: int = 1,
         raise UserError(f"workload 'trace' needs {flag('trace')} PATH")
     if v.has("rate") and v.has("load"):
         raise v.fail("load", f"give {v.label('rate')} or {v.label('load')}, not both")
+    if v.has("capacity_batch") and (v.has("rate") or (kind in TRACE_KINDS
+                                                      and not v.has("load"))):
+        raise v.fail("capacity_batch", f"only applies with {flag('load')}")
     if isinstance(gpus, bool) or int(gpus) != gpus or gpus < 1:
         raise UserError(f"--gpus must be a whole number >= 1, got {gpus}")
     check_capacity_batch(max_batch)
@@ -500,7 +502,7 @@ def _attributes(v: Values, models: tuple[str, ...]) -> RequestAttributes:
         raise UserError(f"workload: {exc}") from None
 
 
-def _process(kind: str, v: Values, duration: float):  # -> ArrivalProcess
+def _process(kind: str, v: Values, duration: float) -> ArrivalProcess:
     placeholder = 1.0  # the rate is set afterwards (by --rate or --load)
     if kind == "poisson":
         return PoissonArrivals(placeholder)
