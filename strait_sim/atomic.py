@@ -16,6 +16,20 @@ from pathlib import Path
 from strait_sim.errors import UserError
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def _publish_mode(path: str | Path, *, folder: bool) -> None:
+    """tempfile makes private (0600/0700) entries; give outputs the usual permissions."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_UMASK)
+
+
 def check_writable_parent(target: Path, *, folder: bool = True) -> None:
     """Fail early, with one line, when ``target`` cannot be created.
 
@@ -47,6 +61,7 @@ def atomic_dir(target: Path | str) -> Iterator[Path]:
     check_writable_parent(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    _publish_mode(tmp, folder=True)
     try:
         yield tmp
     except BaseException:
@@ -69,6 +84,7 @@ def atomic_file(target: Path | str, mode: str = "w") -> Iterator:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
     os.close(fd)
+    _publish_mode(name, folder=False)
     try:
         with open(name, mode) as handle:
             yield handle
@@ -90,6 +106,7 @@ def atomic_path(target: Path | str) -> contextlib.AbstractContextManager[Path]:
         fd, name = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent,
                                     suffix=dest.suffix)
         os.close(fd)
+        _publish_mode(name, folder=False)
         try:
             yield Path(name)
             os.replace(name, dest)
