@@ -2,15 +2,17 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_sweep.py [--points 40] [--duration 20] [--workers 2]
+    .venv/bin/python benchmarks/bench_sweep.py [--points 40] [--duration 30] [--workers 2]
 
 The grid is ``points`` specs on the bundled ``synthetic-tiny`` profile (policies fifo and
 priority, several rates, seeds). Both runs write their point folders (summary, spec and
 per-request Parquet) into fresh temporary sweep folders, as a real sweep does, and are
 timed side by side in this one process. The 1-worker run executes in-process (no spawn
 cost); the N-worker run pays for starting its spawned workers, as users do. Target: at
-least 1.7x with 2 workers on 2 free cores. The load average is printed before and after:
-on a shared machine other processes take cores from the run and lower the figure.
+least 1.7x with 2 workers on 2 free cores. The load average, and a control (a pure-Python loop
+in 1 vs N processes, i.e. the parallel headroom the machine offers at that moment), are
+printed before and after: on a shared machine other processes take cores from the run
+and lower the figure.
 """
 
 from __future__ import annotations
@@ -35,6 +37,34 @@ def grid(points: int, duration: float) -> list[dict]:
             for (seed, policy, rate) in itertools.islice(combos, points)]
 
 
+def _spin(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def control_speedup(workers: int, jobs: int = 8, n: int = 2_000_000) -> float:
+    """The machine's parallel headroom right now: a pure-Python loop, 1 vs N processes.
+
+    Not part of the figure; printed beside it so that a low speed-up on a busy machine can
+    be told apart from overhead in the sweep code.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    t0 = time.perf_counter()
+    for _ in range(jobs):
+        _spin(n)
+    one = time.perf_counter() - t0
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_spin, [1000] * workers))  # start the workers outside the timing
+        t0 = time.perf_counter()
+        list(pool.map(_spin, [n] * jobs))
+        many = time.perf_counter() - t0
+    return one / many
+
+
 def timed(specs: list[dict], workers: int) -> tuple[float, list]:
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         t0 = time.perf_counter()
@@ -49,12 +79,14 @@ def timed(specs: list[dict], workers: int) -> tuple[float, list]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=40)
-    parser.add_argument("--duration", type=float, default=20.0,
+    parser.add_argument("--duration", type=float, default=30.0,
                         help="simulated seconds of arrivals per point")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
     specs = grid(args.points, args.duration)
+    print(f"control (pure-Python loop, {args.workers} vs 1 process, no start-up cost): "
+          f"{control_speedup(args.workers):.2f}x")
     print(f"grid: {len(specs)} points, {args.duration:g} s of arrivals each, "
           f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}")
     one, out1 = timed(specs, 1)
@@ -66,7 +98,8 @@ def main() -> None:
     requests = sum(o.summary["requests"] for o in out1)
     speedup = one / many
     print(f"requests simulated per run: {requests}; identical summaries: {same}")
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}; control again: "
+          f"{control_speedup(args.workers):.2f}x")
     print(f"speed-up {args.workers} vs 1 worker: {speedup:.2f}x "
           f"(target >= {TARGET}x on {args.workers} free cores: "
           f"{'met' if speedup >= TARGET else 'NOT met'})")

@@ -22,6 +22,8 @@ class DefaultRunGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
+MAX_ROWS = 60  # rows of the terminal table; the report's CSV has them all
+
 sweep_app = typer.Typer(cls=DefaultRunGroup, no_args_is_help=True,
                         help="Run a grid of simulations from an experiment file "
                         "(`strait-sim sweep FILE`), or report on one (`sweep report DIR`).")
@@ -97,7 +99,8 @@ def _print_report(rep) -> None:  # type: ignore[no-untyped-def]
         table.add_column(c)
     for m in rep.metrics:
         table.add_column(m, justify="right")
-    for _, row in rep.table.iterrows():
+    shown = rep.table.head(MAX_ROWS)
+    for _, row in shown.iterrows():
         cells = [str(row[c]) for c in cols]
         for m in rep.metrics:
             mean, ci = row[f"{m}_mean"], row[f"{m}_ci95"]
@@ -107,6 +110,9 @@ def _print_report(rep) -> None:  # type: ignore[no-untyped-def]
             cells.append(text)
         table.add_row(*cells)
     Console().print(table)
+    if len(rep.table) > MAX_ROWS:
+        typer.echo(f"... {len(rep.table) - MAX_ROWS} more rows: `strait-sim sweep report DIR` "
+                   "writes them all to DIR/report/summary.csv")
     if rep.failed:
         typer.echo(f"{rep.failed} failed point(s) left out")
 

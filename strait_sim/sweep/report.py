@@ -3,8 +3,9 @@
 The unit of replication is the seed: for every setting (the grid's varied parameters other
 than ``seed``) and class, each metric's mean over seeds is shown with a 95% confidence
 interval from Student's t distribution (n - 1 degrees of freedom; no interval with one
-seed). The x axis of the plots is ``load`` when the grid varies it (else ``rate``, else the
-first numeric varied parameter); each line is a policy (and any other varied parameter).
+seed). The x axis of the plots is ``load`` when the grid varies it (else ``rate``,
+``hp_fraction``, ``slo``, the first numeric varied parameter, or the policy itself); each
+line is a policy (and any other varied parameter).
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def summarize_sweep(df: pd.DataFrame, manifest: dict, metrics: list[str] | None 
     if x is None:
         x = next((c for c in setting if c != "policy"
                   and pd.api.types.is_numeric_dtype(df[c])), None)
+    if x is None and "policy" in setting:
+        x = "policy"  # nothing numeric varies: policies side by side
     series = [c for c in setting if c != x]
     ok = df[df["status"] == "ok"]
     failed = int(df.loc[df["status"] != "ok", "key"].nunique())
@@ -120,7 +123,9 @@ def plot_metric(report: Report, metric: str, target: Path) -> None:
             ys = line[f"{metric}_mean"].to_numpy(dtype=float)
             err = np.nan_to_num(line[f"{metric}_ci95"].to_numpy(dtype=float))
             xs = line[report.x].to_numpy()
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
+            numeric = pd.api.types.is_numeric_dtype(line[report.x])
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label,
+                        linestyle="-" if numeric else "none")  # no lines between categories
         ax.set_title({"high": "high priority", "low": "low priority"}.get(cls, cls))
         ax.set_xlabel(report.x)
         ax.set_ylabel(metric)
