@@ -221,3 +221,16 @@ def test_sweep_with_a_failing_point_exits_1_and_writes_the_rest(tmp_path, capsys
     df = pd.read_parquet(tmp_path / "out" / "results.parquet")
     assert (df["status"] == "failed").sum() == 3 and (df["status"] == "ok").sum() == 9
     assert len(list((tmp_path / "out" / "points").glob("*.error.json"))) == 1
+
+
+def test_sweep_help_and_option_order(tmp_path, capsys):
+    assert main(["sweep"]) == 0
+    assert "report" in capsys.readouterr().out
+    assert main(["sweep", "--help"]) == 0
+    capsys.readouterr()
+    path = write(tmp_path, GOOD.replace("seed = [0, 1]", "seed = [0]")
+                 .replace("rate = [200, 500]", "rate = [200]"))
+    assert main(["sweep", "--quiet", "--out", str(tmp_path / "elsewhere"), str(path)]) == 0
+    assert "2 points: 2 run" in capsys.readouterr().out
+    assert (tmp_path / "elsewhere" / "results.parquet").is_file()
+    assert not (tmp_path / "out").exists()

@@ -17,14 +17,17 @@ class DefaultRunGroup(TyperGroup):
     """A group whose first argument, when not a command name, goes to ``run``."""
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+        if not args:  # help, without the NoArgsIsHelpError that main() would not catch
+            typer.echo(ctx.get_help())
+            ctx.exit(0)
+        if args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = ["run", *args]
         return super().parse_args(ctx, args)
 
 
 MAX_ROWS = 60  # rows of the terminal table; the report's CSV has them all
 
-sweep_app = typer.Typer(cls=DefaultRunGroup, no_args_is_help=True,
+sweep_app = typer.Typer(cls=DefaultRunGroup,
                         help="Run a grid of simulations from an experiment file "
                         "(`strait-sim sweep FILE`), or report on one (`sweep report DIR`).")
 
@@ -39,8 +42,8 @@ def run(
                                          "(tcp://HOST:PORT); without it, --executor dask "
                                          "starts a local Dask cluster."),
     force: bool = typer.Option(False, "--force", help="Redo points that are already done."),
-    out: Path | None = typer.Option(None, "--out", help="Sweep folder (default: the file's "
-                                    "[experiment] out)."),
+    out: Path | None = typer.Option(None, "--out", help="Sweep folder (default: the experiment "
+                                    "file's out setting)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no table."),
 ) -> None:
     """Run every point of an experiment's grid; finished points are reused."""
