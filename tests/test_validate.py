@@ -118,3 +118,22 @@ def test_validate_user_errors(tiny_bundle_path, synthetic_bundle_path, tmp_path,
                  "--force"]) == 2
     assert "unknown policy" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_report_renders_with_an_empty_class():
+    from strait_sim.live.report import build_report, render_markdown
+
+    live = _run(np.linspace(5, 15, 50), ["low"] * 50)
+    sim = _run(np.linspace(5, 16, 50), ["low"] * 50)
+    for r in (live, sim):
+        r.requests["model"] = pd.Categorical(["m"] * 50)
+        r.requests["batch_size"] = 1
+        r.requests["compute_ms"] = 1.0
+    live.summary.update({"mode": "live", "seed": 0, "workload": {}})
+    sim.summary.update({"mode": "sim", "seed": 0, "workload": {}})
+    report = build_report(live, sim, command="x")
+    high = report["classes"]["high"]
+    assert high["ks"]["pvalue"] is None and high["tost"]["equivalent"] is None
+    assert high["violation"]["diff_pp"] is None
+    md = render_markdown(report)
+    assert "| high | mean | - | - | - |" in md

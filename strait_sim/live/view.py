@@ -84,8 +84,8 @@ class LiveBatch:
             return "reset"
         if self.state == "preempted":
             return "preempted"
-        if self.measured is not None:
-            return "done"
+        if self.measured is not None:  # ended on the device, not yet reported
+            return "d2h"
         elapsed = self._clock() - self.submit_s
         h2d, compute = self.expected
         if elapsed < h2d:
