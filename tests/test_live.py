@@ -155,6 +155,28 @@ def test_injected_failure_marks_right_requests_and_goes_on(tiny_bundle, cpu_back
         result.summary["by_class"]["low"]["failed"] == len(bad)
 
 
+def test_synchronous_submit_error_fails_only_that_batch(tiny_bundle, cpu_backend):
+    from strait_sim.profiler.backend import BackendError
+    from strait_sim.profiler.faults import FaultInjectingBackend
+
+    class RaisingOnThird(FaultInjectingBackend):
+        def submit(self, model, batch, stream, on_done=None):
+            self.submits += 1
+            if self.submits == 3:
+                raise BackendError("CUDA error: out of memory (simulated at submit)")
+            return self.inner.submit(model, batch, stream, on_done)
+
+    result = run_live(tiny_bundle, _workload(duration=0.8), FifoPolicy(),
+                      SimConfig(slots=2, max_batch=4), _opts(RaisingOnThird(cpu_backend)))
+    failures = result.summary["executor"]["failures"]
+    assert [f["batch_id"] for f in failures] == [2]
+    assert "out of memory" in failures[0]["error"]
+    status = result.requests.set_index("id")["status"].astype(str)
+    assert set(status[status == "failed"].index) == set(failures[0]["requests"])
+    assert (status == "on_time").sum() + (status == "late").sum() == len(status) - len(
+        failures[0]["requests"])
+
+
 def test_interrupt_keeps_every_result_so_far(tiny_bundle, cpu_backend, tmp_path):
     from strait_sim.profiler.faults import FaultInjectingBackend
 

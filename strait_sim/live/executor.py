@@ -35,6 +35,7 @@ Where the real device differs, the difference is kept, not hidden:
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import math
@@ -66,6 +67,7 @@ from strait_sim.policies.base import (
 )
 from strait_sim.profile_bundle import ProfileBundle
 from strait_sim.profiler.backend import Backend, BackendError
+from strait_sim.profiler.jobs import FutureJob
 from strait_sim.requests import (
     DROPPED,
     FAILED,
@@ -378,7 +380,9 @@ class LiveExecutor:
         try:
             b.job = self.backend.submit(model, size, slot, on_done=partial(self._job_done, b))
         except BackendError as exc:  # reported through the queue, as an asynchronous failure
-            self.events.put((b, None, exc))
+            b.job = FutureJob(model, size, slot)
+            b.job.set_error(exc)
+            self.events.put((b, b.job, None))
         self.inflight.add(b)
 
     def _job_done(self, b: LiveBatch, job) -> None:
@@ -581,37 +585,34 @@ class LiveExecutor:
 
     # -- stopping --------------------------------------------------------------------------------
     def _drain_after_stop(self) -> None:
-        """After Ctrl-C: record the jobs still in flight as they end, without the policy."""
+        """After Ctrl-C: record the jobs still in flight as they end, without the policy.
+
+        Jobs are polled (``done()``) rather than taken from the event queue, whose events
+        for some of them may have been consumed when the interruption came."""
         limit = self.clock() + self.drain_timeout_s
         try:
             while self.inflight:
-                remaining = limit - self.clock()
-                if remaining <= 0:
-                    break
-                try:
-                    item = self.events.get(timeout=min(remaining, 0.2))
-                except queue.Empty:
-                    continue
-                if item is _STOP:
-                    continue
-                b, job, exc = item
-                self.inflight.discard(b)
-                if b.state != "running":
-                    continue
-                if exc is None:
-                    try:
-                        t = job.result(0)
-                    except BackendError as err:
-                        exc = err
-                    else:
+                for b in [b for b in self.inflight if b.job.done()]:
+                    self.inflight.discard(b)
+                    if b.state != "running":
+                        continue
+                    if b.measured is None:
+                        try:
+                            t = b.job.result(0)
+                        except BackendError as err:
+                            self._record_failure(b, err)
+                            self.slots[b.slot] = None
+                            continue
                         b.measured = (t.h2d_start_s - self.t0, t.compute_start_s - self.t0,
                                       t.compute_end_s - self.t0, t.d2h_end_s - self.t0)
                         self.compute_intervals.append((b.measured[1], b.measured[2]))
-                if exc is None:
                     self._record_success(b)
-                else:
-                    self._record_failure(b, exc)
-                self.slots[b.slot] = None
+                    self.slots[b.slot] = None
+                remaining = limit - self.clock()
+                if not self.inflight or remaining <= 0:
+                    break
+                with contextlib.suppress(queue.Empty):  # a job's end wakes us up
+                    self.events.get(timeout=min(remaining, 0.05))
         except KeyboardInterrupt:
             pass
         self.abandoned_jobs = len(self.inflight)
