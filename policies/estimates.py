@@ -42,7 +42,7 @@ class ServiceEstimator:
     """Per-(model, batch) predictions of copy and compute times for one run."""
 
     def __init__(self, ctx: PolicyContext, predictor: InterferencePredictor | None,
-                 max_batch: int | None = None) -> None:
+                 max_batch: int | None = None, pair_refresh: int = 16) -> None:
         profile = ctx.profile
         self.models = ctx.models
         self.max_batch = max_batch or ctx.max_batch
@@ -68,6 +68,8 @@ class ServiceEstimator:
         self.min_service_ms = {m: self.h2d_ms(m, 1) + self.solo[m][1] + self.d2h_ms(m, 1)
                                for m in ctx.models}
         self._pair: dict[tuple[str, int, str, int], float] = {}
+        self.pair_refresh = pair_refresh
+        self._since_refresh = 0
         self._fast_rls = FastRls.wrap(predictor) if self.online else None
 
     def h2d_ms(self, model: str, size: int, in_flight: int = 0) -> float:
@@ -86,8 +88,9 @@ class ServiceEstimator:
 
     def pair_slowdown(self, model: str, size: int, co_model: str, co_size: int) -> float:
         """Predicted slowdown of (model, size) while (co_model, co_size) runs beside it for
-        its whole solo duration (memoised; refreshed by :meth:`observe` for online
-        predictors)."""
+        its whole solo duration. Memoised; with an online predictor the memo is refreshed
+        every ``pair_refresh`` updates (the guard's view of running batches may lag the
+        learner by that many completions; predictions of new batches never do)."""
         key = (model, size, co_model, co_size)
         hit = self._pair.get(key)
         if hit is None:
@@ -107,7 +110,10 @@ class ServiceEstimator:
         else:
             self.predictor.update(Observation(  # type: ignore[union-attr]
                 batch.model, batch.size, co, batch.compute_ms))
-        self._pair.clear()
+        self._since_refresh += 1
+        if self._since_refresh >= self.pair_refresh:
+            self._pair.clear()
+            self._since_refresh = 0
 
 
 class FastRls:

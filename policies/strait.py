@@ -141,6 +141,8 @@ class StraitPolicy(Policy):
     def on_completion(self, batch: CompletedBatch, view: SystemView) -> Sequence[Action]:
         self._forget(batch.requests[0].id, batch.gpu)
         self.est.observe(batch)
+        if not len(self.q):
+            return NO_ACTIONS
         free = view.free_slots()
         return self._schedule(view, free) if free else NO_ACTIONS
 
@@ -329,13 +331,24 @@ class StraitPolicy(Policy):
                  free_after: int):  # noqa: ANN202
         q = self.q
         co = by_gpu[gpu]
-        models = q.models_in_order(LOW)
-        if self.lp_model_tries:
-            models = models[:self.lp_model_tries]
         need_guard = (self.hp_guard and any(c.priority == HIGH for c in co)) or \
             (self.hp_lookahead and free_after == 0 and any(by_gpu) and self.hp_rate() > 0)
         guard = (by_gpu, co, free_after) if need_guard else None
+        first = q.first(LOW)[0]  # type: ignore[index]
+        head = q.head(LOW, first)
+        bmax = min(self.est.max_batch, q.waiting_items(LOW, first))
+        found = self._largest(now, co, first, bmax, head.deadline_s, h2d_flight, guard)
+        if found is not None:
+            size, (svc, cstart, comp) = found
+            return LOW, first, size, svc, cstart, comp
+        if self.lp_model_tries == 1:
+            return None
+        models = q.models_in_order(LOW)
+        if self.lp_model_tries:
+            models = models[:self.lp_model_tries]
         for model in models:
+            if model == first:
+                continue
             head = q.head(LOW, model)
             bmax = min(self.est.max_batch, q.waiting_items(LOW, model))
             found = self._largest(now, co, model, bmax, head.deadline_s, h2d_flight, guard)
