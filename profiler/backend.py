@@ -106,6 +106,10 @@ class Backend(ABC):
         :class:`TransferTiming`."""
         raise NotImplementedError(f"{self.name} cannot time bare transfers")
 
+    def align_copy_lanes(self, lanes: list[int], delay_s: float = 0.0) -> None:  # noqa: B027
+        """Make the next transfer on each of ``lanes`` start together (after ``delay_s``),
+        so that "concurrent" copies really overlap. Default: no alignment."""
+
     def __enter__(self) -> Backend:
         return self
 

@@ -9,6 +9,11 @@ every logical core, so that a batch alone may use the whole device, as a kernel 
 use every SM of a GPU; co-located batches then share the cores, which is the interference
 the profiler is meant to measure. Pass ``threads_per_stream=1`` for isolated streams.
 
+The GIL: torch releases it inside operators, but the Python between operators holds it,
+and CPython hands it over only every ``sys.getswitchinterval()`` (5 ms by default), which
+would serialize small models on two streams. The backend lowers the interval to
+``switch_interval_s`` (0.2 ms) while it is open and restores it on ``close``.
+
 "Copy in" is a memcpy from a host buffer allocated once into the model's preallocated
 input tensor, and "copy out" a memcpy of the output into a preallocated host buffer: still
 timed, so that the phase structure matches the GPU backends. There is no link: bare
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -73,7 +79,7 @@ class TorchCpuBackend(Backend):
 
     def __init__(self, models: Mapping[str, ModelSpec], *, streams: int = 2,
                  precision: str = "fp32", threads_per_stream: int | None = None,
-                 warmup: int = 2, seed: int = 0) -> None:
+                 warmup: int = 2, seed: int = 0, switch_interval_s: float = 2e-4) -> None:
         if precision not in ("fp32", "bf16"):
             raise UserError(f"torch-cpu supports precision fp32 or bf16, not {precision!r}")
         if streams < 1:
@@ -95,6 +101,8 @@ class TorchCpuBackend(Backend):
         self._copy_bufs: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._old_switch = sys.getswitchinterval()
+        sys.setswitchinterval(switch_interval_s)
 
     # -- contract ------------------------------------------------------------------------
     def device_info(self) -> dict:
@@ -189,6 +197,7 @@ class TorchCpuBackend(Backend):
         self._closed = True
         for lane in [*self._lanes, *self._copy_lanes.values()]:
             lane.stop()
+        sys.setswitchinterval(self._old_switch)
         self._buffers.clear()
         self._copy_bufs.clear()
         self._modules.clear()
@@ -204,9 +213,8 @@ class TorchCpuBackend(Backend):
         self._check_open()
         if direction not in ("h2d", "d2h"):
             raise UserError(f"direction must be h2d or d2h, got {direction!r}")
+        copy_lane = self._copy_lane(lane)
         with self._lock:
-            if lane not in self._copy_lanes:
-                self._copy_lanes[lane] = _Lane(f"strait-cpu-copy-{lane}", 1)
             key = (lane, direction)
             src, dst = self._copy_bufs.get(key, (torch.empty(0, dtype=torch.uint8),) * 2)
             if src.numel() < nbytes:
@@ -225,8 +233,21 @@ class TorchCpuBackend(Backend):
                 return
             job.set_result(TransferTiming(t0, t1))
 
-        self._copy_lanes[lane].put(run)
+        copy_lane.put(run)
         return job
+
+    def align_copy_lanes(self, lanes: list[int], delay_s: float = 0.0) -> None:
+        """A barrier: each lane's next copy starts when every lane has reached it."""
+        self._check_open()
+        barrier = threading.Barrier(len(lanes))
+        for lane in lanes:
+            self._copy_lane(lane).put(lambda: (time.sleep(delay_s), barrier.wait(60)))
+
+    def _copy_lane(self, lane: int) -> _Lane:
+        with self._lock:
+            if lane not in self._copy_lanes:
+                self._copy_lanes[lane] = _Lane(f"strait-cpu-copy-{lane}", 1)
+            return self._copy_lanes[lane]
 
     def release_transfer_buffers(self) -> None:
         """Free the bare-transfer buffers (they can be hundreds of MiB)."""

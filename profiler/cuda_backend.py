@@ -140,6 +140,7 @@ class TorchCudaBackend(Backend):
         self._lock = threading.RLock()
         self._closed = False
         self._anchor = _Anchor(self.device, self._streams[0])
+        self._cycles_per_s()  # calibrate the spin now, while every stream is idle
 
     # -- contract ------------------------------------------------------------------------
     def device_info(self) -> dict:
@@ -323,10 +324,8 @@ class TorchCudaBackend(Backend):
         self._check_open()
         if direction not in ("h2d", "d2h"):
             raise UserError(f"direction must be h2d or d2h, got {direction!r}")
+        self._copy_stream(lane)
         with self._lock:
-            if lane not in self._copy_streams:
-                self._copy_streams[lane] = torch.cuda.Stream(device=self.device)
-                self._copy_watchers[lane] = _Watcher(f"strait-cuda-copy-{lane}")
             key = (lane, direction)
             host, dev = self._copy_bufs.get(key, (torch.empty(0, dtype=torch.uint8),) * 2)
             if host.numel() < nbytes:
@@ -355,6 +354,25 @@ class TorchCudaBackend(Backend):
 
         self._copy_watchers[lane].put(complete)
         return job
+
+    def _copy_stream(self, lane: int) -> torch.cuda.Stream:
+        with self._lock:
+            if lane not in self._copy_streams:
+                self._copy_streams[lane] = torch.cuda.Stream(device=self.device)
+                self._copy_watchers[lane] = _Watcher(f"strait-cuda-copy-{lane}")
+            return self._copy_streams[lane]
+
+    def align_copy_lanes(self, lanes: list[int], delay_s: float = 200e-6) -> None:
+        """A gate: one spin kernel on a side stream, then every lane waits on its event,
+        so copies enqueued next on these lanes are released together."""
+        self._check_open()
+        gate = torch.cuda.Stream(device=self.device)
+        ev = torch.cuda.Event()
+        with torch.cuda.stream(gate):
+            torch.cuda._sleep(int(max(delay_s, 50e-6) * self._cycles_per_s()))
+            ev.record(gate)
+        for lane in lanes:
+            self._copy_stream(lane).wait_event(ev)
 
     def release_transfer_buffers(self) -> None:
         self.synchronize()

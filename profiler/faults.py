@@ -98,6 +98,9 @@ class FaultInjectingBackend(Backend):
     def enqueue_delay(self, stream: int, seconds: float) -> None:
         self.inner.enqueue_delay(stream, seconds)
 
+    def align_copy_lanes(self, lanes: list[int], delay_s: float = 0.0) -> None:
+        self.inner.align_copy_lanes(lanes, delay_s)
+
     def transfer(self, direction: str, nbytes: int, lane: int,
                  on_done: Callable[[Job], None] | None = None) -> Job:
         return self.inner.transfer(direction, nbytes, lane, on_done)

@@ -1,0 +1,95 @@
+"""Summaries of a bundle: solo latencies, the slowdown matrix, the fitted link.
+
+Shared by ``strait-sim profile show`` and anyone who wants the same numbers (the truth
+model and the predictors read the raw tables; these are the human-readable digests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from strait_sim.profile_bundle import ProfileBundle
+
+
+def solo_summary(bundle: ProfileBundle) -> pd.DataFrame:
+    """Per (model, batch): samples, median, p5, p95 and coefficient of variation (ms)."""
+    g = bundle.solo.groupby(["model", "batch"])["latency_ms"]
+    out = pd.DataFrame({
+        "n": g.size(), "median_ms": g.median(), "p5_ms": g.quantile(0.05),
+        "p95_ms": g.quantile(0.95), "cv": g.std(ddof=0) / g.mean()})
+    return out.reset_index()
+
+
+def slowdown_samples(bundle: ProfileBundle) -> pd.DataFrame:
+    """Every co-located latency over its solo median, from both sides of each pair run.
+
+    Columns: model, batch, co_model, co_batch, offset_ms, overlap_ms, slowdown.
+    """
+    if not bundle.has("pairs"):
+        return pd.DataFrame(columns=["model", "batch", "co_model", "co_batch", "offset_ms",
+                                     "overlap_ms", "slowdown"])
+    p = bundle.pairs
+    assert p is not None
+    med = bundle.solo.groupby(["model", "batch"])["latency_ms"].median().to_dict()
+    own = pd.DataFrame({"model": p["model"], "batch": p["batch"], "co_model": p["co_model"],
+                        "co_batch": p["co_batch"], "offset_ms": p["offset_ms"],
+                        "overlap_ms": p["overlap_ms"], "latency_ms": p["latency_ms"]})
+    other = pd.DataFrame({"model": p["co_model"], "batch": p["co_batch"],
+                          "co_model": p["model"], "co_batch": p["batch"],
+                          "offset_ms": -p["offset_ms"], "overlap_ms": p["overlap_ms"],
+                          "latency_ms": p["co_latency_ms"]})
+    both = pd.concat([own, other], ignore_index=True)
+    solo = np.array([med.get((m, b), np.nan) for m, b in zip(both["model"], both["batch"],
+                                                            strict=True)])
+    both["slowdown"] = both["latency_ms"].to_numpy() / solo
+    return both.dropna(subset=["slowdown"]).drop(columns=["latency_ms"])
+
+
+def slowdown_matrix(bundle: ProfileBundle) -> pd.DataFrame:
+    """Mean slowdown (co-located latency / solo median) of each model (rows) beside each
+    co-runner model (columns), over all batches and offsets (partial overlaps included,
+    so it understates the slowdown under full overlap)."""
+    s = slowdown_samples(bundle)
+    if len(s) == 0:
+        return pd.DataFrame()
+    return s.pivot_table(index="model", columns="co_model", values="slowdown", aggfunc="mean")
+
+
+@dataclass(frozen=True)
+class LinkFit:
+    """time_ms = fixed_ms + bytes / bandwidth, fitted on lone copies."""
+
+    direction: str
+    fixed_ms: float
+    gbps: float  # 1e9 bytes per second
+    samples: int
+    median_rel_error: float
+
+
+def fit_link(transfers: pd.DataFrame | None) -> dict[str, LinkFit]:
+    """Least squares per direction on copies with concurrent == 1 and no opposite traffic.
+
+    Relative (1/time-weighted) least squares, because sizes span five orders of magnitude:
+    plain least squares would fit the largest copies only and leave the fixed cost, which
+    dominates small copies, unconstrained.
+    """
+    out: dict[str, LinkFit] = {}
+    if transfers is None or len(transfers) == 0:
+        return out
+    lone = transfers[(transfers["concurrent"] == 1) & (transfers["opposite_active"] == 0)]
+    for direction, g in lone.groupby("direction"):
+        x = g["bytes"].to_numpy(dtype=float)
+        t = g["time_ms"].to_numpy(dtype=float)
+        if len(np.unique(x)) < 2:
+            continue
+        a = np.column_stack([np.ones_like(x), x]) / t[:, None]
+        coef, *_ = np.linalg.lstsq(a, np.ones_like(t), rcond=None)
+        fixed, per_byte = float(coef[0]), float(coef[1])
+        pred = fixed + per_byte * x
+        gbps = (1.0 / per_byte) * 1e3 / 1e9 if per_byte > 0 else float("inf")
+        out[str(direction)] = LinkFit(str(direction), fixed, gbps, len(g),
+                                      float(np.median(np.abs(pred - t) / t)))
+    return out

@@ -1,0 +1,241 @@
+"""``strait-sim profile``: measure a device into a profile bundle; ``profile show``.
+
+``strait-sim profile --gpu 0`` (or ``--cpu``) measures; ``strait-sim profile show BUNDLE``
+prints the digest and draws the plots. The measuring options live on the group's
+callback so that the command the issue names, ``strait-sim profile --gpu 0``, works as
+written. See docs/profiling.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from strait_sim.errors import UserError
+
+CPU_DEFAULT_BATCHES = "1,2,4"
+GPU_DEFAULT_BATCHES = "1,2,4,8,16,32"
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+    if not vals or any(v < 1 for v in vals):
+        raise UserError(f"{flag}: expected integers >= 1, got {text!r}")
+    return tuple(sorted(set(vals)))
+
+
+def _floats(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+    if not vals or any(not 0 <= v < 1 for v in vals):
+        raise UserError(f"{flag}: expected fractions in [0, 1), got {text!r}")
+    return tuple(sorted(set(vals)))
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+
+
+class RichProgress:
+    """A rich progress bar per part, with time remaining; notes printed above it."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(stderr=True)
+        self.bar = Progress(TextColumn("{task.description:<12}"), BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("left"), TimeRemainingColumn(),
+                            console=self.console, transient=False)
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> RichProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def start(self, part: str, total: int, done: int = 0) -> None:
+        if part in self.tasks:
+            self.bar.update(self.tasks[part], total=total, completed=done)
+        else:
+            self.tasks[part] = self.bar.add_task(part, total=total, completed=done)
+
+    def advance(self, part: str, n: int = 1) -> None:
+        if part in self.tasks:
+            self.bar.advance(self.tasks[part], n)
+
+    def note(self, message: str) -> None:
+        self.bar.console.print(f"[yellow]note:[/yellow] {message}")
+
+
+def register(app: typer.Typer) -> None:
+    profile_app = typer.Typer(help="Measure a GPU (or the CPU) into a profile bundle.",
+                              add_completion=False)
+
+    @profile_app.callback(invoke_without_command=True)
+    def profile(
+        ctx: typer.Context,
+        gpu: int | None = typer.Option(None, "--gpu", help="Profile CUDA GPU N."),
+        cpu: bool = typer.Option(False, "--cpu", help="Profile the CPU (torch-cpu)."),
+        models: str | None = typer.Option(
+            None, help="Comma-separated models (default: the six zoo models)."),
+        batches: str | None = typer.Option(
+            None, help=f"Batch sizes (default GPU {GPU_DEFAULT_BATCHES}, CPU "
+                       f"{CPU_DEFAULT_BATCHES})."),
+        only: str = typer.Option("solo,pairs,transfers,kernels",
+                                 help="Parts: solo,pairs,transfers,kernels,utilization."),
+        out: Path | None = typer.Option(None, help="Bundle folder (created, or resumed)."),
+        budget_s: float = typer.Option(
+            300.0, "--budget-s", help="Seconds this session may spend on pairs; a seeded "
+                                      "sample of the pair grid is taken (0: no limit)."),
+        reps: int | None = typer.Option(None, help="Solo samples per (model, batch) "
+                                                   "(default GPU 30, CPU 8)."),
+        pair_reps: int | None = typer.Option(None, help="Samples per pair and offset "
+                                                        "(default GPU 5, CPU 2)."),
+        offsets: str = typer.Option("0,0.25,0.5,0.75",
+                                    help="Start offsets, fractions of the shorter solo time."),
+        precision: str | None = typer.Option(None, help="fp16|fp32|bf16 (GPU default fp16, "
+                                                        "CPU fp32)."),
+        backend: str | None = typer.Option(None, help="torch-cuda|torch-cpu|tensorrt."),
+        model_file: list[Path] = typer.Option(
+            [], "--model-file", help="Python file defining MODELS (list of ModelSpec)."),
+        max_transfer_mib: float | None = typer.Option(
+            None, help="Largest copy in MiB (default GPU 256, CPU 64)."),
+        transfer_reps: int = typer.Option(5, help="Rounds per transfer setting."),
+        kernel_rows: int = typer.Option(200, help="Most kernel rows kept per (model, batch)."),
+        warmup: int = typer.Option(3, help="Warm-up runs before each solo unit."),
+        threads_per_stream: int | None = typer.Option(
+            None, help="CPU only: torch threads per stream (default: all cores)."),
+        no_cuda_graphs: bool = typer.Option(False, "--no-cuda-graphs",
+                                            help="Run forwards eagerly (torch-cuda)."),
+        note: list[str] = typer.Option([], "--note", help="A line for profile.json notes."),
+        seed: int = typer.Option(0, help="Seed for weights, inputs and the pair sample."),
+    ) -> None:
+        """Measure solo, co-located and PCIe timings into a profile bundle (resumable)."""
+        if ctx.invoked_subcommand is not None:
+            return
+        if (gpu is None) == (not cpu):
+            if gpu is None:
+                raise UserError("choose the device: --gpu N or --cpu")
+            raise UserError("--gpu and --cpu exclude each other")
+        backend_name = backend or ("torch-cpu" if cpu else "torch-cuda")
+        if cpu and backend_name != "torch-cpu":
+            raise UserError(f"--cpu needs --backend torch-cpu, not {backend_name}")
+        if gpu is not None and backend_name == "torch-cpu":
+            raise UserError("--backend torch-cpu needs --cpu")
+
+        from strait_sim.profiler.backends import DEFAULT_PRECISION, check_gpu, make_backend
+        from strait_sim.profiler.measure_common import MIB, PARTS, Settings, default_transfer_sizes
+        from strait_sim.profiler.session import run_session
+        from strait_sim.profiler.zoo import DEFAULT_MODELS, model_registry, resolve_models
+
+        if gpu is not None and backend_name in ("torch-cuda", "tensorrt"):
+            if backend_name == "tensorrt":
+                from strait_sim.profiler.tensorrt_backend import require_tensorrt
+
+                require_tensorrt()
+            check_gpu(gpu)  # one line, before any work, on a machine without the GPU
+        parts = _names(only)
+        bad = [p for p in parts if p not in PARTS]
+        if bad or not parts:
+            raise UserError(f"--only: unknown part(s) {', '.join(bad) or '(none)'}; "
+                            f"valid: {', '.join(PARTS)}")
+        registry = model_registry([str(f) for f in model_file])
+        names = _names(models) if models else DEFAULT_MODELS
+        specs = resolve_models(names, registry)
+        precision = precision or DEFAULT_PRECISION[backend_name]
+        on_gpu = gpu is not None
+        max_mib = max_transfer_mib if max_transfer_mib is not None else (256 if on_gpu else 64)
+        if max_mib * MIB < 4096:
+            raise UserError(f"--max-transfer-mib must allow at least 4 KiB, got {max_mib}")
+        settings = Settings(
+            models=tuple(s.name for s in specs),
+            batches=_ints(batches or (GPU_DEFAULT_BATCHES if on_gpu else CPU_DEFAULT_BATCHES),
+                          "--batches"),
+            parts=parts,
+            reps=reps if reps is not None else (30 if on_gpu else 8),
+            warmup=warmup,
+            pair_reps=pair_reps if pair_reps is not None else (5 if on_gpu else 2),
+            offsets_frac=_floats(offsets, "--offsets"),
+            pair_budget_s=None if budget_s <= 0 else budget_s,
+            transfer_sizes=default_transfer_sizes(int(max_mib * MIB)),
+            transfer_reps=transfer_reps,
+            kernel_rows=kernel_rows,
+            seed=seed,
+        )
+        for flag, v in (("--reps", settings.reps), ("--pair-reps", settings.pair_reps),
+                        ("--transfer-reps", transfer_reps), ("--kernel-rows", kernel_rows)):
+            if v < 1:
+                raise UserError(f"{flag} must be >= 1, got {v}")
+        out_dir = out or Path(f"profile-{'gpu' + str(gpu) if on_gpu else 'cpu'}-{precision}")
+        spec_map = {s.name: s for s in specs}
+        # Backend warm-up (per stream, in prepare): CUDA graph capture needs a few eager
+        # runs first; on the CPU one run per stream suffices (solo adds --warmup more).
+        options: dict = {"warmup": warmup if on_gpu else 1, "seed": seed}
+        if on_gpu:
+            options["cuda_graphs"] = not no_cuda_graphs
+        elif threads_per_stream is not None:
+            options["threads_per_stream"] = threads_per_stream
+
+        def make():  # noqa: ANN202
+            return make_backend(backend_name, device=gpu, streams=2, precision=precision,
+                                models=spec_map, **options)
+
+        command = "strait-sim " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["profile"] \
+            else "strait-sim profile (called from Python)"
+        progress = RichProgress()
+        try:
+            with progress:
+                store = run_session(out_dir, make, settings, progress=progress,
+                                    command=command, notes=tuple(note),
+                                    model_files=tuple(str(f) for f in model_file))
+        except KeyboardInterrupt:
+            progress.console.print(f"interrupted: every sample taken so far is in {out_dir}; "
+                                   f"run the same command again to resume")
+            raise
+        try:
+            store.validate()
+            ok = "valid bundle"
+        except UserError as exc:
+            ok = f"not yet a loadable bundle ({exc})"
+        progress.console.print(f"wrote {out_dir} ({ok}); see: strait-sim profile show {out_dir}")
+
+    @profile_app.command("show")
+    def show(
+        bundle: str = typer.Argument(..., help="Bundle folder or bundled profile name."),
+        plots: Path | None = typer.Option(
+            None, help="Folder for the PNGs (default: ./<bundle name>-plots)."),
+        no_plots: bool = typer.Option(False, "--no-plots", help="Print only."),
+    ) -> None:
+        """Print solo latencies, the slowdown matrix and the link fit; draw the plots."""
+        from rich.console import Console
+
+        from strait_sim.profile_bundle import load_bundle
+        from strait_sim.profiler.show import print_summary, write_plots
+
+        b = load_bundle(bundle)
+        console = Console()
+        print_summary(b, console)
+        if not no_plots:
+            folder = plots or Path(f"{b.name}-plots")
+            for path in write_plots(b, folder):
+                console.print(f"wrote {path}")
+
+    app.add_typer(profile_app, name="profile")
