@@ -57,9 +57,10 @@ def test_transfer_predictor_needs_transfers(tmp_path):
 def test_scenarios_keep_runs_whole_and_differ_as_promised(synthetic_bundle):
     samples = colocation_samples(synthetic_bundle)
     scen = {s.name: s for s in make_scenarios(samples, seed=3)}
-    assert set(scen) == {"random", "higher-load", "unseen-pairs", "unseen-concurrency"}
+    assert set(scen) == {"random", "higher-load", "unseen-pairs", "chronological",
+                         "unseen-concurrency"}
     assert not scen["unseen-concurrency"].runnable
-    for name in ("random", "higher-load", "unseen-pairs"):
+    for name in ("random", "higher-load", "unseen-pairs", "chronological"):
         s = scen[name]
         assert not (s.train & s.test).any() and (s.train | s.test).all()
         train_runs = set(samples.loc[s.train, "run_id"])
@@ -68,6 +69,8 @@ def test_scenarios_keep_runs_whole_and_differ_as_promised(synthetic_bundle):
     hl = scen["higher-load"]
     load = samples["overlap_ms"] / samples.groupby("run_id")["solo_ms"].transform("min")
     assert load[hl.test].min() >= load[hl.train].max() - 1e-12
+    chrono = scen["chronological"]
+    assert samples.loc[chrono.test, "run_id"].min() > samples.loc[chrono.train, "run_id"].max()
     up = scen["unseen-pairs"]
 
     def pairs(mask):
@@ -88,7 +91,7 @@ def test_scenarios_keep_runs_whole_and_differ_as_promised(synthetic_bundle):
 def test_evaluation_shows_coarse_models_overpredict_partial_overlap(synthetic_bundle):
     result = evaluate(synthetic_bundle, FAST.split(","), seed=0)
     acc = result.accuracy.set_index(["scenario", "predictor"])
-    for scen in ("random", "higher-load", "unseen-pairs"):
+    for scen in ("random", "higher-load", "unseen-pairs", "chronological"):
         assert acc.loc[(scen, "linear"), "mape_pct"] < acc.loc[(scen, "gpulet"), "mape_pct"]
         assert acc.loc[(scen, "gpulet"), "mape_pct"] < acc.loc[(scen, "solo"), "mape_pct"]
         assert acc.loc[(scen, "solo"), "bias_pct"] < 0  # ignoring interference under-predicts
@@ -100,7 +103,16 @@ def test_evaluation_shows_coarse_models_overpredict_partial_overlap(synthetic_bu
     assert set(curves["predictor"]) == set(FAST.split(","))
     assert curves.groupby(["scenario", "predictor"])["observations"].max().eq(
         acc["n_test"].groupby(level=[0, 1]).first()).all()
-    assert set(result.transfers["model"]) == {"fair-share", "no-contention"}
+    tr = result.transfers.set_index(["direction", "scenario", "model", "sizes"])
+    assert set(tr.index.get_level_values("model")) == {"fair-share", "no-contention",
+                                                       "partial-sharing"}
+    # The synthetic link shares fairly: the fair-share model wins on unseen concurrency,
+    # and the fitted share per extra copy is close to 1.
+    unseen = tr.xs(("h2d", "unseen-concurrency"), level=("direction", "scenario"))
+    assert unseen.loc[("fair-share", "all"), "mape_pct"] < 5
+    assert unseen.loc[("no-contention", "all"), "mape_pct"] > 20
+    share = result.transfer_fit.set_index("direction")["fitted_share_per_extra_copy"]
+    assert share.between(0.9, 1.1).all()
 
 
 def test_cli_evaluate_writes_table_and_plots(tmp_path, capsys):
@@ -117,7 +129,7 @@ def test_cli_evaluate_writes_table_and_plots(tmp_path, capsys):
     acc = pd.read_csv(out / "accuracy.csv")
     assert list(acc.columns[:5]) == ["scenario", "predictor", "online", "n_train", "n_test"]
     assert {"mape_pct", "mse_ms2", "p90_rel_err_pct", "max_rel_err_pct"} <= set(acc.columns)
-    assert len(acc) == 3 * 4
+    assert len(acc) == 4 * 4
     assert np.isfinite(acc["mape_pct"]).all()
     table = (out / "table.md").read_text()
     assert table.count("\n| random |") == 4 and "| fair-share |" in table
@@ -170,3 +182,26 @@ def test_cli_fit_shows_coefficients_and_rejects_bad_params(capsys):
                              "--param", "forgetting=2"], "'forgetting' must be in")
     _one_line_error(capsys, ["predict", "fit", "rls", "--profile", "synthetic-tiny",
                              "--param", "forgetting"], "expected key=value")
+
+
+def test_stream_learns_only_from_finished_runs(synthetic_bundle):
+    from strait_sim.predictors.evaluate import stream_predictions
+
+    class Recorder:
+        online = True
+
+        def __init__(self):
+            self.log = []
+
+        def predict(self, model, batch, co):
+            self.log.append("p")
+            return 1.0
+
+        def update(self, obs):
+            self.log.append("u")
+
+    test = colocation_samples(synthetic_bundle).head(6)  # three runs, two views each
+    rec = Recorder()
+    preds = stream_predictions(rec, test)
+    assert list(preds) == [1.0] * 6
+    assert "".join(rec.log) == "pp" + "uupp" + "uupp"

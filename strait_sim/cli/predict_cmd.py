@@ -195,12 +195,14 @@ def _print(result, title: str, out: Path) -> None:  # noqa: ANN001
         if r.status != "evaluated":
             console.print(f"{r.scenario}: {r.note}")
     if result.transfers is not None:
-        t = Table(title="Copy-time model (fair sharing) vs no-contention baseline")
-        for col in ("direction", "scenario", "model", "n_test", "MAPE %", "P90 %", "max %"):
+        t = Table(title="Copy-time models: fair sharing (the predictor) and two references")
+        for col in ("direction", "scenario", "model", "sizes", "n_test", "MAPE %", "P90 %",
+                    "max %", "bias %"):
             t.add_column(col)
         for r in result.transfers.itertuples(index=False):
-            t.add_row(r.direction, r.scenario, r.model, str(r.n_test), f"{r.mape_pct:.2f}",
-                      f"{r.p90_rel_err_pct:.2f}", f"{r.max_rel_err_pct:.1f}")
+            t.add_row(r.direction, r.scenario, r.model, r.sizes, str(r.n_test),
+                      f"{r.mape_pct:.2f}", f"{r.p90_rel_err_pct:.2f}",
+                      f"{r.max_rel_err_pct:.1f}", f"{r.bias_pct:+.2f}")
         console.print(t)
     for note in result.notes:
         console.print(note)

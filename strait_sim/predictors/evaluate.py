@@ -4,20 +4,24 @@ Protocol (each step a function, so tests can check them one by one):
 
 1. :func:`colocation_samples` turns pairs.csv into one row per observed batch; both views
    of one co-located run share a ``run_id`` and always fall on the same side of a split.
-2. :func:`make_scenarios` builds the train/test splits (75/25 of the runs):
+2. :func:`make_scenarios` builds the train/test splits (75/25 of the runs; splits drawn
+   at random use ``numpy.random.default_rng(seed)``):
    - ``random``: runs drawn at random (seeded): the test set is like the training set;
    - ``higher-load``: the 75% of runs with the least overlap train, the 25% with the most
      overlap test (overlap of a run = ``overlap_ms / min(solo_a, solo_b)``): the load, and
      so the overlap, grows after the fit;
    - ``unseen-pairs``: whole model pairs ``{a, b}`` (both orders) are held out, drawn at
      random until at least 25% of the runs are held out: pairs never seen in training;
+   - ``chronological``: the first 75% of the runs in measurement order train, the last
+     25% test: whatever drifts over a profiling session (the machine's background load,
+     the mix of pairs the profiler's budget reached) drifts after the fit;
    - ``unseen-concurrency``: pairs.csv measures two batches at once only, so no test with
      more co-runners exists; the scenario is listed as not measured. (Copies were measured
      at several concurrency levels: see step 5.)
 3. :func:`evaluate_scenario` fits each predictor on the training rows and walks the test
-   rows in a seeded random order: predict, then (online predictors only) ``update`` with
-   the observed latency, as a scheduler would after each completion. Errors are
-   prediction-before-update (prequential).
+   runs in measurement order (pairs.csv row order): predict, then (online predictors
+   only) ``update`` with the observed latencies, as a scheduler would after each
+   completion. Errors are prediction-before-update (prequential).
 4. :func:`metrics` per predictor and scenario: MAPE, MSE (ms^2), P90 and max relative
    error, and the mean signed relative error (bias: > 0 over-predicts). The learning curve
    is the MAPE of consecutive blocks of the test stream against the number of
@@ -29,7 +33,6 @@ Protocol (each step a function, so tests can check them one by one):
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -41,7 +44,12 @@ from strait_sim.errors import UserError
 from strait_sim.predictors.base import CoRunner, Observation
 from strait_sim.predictors.registry import fit_predictor, predictor_class, predictor_params
 from strait_sim.predictors.samples import colocation_samples
-from strait_sim.predictors.transfer import DIRECTIONS, TransferPredictor, fit_link
+from strait_sim.predictors.transfer import (
+    DIRECTIONS,
+    LARGE_COPY_BYTES,
+    TransferPredictor,
+    fit_link,
+)
 
 if TYPE_CHECKING:
     from strait_sim.profile_bundle import ProfileBundle
@@ -56,6 +64,7 @@ SCENARIO_DESCRIPTIONS = {
     "random": "random 75/25 split of the co-located runs",
     "higher-load": "train on the 75% of runs with least overlap, test on the 25% with most",
     "unseen-pairs": "test on model pairs never seen in training",
+    "chronological": "train on the runs measured first, test on the last 25% measured",
     "unseen-concurrency": "test with more co-runners than in training",
 }
 
@@ -138,6 +147,8 @@ def make_scenarios(samples: pd.DataFrame, seed: int,
         sc.note = "held out: " + "; ".join(f"{a}+{b}" for a, b in held)
         out.append(sc)
 
+    out.append(Scenario("chronological", *_split_runs(samples, runs[-n_test:])))
+
     out.append(Scenario("unseen-concurrency",
                         note="not measured: pairs.csv holds runs of two batches at once only"))
     return out
@@ -188,17 +199,30 @@ def learning_curve(abs_rel: np.ndarray, blocks: int = CURVE_BLOCKS) -> list[tupl
 
 
 def stream_predictions(predictor, test: pd.DataFrame) -> np.ndarray:  # noqa: ANN001
-    """Predict each test row in order; online predictors then learn from it."""
+    """Predict the test rows in order; online predictors then learn from them.
+
+    Rows of one run (its two views) are all predicted before the predictor learns from
+    any of them: both batches of a run finish at about the same time, so a scheduler
+    could not have used one to predict the other.
+    """
     preds = np.empty(len(test))
     online = predictor.online
-    cols = zip(test["model"].astype(str), test["batch"].astype(int),
-               test["co_model"].astype(str), test["co_batch"].astype(int),
-               test["overlap_ms"].astype(float), test["latency_ms"].astype(float), strict=True)
-    for i, (m, b, c, cb, ov, lat) in enumerate(cols):
+    pending: list[Observation] = []
+    last_run = None
+    cols = zip(test["run_id"].astype(int), test["model"].astype(str),
+               test["batch"].astype(int), test["co_model"].astype(str),
+               test["co_batch"].astype(int), test["overlap_ms"].astype(float),
+               test["latency_ms"].astype(float), strict=True)
+    for i, (run, m, b, c, cb, ov, lat) in enumerate(cols):
+        if online and run != last_run:
+            for obs in pending:
+                predictor.update(obs)
+            pending.clear()
+        last_run = run
         co = (CoRunner(c, cb, ov),)
         preds[i] = predictor.predict(m, b, co)
         if online:
-            predictor.update(Observation(m, b, co, lat))
+            pending.append(Observation(m, b, co, lat))
     return preds
 
 
@@ -214,8 +238,7 @@ def evaluate_scenario(samples: pd.DataFrame, profile: ProfileBundle, scenario: S
     assert scenario.train is not None and scenario.test is not None
     train = samples[scenario.train].reset_index(drop=True)
     test = samples[scenario.test].reset_index(drop=True)
-    rng = np.random.default_rng([seed, zlib.crc32(scenario.name.encode())])
-    test = test.iloc[rng.permutation(len(test))].reset_index(drop=True)
+    test = test.sort_values(["run_id", "view"], kind="stable").reset_index(drop=True)
     actual = test["latency_ms"].to_numpy(dtype=float)
     frac = test["overlap_fraction"].to_numpy(dtype=float)
     bucket = pd.cut(frac, OVERLAP_BUCKETS, right=False)
@@ -244,13 +267,38 @@ def evaluate_scenario(samples: pd.DataFrame, profile: ProfileBundle, scenario: S
 # -- transfers ---------------------------------------------------------------------------
 
 
+def _fit_partial_sharing(nbytes: np.ndarray, concurrent: np.ndarray, t: np.ndarray
+                         ) -> np.ndarray:
+    """Coefficients of ``t = a + bytes * (b + c * (concurrent - 1))`` on relative error.
+
+    ``c / b`` is the fraction of a fair share each extra copy takes (1: fair sharing,
+    0: copies do not slow each other). An evaluation-only generalisation that tells how
+    far the measured link is from the fair-sharing model the predictor uses.
+    """
+    x = np.column_stack([np.ones_like(t), nbytes, nbytes * (concurrent - 1)]) / t[:, None]
+    coef, *_ = np.linalg.lstsq(x, np.ones_like(t), rcond=None)
+    return coef
+
+
 def evaluate_transfers(transfers: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(accuracy rows, fitted coefficients on all rows) of the copy-time model."""
+    """(accuracy rows, fitted coefficients on all rows) of the copy-time model.
+
+    Three models, each fitted on the training rows: ``fair-share`` (the predictor),
+    ``no-contention`` (the same form fitted as if every copy ran alone) and
+    ``partial-sharing`` (see :func:`_fit_partial_sharing`). Errors are given over all
+    test copies and over the copies of at least 1 MiB, where the bandwidth (and so the
+    sharing) matters more than the fixed cost.
+    """
     rng = np.random.default_rng([seed, 7])
     rows = []
-    full = TransferPredictor.fit(transfers)
+    fit = TransferPredictor.fit(transfers).describe()
+    shares = []
     for direction in DIRECTIONS:
         df = transfers[transfers["direction"] == direction].reset_index(drop=True)
+        b_all = df["bytes"].to_numpy(dtype=float)
+        c_all = df["concurrent"].to_numpy(dtype=float)
+        part = _fit_partial_sharing(b_all, c_all, df["time_ms"].to_numpy(dtype=float))
+        shares.append(float(part[2] / part[1]) if part[1] > 0 else float("nan"))
         perm = rng.permutation(len(df))
         n_test = max(1, int(round(TEST_FRACTION * len(df))))
         levels = np.sort(df["concurrent"].unique())
@@ -263,22 +311,34 @@ def evaluate_transfers(transfers: pd.DataFrame, seed: int) -> tuple[pd.DataFrame
             train, test = df.iloc[tr], df.iloc[te]
             if train["bytes"].nunique() < 2 or len(test) == 0:
                 continue
-            link = fit_link(train["bytes"].to_numpy(), train["concurrent"].to_numpy(),
-                            train["time_ms"].to_numpy())
+            tb = train["bytes"].to_numpy(dtype=float)
+            tc = train["concurrent"].to_numpy(dtype=float)
+            tt = train["time_ms"].to_numpy(dtype=float)
+            fair = fit_link(tb, tc, tt)
+            alone = fit_link(tb, np.ones_like(tc), tt)
             actual = test["time_ms"].to_numpy(dtype=float)
-            inflight = test["concurrent"].to_numpy() - 1
+            conc = test["concurrent"].to_numpy(dtype=float)
             nbytes = test["bytes"].to_numpy(dtype=float)
-            for model, pred in (
-                ("fair-share", link.fixed_ms + nbytes * (inflight + 1)
-                 / link.bandwidth_bytes_per_ms),
-                ("no-contention", link.fixed_ms + nbytes / link.bandwidth_bytes_per_ms),
-            ):
-                row = {"direction": direction, "scenario": scen, "model": model,
-                       "n_train": len(train), "n_test": len(test),
-                       "train_concurrency": _levels(train), "test_concurrency": _levels(test)}
-                row.update(metrics(pred, actual))
-                rows.append(row)
-    return pd.DataFrame(rows), full.describe()
+            models = [
+                ("fair-share", fair.fixed_ms + nbytes * conc / fair.bandwidth_bytes_per_ms),
+                ("no-contention", alone.fixed_ms + nbytes / alone.bandwidth_bytes_per_ms),
+            ]
+            if tc.min() < tc.max():  # a sharing coefficient needs two levels to fit
+                a, b, c = _fit_partial_sharing(tb, tc, tt)
+                models.append(("partial-sharing", a + nbytes * (b + c * (conc - 1))))
+            large = nbytes >= LARGE_COPY_BYTES
+            for model, pred in models:
+                for sizes, mask in (("all", np.ones_like(large)), (">=1MiB", large)):
+                    if not mask.any():
+                        continue
+                    row = {"direction": direction, "scenario": scen, "model": model,
+                           "sizes": sizes, "n_train": len(train), "n_test": int(mask.sum()),
+                           "train_concurrency": _levels(train),
+                           "test_concurrency": _levels(test)}
+                    row.update(metrics(pred[mask], actual[mask]))
+                    rows.append(row)
+    fit["fitted_share_per_extra_copy"] = shares
+    return pd.DataFrame(rows), fit
 
 
 def _levels(df: pd.DataFrame) -> str:
@@ -338,10 +398,12 @@ def markdown_tables(result: Evaluation) -> str:
         if r.status != "evaluated":
             lines.append(f"\n{r.scenario}: {r.note}")
     if result.transfers is not None and len(result.transfers):
-        lines += ["", "| direction | scenario | model | test concurrency | n_test | MAPE % "
-                  "| P90 % | max % |", "|---|---|---|---|---:|---:|---:|---:|"]
+        lines += ["", "| direction | scenario | model | sizes | test concurrency | n_test "
+                  "| MAPE % | P90 % | max % | bias % |",
+                  "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
         for r in result.transfers.itertuples(index=False):
-            lines.append(f"| {r.direction} | {r.scenario} | {r.model} | {r.test_concurrency}"
-                         f" | {r.n_test} | {r.mape_pct:.2f} | {r.p90_rel_err_pct:.2f} | "
-                         f"{r.max_rel_err_pct:.1f} |")
+            lines.append(f"| {r.direction} | {r.scenario} | {r.model} | {r.sizes} | "
+                         f"{r.test_concurrency} | {r.n_test} | {r.mape_pct:.2f} | "
+                         f"{r.p90_rel_err_pct:.2f} | {r.max_rel_err_pct:.1f} | "
+                         f"{r.bias_pct:+.2f} |")
     return "\n".join(lines) + "\n"

@@ -5,6 +5,8 @@
 *both* batches (A slowed by C, and C slowed by A over the same overlap), so every run
 becomes two rows here, one per point of view, sharing a ``run_id`` so that a train/test
 split can keep both views of one run on the same side (otherwise the test set leaks).
+``run_id`` is the run's row in pairs.csv, which the profiler appends in measurement
+order, so sorting by it replays the runs in the order they happened.
 
 Columns (one row per observed co-located batch):
 ``run_id, view`` ("first": this batch started first; "second": it started later),
