@@ -216,3 +216,19 @@ def test_transient_failure_is_retried_and_its_error_file_removed(tmp_path, monke
     monkeypatch.undo()
     [second] = run_points([spec], out_dir=tmp_path, progress=False)
     assert second.ok and not second.skipped and not error_file.exists()
+
+
+def test_point_key_follows_the_content_of_input_files(tmp_path, monkeypatch):
+    trace = tmp_path / "trace.csv"
+    trace.write_text("arrival_s,model\n0.1,synth_small\n")
+    monkeypatch.chdir(tmp_path)
+    spec = resolve_spec({"policy": "fifo", "profile": "synthetic-tiny",
+                         "workload": "trace", "trace": "trace.csv"})
+    assert spec["workload"]["trace"] == str(trace)  # made absolute for workers elsewhere
+    h = profile_hash("synthetic-tiny")
+    before = point_key(spec, h, "v")
+    trace.write_text("arrival_s,model\n0.2,synth_small\n")
+    import os
+
+    os.utime(trace, ns=(1, 1))  # a new mtime, whatever the clock's resolution
+    assert point_key(spec, h, "v") != before

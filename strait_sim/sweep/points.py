@@ -27,6 +27,13 @@ def canonical_json(obj: Any) -> str:
 
 
 def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, computed once per (path, size, mtime) in a process."""
+    stat = Path(path).stat()
+    return _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
