@@ -113,6 +113,10 @@ def test_evaluation_shows_coarse_models_overpredict_partial_overlap(synthetic_bu
     assert unseen.loc[("no-contention", "all"), "mape_pct"] > 20
     share = result.transfer_fit.set_index("direction")["fitted_share_per_extra_copy"]
     assert share.between(0.9, 1.1).all()
+    # The fixture's noise is lognormal with a 3% CV: the replicate floor must show that.
+    noise = result.noise.set_index("samples")
+    assert 1.0 < noise.loc["solo runs", "mape_pct"] < 5.0
+    assert 1.0 < noise.loc["co-located runs", "mape_pct"] < 6.0
 
 
 def test_cli_evaluate_writes_table_and_plots(tmp_path, capsys):
@@ -124,7 +128,7 @@ def test_cli_evaluate_writes_table_and_plots(tmp_path, capsys):
     assert "higher-load" in printed and "rls" in printed and "MAPE" in printed
     for f in ("accuracy.csv", "scenarios.csv", "learning_curve.csv", "error_by_overlap.csv",
               "transfers.csv", "transfer_fit.csv", "accuracy.png", "learning_curve.png",
-              "error_by_overlap.png", "summary.json", "table.md"):
+              "error_by_overlap.png", "summary.json", "table.md", "noise_floor.csv"):
         assert (out / f).is_file(), f
     acc = pd.read_csv(out / "accuracy.csv")
     assert list(acc.columns[:5]) == ["scenario", "predictor", "online", "n_train", "n_test"]

@@ -152,6 +152,7 @@ def evaluate_cmd(
 
         result.accuracy.to_csv(tmp / "accuracy.csv", index=False, float_format="%.4g")
         result.scenarios.to_csv(tmp / "scenarios.csv", index=False)
+        result.noise.to_csv(tmp / "noise_floor.csv", index=False, float_format="%.4g")
         (tmp / "table.md").write_text(markdown_tables(result))
         result.curves.to_csv(tmp / "learning_curve.csv", index=False, float_format="%.4g")
         result.by_overlap.to_csv(tmp / "error_by_overlap.csv", index=False,
@@ -194,6 +195,10 @@ def _print(result, title: str, out: Path) -> None:  # noqa: ANN001
     for r in result.scenarios.itertuples(index=False):
         if r.status != "evaluated":
             console.print(f"{r.scenario}: {r.note}")
+    for r in result.noise.itertuples(index=False):
+        console.print(f"noise floor, {r.samples}: each sample vs the median of its "
+                      f"repetitions: MAPE {r.mape_pct:.2f}%, P90 {r.p90_rel_err_pct:.2f}% "
+                      f"({r.n} samples)")
     if result.transfers is not None:
         t = Table(title="Copy-time models: fair sharing (the predictor) and two references")
         for col in ("direction", "scenario", "model", "sizes", "n_test", "MAPE %", "P90 %",

@@ -22,11 +22,13 @@ Protocol (each step a function, so tests can check them one by one):
    runs in measurement order (pairs.csv row order): predict, then (online predictors
    only) ``update`` with the observed latencies, as a scheduler would after each
    completion. Errors are prediction-before-update (prequential).
-4. :func:`metrics` per predictor and scenario: MAPE, MSE (ms^2), P90 and max relative
+4. :func:`noise_floor`: the error of predicting each sample by the median of its own
+   repetitions, a rough floor for any predictor on this bundle.
+5. :func:`metrics` per predictor and scenario: MAPE, MSE (ms^2), P90 and max relative
    error, and the mean signed relative error (bias: > 0 over-predicts). The learning curve
    is the MAPE of consecutive blocks of the test stream against the number of
    observations seen; the error by overlap bucket shows where coarse models fail.
-5. :func:`evaluate_transfers`: the copy-time model on transfers.csv, a random 75/25 split
+6. :func:`evaluate_transfers`: the copy-time model on transfers.csv, a random 75/25 split
    and an ``unseen-concurrency`` split (fit on the lowest concurrency levels, test on the
    highest), against a no-contention baseline that ignores the other copies.
 """
@@ -97,6 +99,7 @@ class Evaluation:
     by_overlap: pd.DataFrame
     transfers: pd.DataFrame | None
     transfer_fit: pd.DataFrame | None
+    noise: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
 
 
@@ -264,6 +267,45 @@ def evaluate_scenario(samples: pd.DataFrame, profile: ProfileBundle, scenario: S
     return acc, curves, by_ov
 
 
+# -- how noisy are the measurements? -------------------------------------------------------
+
+
+def _leave_one_out(values: pd.Series, keys: list[pd.Series]) -> tuple[np.ndarray, np.ndarray]:
+    """Each value, and the median of the *other* values of its configuration (groups of
+    at least two samples only)."""
+    actual, pred = [], []
+    for _, grp in values.groupby(keys):
+        v = grp.to_numpy(dtype=float)
+        if len(v) < 2:
+            continue
+        for i in range(len(v)):
+            actual.append(v[i])
+            pred.append(float(np.median(np.delete(v, i))))
+    return np.array(actual), np.array(pred)
+
+
+def noise_floor(samples: pd.DataFrame, profile: ProfileBundle) -> pd.DataFrame:
+    """Error of predicting each sample by the median of its repetitions.
+
+    Repetitions of one configuration (same models, batches, start offset; for solo runs,
+    same model and batch) differ only by measurement noise, so this error is roughly the
+    best any predictor of those features can hope for on this bundle.
+    """
+    rows = []
+    solo = profile.solo
+    a, p = _leave_one_out(solo["latency_ms"], [solo["model"], solo["batch"]])
+    groups = [samples[c] for c in ("model", "batch", "co_model", "co_batch", "view",
+                                   "config_offset")]
+    b, q = _leave_one_out(samples["latency_ms"], groups)
+    for what, actual, pred in (("solo runs", a, p), ("co-located runs", b, q)):
+        if len(actual) == 0:
+            continue
+        row = {"samples": what, "n": len(actual)}
+        row.update(metrics(pred, actual))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 # -- transfers ---------------------------------------------------------------------------
 
 
@@ -383,7 +425,8 @@ def evaluate(profile: ProfileBundle, predictors: Sequence[str] | None = None, se
     else:
         notes.append("no transfers.csv in the bundle: copy-time model not evaluated")
     return Evaluation(pd.DataFrame(acc), pd.DataFrame(scen_rows), pd.DataFrame(curves),
-                      pd.DataFrame(by_ov), transfers, transfer_fit, notes)
+                      pd.DataFrame(by_ov), transfers, transfer_fit,
+                      noise_floor(samples, profile), notes)
 
 
 def markdown_tables(result: Evaluation) -> str:
@@ -397,6 +440,12 @@ def markdown_tables(result: Evaluation) -> str:
     for r in result.scenarios.itertuples(index=False):
         if r.status != "evaluated":
             lines.append(f"\n{r.scenario}: {r.note}")
+    if len(result.noise):
+        lines += ["", "Noise floor (each sample predicted by the median of its repetitions):",
+                  "", "| samples | n | MAPE % | P90 % | max % |", "|---|---:|---:|---:|---:|"]
+        for r in result.noise.itertuples(index=False):
+            lines.append(f"| {r.samples} | {r.n} | {r.mape_pct:.2f} | "
+                         f"{r.p90_rel_err_pct:.2f} | {r.max_rel_err_pct:.1f} |")
     if result.transfers is not None and len(result.transfers):
         lines += ["", "| direction | scenario | model | sizes | test concurrency | n_test "
                   "| MAPE % | P90 % | max % | bias % |",

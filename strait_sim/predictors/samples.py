@@ -17,9 +17,12 @@ overlap_fraction, latency_ms, slowdown, started_together``, then ``util_<x>`` an
 ``solo_ms`` is the bundle's median solo latency (interpolated for unmeasured batch sizes),
 ``overlap_fraction = overlap_ms / solo_ms`` (how much of the batch's own solo duration
 was spent beside the co-runner) and ``slowdown = latency_ms / solo_ms``.
-``started_together`` marks the runs meant to start both batches at once: the profiler's
-``nominal_offset_frac == 0`` when pairs.csv has that column (the measured ``offset_ms`` of
-such a run is small but not 0), else ``offset_ms <= 5%`` of the shorter solo latency.
+``config_offset`` identifies the run's configured start offset (the profiler's
+``nominal_offset_frac`` when present, else ``offset_ms`` rounded to a microsecond), so that
+repetitions of one configuration can be grouped. ``started_together`` marks the runs
+meant to start both batches at once: the profiler's ``nominal_offset_frac == 0`` when
+pairs.csv has that column (the measured ``offset_ms`` of such a run is small but not 0),
+else ``offset_ms <= 5%`` of the shorter solo latency.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ UTIL_METRICS = ("sm", "l2", "dram")
 
 SAMPLE_COLUMNS = ("run_id", "view", "model", "batch", "solo_ms", "co_model", "co_batch",
                   "co_solo_ms", "offset_ms", "rep", "overlap_ms", "overlap_fraction",
-                  "latency_ms", "slowdown", "started_together")
+                  "latency_ms", "slowdown", "started_together", "config_offset")
 TOGETHER_FRACTION = 0.05
 
 
@@ -148,6 +151,12 @@ def colocation_samples(profile: ProfileBundle) -> pd.DataFrame:
         together = pairs["offset_ms"].to_numpy() <= TOGETHER_FRACTION * np.minimum(a_solo, c_solo)
     first["started_together"] = together.astype(bool)
     second["started_together"] = together.astype(bool)
+    if "nominal_offset_frac" in pairs.columns:
+        config = pd.to_numeric(pairs["nominal_offset_frac"], errors="coerce").to_numpy()
+    else:
+        config = np.round(pairs["offset_ms"].to_numpy(dtype=float), 3)
+    first["config_offset"] = config
+    second["config_offset"] = config
     out = pd.concat([first, second], ignore_index=True)
     out["batch"] = out["batch"].astype(np.int64)
     out["co_batch"] = out["co_batch"].astype(np.int64)

@@ -8,6 +8,11 @@ on the training split), ``w_j += lr * err * z_j / scale_j / (eps + |z|^2)`` and
 error corrected per step (``0 < lr < 2`` is stable whatever the bundle); scaling keeps a
 feature with small values (an intensity of a few hundredths) from learning a hundred
 times slower than the constant.
+
+The default ``lr = 0.02`` gives SGD about the memory of ``rls``'s default forgetting
+factor (``1 / (1 - 0.98) = 50`` observations): each step corrects 2% of the error, so
+one noisy observation moves the model little. Larger rates follow a change faster and
+wander more on noisy measurements.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ class SgdPredictor(LinearPredictor):
     name = "sgd"
     online = True
 
-    def __init__(self, learning_rate: float = 0.1, ridge: float = 1e-6) -> None:
+    def __init__(self, learning_rate: float = 0.02, ridge: float = 1e-6) -> None:
         super().__init__(ridge=ridge)
         self.learning_rate = check_range(self.name, "learning_rate", learning_rate,
                                          low=0.0, high=2.0, low_open=True, high_open=True)
