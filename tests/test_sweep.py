@@ -232,3 +232,11 @@ def test_point_key_follows_the_content_of_input_files(tmp_path, monkeypatch):
 
     os.utime(trace, ns=(1, 1))  # a new mtime, whatever the clock's resolution
     assert point_key(spec, h, "v") != before
+
+
+def test_no_profile_means_the_default_profile():
+    from strait_sim.profile_registry import default_profile_name
+
+    assert resolve_spec({"policy": "fifo", "profile": None})["profile"] == \
+        default_profile_name()
+    assert resolve_spec({"policy": "fifo"})["profile"] == default_profile_name()

@@ -121,6 +121,8 @@ def resolve_spec(params: dict[str, Any], *, where: str = "spec") -> dict[str, An
             if not isinstance(value, dict):
                 raise UserError(f"{where}: policy_params must be a table of name = value")
             spec["policy_params"] = dict(sorted(value.items()))
+        elif key == "profile" and value is None:
+            continue  # the default profile, resolved below
         elif key in ("policy", "profile"):
             if not isinstance(value, str):
                 raise UserError(f"{where}: {key} must be a string, got {value!r}")
