@@ -236,8 +236,9 @@ class TorchCpuBackend(Backend):
         copy_lane.put(run)
         return job
 
-    def align_copy_lanes(self, lanes: list[int], delay_s: float = 0.0) -> None:
-        """A barrier: each lane's next copy starts when every lane has reached it."""
+    def align_copy_lanes(self, lanes: list[int], delay_s: float = 2e-3) -> None:
+        """A barrier: each lane's next copy starts when every lane has reached it; the
+        lanes first sleep ``delay_s`` so that the caller has enqueued those copies."""
         self._check_open()
         barrier = threading.Barrier(len(lanes))
         for lane in lanes:

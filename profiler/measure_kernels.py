@@ -12,12 +12,17 @@ the cap and the share of time the kept rows cover go to profile.json (``parts.ke
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from strait_sim.profiler.measure_common import MeasureContext
 
+# Kineto prints "USDT: profiler_start/stop" lines to stderr on every trace, which would
+# scroll the progress bar away; level 6 silences them (unless the user set a level).
+os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 PROFILER_SELF = ("ProfilerStep", "[memory]", "Activity Buffer Request")
 
 
