@@ -56,11 +56,13 @@ def print_summary(bundle: ProfileBundle, console: Console | None = None) -> None
     fits = fit_link(bundle.transfers)
     if fits:
         t = Table(title="Link fit: time = fixed + bytes / bandwidth (lone copies)")
-        for col in ("direction", "fixed (us)", "bandwidth (GB/s)", "samples", "median rel. err"):
+        for col in ("direction", "fixed (us)", "GB/s", "samples", "median rel. err",
+                    "GB/s of largest"):
             t.add_column(col, justify="right")
         for f in fits.values():
             t.add_row(f.direction, f"{f.fixed_ms * 1e3:.2f}", f"{f.gbps:.2f}", str(f.samples),
-                      f"{f.median_rel_error:.1%}")
+                      f"{f.median_rel_error:.1%}",
+                      f"{f.largest_gbps:.2f} ({f.largest_bytes / 2**20:g} MiB)")
         console.print(t)
     else:
         console.print("no transfers measured")
