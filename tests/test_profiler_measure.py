@@ -272,3 +272,42 @@ def test_bundled_cpu_profile_is_a_real_measurement() -> None:
     assert b.has("transfers") and b.has("kernels")
     # Files stay small enough to ship in the package.
     assert sum(f.stat().st_size for f in b.path.iterdir()) < 2_000_000
+
+
+def test_cli_profiles_a_user_model_from_a_file(tmp_path: Path, capsys) -> None:
+    from strait_sim.cli.app import main
+
+    f = tmp_path / "my_models.py"
+    f.write_text(
+        "import torch\n"
+        "from strait_sim.profiler.zoo import ModelSpec\n"
+        "MODELS = [ModelSpec('my_linear', lambda: torch.nn.Linear(64, 8), (64,),"
+        " item_output_shape=(8,))]\n")
+    out = tmp_path / "b"
+    code = main(["profile", "--cpu", "--model-file", str(f), "--models", "my_linear,tiny_mlp",
+                 "--batches", "1,2", "--reps", "3", "--only", "solo", "--out", str(out),
+                 "--threads-per-stream", "1"])
+    assert code == 0, capsys.readouterr().err
+    b = read_bundle_dir(out)
+    assert set(b.model_names) == {"my_linear", "tiny_mlp"}
+    row = b.models.set_index("model").loc["my_linear"]
+    assert row["params"] == 64 * 8 + 8 and row["input_bytes_per_item"] == 64 * 4
+    meta = json.loads((out / "profile.json").read_text())
+    command = meta["sessions"][0]["command"]
+    assert command.startswith("strait-sim profile --cpu") and f"--model-file {f}" in command
+    assert "--batches 1,2" in command and "--reps 3" in command
+
+
+def test_entry_point_models_are_registered(monkeypatch) -> None:
+    from strait_sim.profiler import zoo
+
+    class FakeEntryPoint:
+        name = "fake"
+
+        def load(self):  # noqa: ANN201
+            return lambda: [zoo.ModelSpec("ep_model", lambda: torch.nn.Linear(4, 2), (4,),
+                                          item_output_shape=(2,))]
+
+    monkeypatch.setattr("importlib.metadata.entry_points",
+                        lambda group: [FakeEntryPoint()] if group == "strait_sim.models" else [])
+    assert "ep_model" in zoo.model_registry()

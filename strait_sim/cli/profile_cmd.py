@@ -8,7 +8,6 @@ written. See docs/profiling.md.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -41,6 +40,24 @@ def _floats(text: str, flag: str) -> tuple[float, ...]:
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The command as given (flags that differ from their defaults), for profile.json."""
+    import shlex
+
+    parts = ["strait-sim", "profile"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value == param.default or value in (None, [], (), False):
+            continue
+        flag = max(param.opts, key=len)
+        if value is True:
+            parts.append(flag)
+            continue
+        for v in value if isinstance(value, list | tuple) else [value]:
+            parts += [flag, shlex.quote(str(v))]
+    return " ".join(parts)
 
 
 class RichProgress:
@@ -198,8 +215,7 @@ def register(app: typer.Typer) -> None:
             return make_backend(backend_name, device=gpu, streams=2, precision=precision,
                                 models=spec_map, **options)
 
-        command = "strait-sim " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["profile"] \
-            else "strait-sim profile (called from Python)"
+        command = _command_line(ctx)
         progress = RichProgress()
         try:
             with progress:
