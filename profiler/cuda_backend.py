@@ -219,7 +219,9 @@ class TorchCudaBackend(Backend):
             return eager, None
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.no_grad(), torch.cuda.graph(graph):
+            # thread_local: work launched meanwhile by other threads (a live executor's
+            # watchers, another stream) does not invalidate this capture
+            with torch.no_grad(), torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 static_out = module(static_in)
         except Exception as exc:  # some ops refuse capture: keep going, eagerly, and say so
             torch.cuda.synchronize(self.device)
