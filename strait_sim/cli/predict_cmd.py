@@ -16,7 +16,7 @@ import typer
 
 from strait_sim.errors import UserError
 
-predict_app = typer.Typer(help="Interference and transfer predictors: list, evaluate.",
+predict_app = typer.Typer(help="Interference and transfer predictors: list, fit, evaluate.",
                           no_args_is_help=True)
 
 MARKER = "summary.json"
@@ -130,7 +130,8 @@ def evaluate_cmd(
     cache: bool = typer.Option(True, "--cache/--no-cache",
                                help="Reuse fitted predictors cached on disk."),
 ) -> None:
-    """Accuracy of each predictor per scenario (random split, higher load, unseen pairs)."""
+    """Accuracy of each predictor per scenario (random, higher load, unseen pairs,
+    chronological), copy-time model, noise floor: CSV, Markdown and PNG in --out."""
     from strait_sim.atomic import atomic_dir, check_writable_parent
     from strait_sim.predictors.evaluate import evaluate, markdown_tables
     from strait_sim.profile_bundle import load_bundle

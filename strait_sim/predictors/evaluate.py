@@ -288,8 +288,11 @@ def noise_floor(samples: pd.DataFrame, profile: ProfileBundle) -> pd.DataFrame:
     """Error of predicting each sample by the median of its repetitions.
 
     Repetitions of one configuration (same models, batches, start offset; for solo runs,
-    same model and batch) differ only by measurement noise, so this error is roughly the
-    best any predictor of those features can hope for on this bundle.
+    same model and batch; for copies, same direction, size and concurrency) differ only
+    by measurement noise, so this error is roughly the best any predictor of those
+    features can hope for on this bundle. With two repetitions (the CPU profile's pairs)
+    it compares two noisy samples, so it overstates the noise of one sample around its
+    mean by up to about sqrt(2).
     """
     rows = []
     solo = profile.solo
@@ -297,7 +300,13 @@ def noise_floor(samples: pd.DataFrame, profile: ProfileBundle) -> pd.DataFrame:
     groups = [samples[c] for c in ("model", "batch", "co_model", "co_batch", "view",
                                    "config_offset")]
     b, q = _leave_one_out(samples["latency_ms"], groups)
-    for what, actual, pred in (("solo runs", a, p), ("co-located runs", b, q)):
+    sets = [("solo runs", a, p), ("co-located runs", b, q)]
+    if profile.has("transfers"):
+        tr = profile.transfers
+        assert tr is not None
+        c, r = _leave_one_out(tr["time_ms"], [tr["direction"], tr["bytes"], tr["concurrent"]])
+        sets.append(("copies", c, r))
+    for what, actual, pred in sets:
         if len(actual) == 0:
             continue
         row = {"samples": what, "n": len(actual)}
@@ -311,15 +320,34 @@ def noise_floor(samples: pd.DataFrame, profile: ProfileBundle) -> pd.DataFrame:
 
 def _fit_partial_sharing(nbytes: np.ndarray, concurrent: np.ndarray, t: np.ndarray
                          ) -> np.ndarray:
-    """Coefficients of ``t = a + bytes * (b + c * (concurrent - 1))`` on relative error.
+    """Coefficients ``(a, b, c)`` of ``t = a + bytes * (b + c * (concurrent - 1))``.
 
     ``c / b`` is the fraction of a fair share each extra copy takes (1: fair sharing,
-    0: copies do not slow each other). An evaluation-only generalisation that tells how
-    far the measured link is from the fair-sharing model the predictor uses.
+    0: copies do not slow each other). Fitted like the predictor's link (see
+    :mod:`strait_sim.predictors.transfer`): ``a`` from the smallest copies, then one
+    inverse bandwidth per concurrency level (log-space least squares on the copies of at
+    least 1 MiB, or on all copies when fewer), then a straight line through those.
+    An evaluation-only generalisation that tells how far the measured link is from the
+    fair-sharing model the predictor uses.
     """
-    x = np.column_stack([np.ones_like(t), nbytes, nbytes * (concurrent - 1)]) / t[:, None]
-    coef, *_ = np.linalg.lstsq(x, np.ones_like(t), rcond=None)
-    return coef
+    levels = np.unique(concurrent)
+    fixed = fit_link(nbytes, np.ones_like(t), t).fixed_ms
+    inv = []
+    for k in levels:
+        at = concurrent == k
+        big = at & (nbytes >= LARGE_COPY_BYTES)
+        rows = big if big.sum() >= 3 else at
+        excess = t[rows] - fixed
+        ok = excess > 0
+        inv.append(float(np.exp(np.mean(np.log(excess[ok] / nbytes[rows][ok]))))
+                   if ok.any() else np.nan)
+    inv_arr = np.array(inv)
+    good = np.isfinite(inv_arr)
+    if good.sum() >= 2:
+        c, b = np.polyfit(levels[good] - 1.0, inv_arr[good], 1)
+    else:
+        b, c = float(np.nanmean(inv_arr)), 0.0
+    return np.array([fixed, b, c])
 
 
 def evaluate_transfers(transfers: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -104,11 +104,11 @@ class LinearPredictor(InterferencePredictor):
         return solo * (1.0 + excess) if excess > 0.0 else solo
 
     # -- online learners reuse this ------------------------------------------------------
-    def observation_xy(self, obs: Observation) -> tuple[np.ndarray, float] | None:
+    def observation_xy(self, obs: Observation) -> tuple[list[float], float] | None:
         """(features, target) of one observation, or None when it teaches nothing."""
         assert self.solo is not None, "fit() first"
         solo = self.solo(obs.model, obs.batch)
         x = self.regressors(obs.model, obs.batch, solo, obs.co_runners)
         if x is None:
             return None
-        return np.asarray(x, dtype=float), obs.latency_ms / solo - 1.0
+        return x, obs.latency_ms / solo - 1.0

@@ -37,17 +37,29 @@ class RlsPredictor(LinearPredictor):
                                       high=1.0, low_open=True)
         self.initial_covariance = check_range(self.name, "initial_covariance",
                                               initial_covariance, low=0.0, low_open=True)
-        self.P: np.ndarray = np.zeros((0, 0))
+        self._P: list[list[float]] = []
         self.updates = 0
+
+    # P is kept as a list of lists: with three to eight coefficients, plain float
+    # arithmetic is several times faster per update than numpy's per-call overhead.
+    @property
+    def P(self) -> np.ndarray:  # noqa: N802 - the textbook name
+        """The coefficients' covariance (a copy, as a numpy array)."""
+        return np.array(self._P, dtype=float).reshape(len(self._P), len(self._P))
+
+    @P.setter
+    def P(self, value) -> None:  # noqa: N802, ANN001
+        self._P = [[float(v) for v in row] for row in np.asarray(value, dtype=float)]
 
     def _fit_arrays(self, x: np.ndarray, y: np.ndarray) -> None:
         d = x.shape[1]
         info = x.T @ x + np.eye(d) / self.initial_covariance
         if self.ridge > 0:
             info += self.ridge * np.diag(np.diag(x.T @ x))
-        self.P = np.linalg.inv(info)
-        self.P = (self.P + self.P.T) / 2
-        self.w = [float(v) for v in self.P @ (x.T @ y)]
+        P = np.linalg.inv(info)
+        P = (P + P.T) / 2
+        self.P = P
+        self.w = [float(v) for v in P @ (x.T @ y)]
 
     def reset(self, d: int) -> None:
         """Forget everything: w = 0, P = delta * I (pure online learning from scratch)."""
@@ -61,17 +73,24 @@ class RlsPredictor(LinearPredictor):
         x, y = xy
         self.update_xy(x, y)
 
-    def update_xy(self, x: np.ndarray, y: float) -> None:
+    def update_xy(self, x, y: float) -> None:  # noqa: ANN001 - a sequence of floats
         """One RLS step on a raw (features, target) pair."""
-        w = np.asarray(self.w)
-        px = self.P @ x
-        gain = px / (self.forgetting + float(x @ px))
-        w = w + gain * (y - float(w @ x))
-        P = (self.P - np.outer(gain, px)) / self.forgetting
-        P = (P + P.T) / 2
-        tr = float(np.trace(P))
+        x = [float(v) for v in x]
+        P, w, lam = self._P, self.w, self.forgetting
+        px = [sum(a * b for a, b in zip(row, x, strict=True)) for row in P]
+        denom = lam + sum(a * b for a, b in zip(x, px, strict=True))
+        gain = [v / denom for v in px]
+        err = y - sum(a * b for a, b in zip(w, x, strict=True))
+        self.w = [wi + gi * err for wi, gi in zip(w, gain, strict=True)]
+        new = [[(pij - gi * pxj) / lam for pij, pxj in zip(row, px, strict=True)]
+               for row, gi in zip(P, gain, strict=True)]
+        d = len(x)
+        for i in range(d):
+            for j in range(i + 1, d):
+                new[i][j] = new[j][i] = (new[i][j] + new[j][i]) / 2
+        tr = sum(new[i][i] for i in range(d))
         if tr > MAX_TRACE:
-            P *= MAX_TRACE / tr
-        self.P = P
-        self.w = w.tolist()
+            scale = MAX_TRACE / tr
+            new = [[v * scale for v in row] for row in new]
+        self._P = new
         self.updates += 1

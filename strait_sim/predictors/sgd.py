@@ -34,22 +34,22 @@ class SgdPredictor(LinearPredictor):
         super().__init__(ridge=ridge)
         self.learning_rate = check_range(self.name, "learning_rate", learning_rate,
                                          low=0.0, high=2.0, low_open=True, high_open=True)
-        self.scale: np.ndarray = np.ones(0)
+        self.scale: list[float] = []
         self.updates = 0
 
     def _fit_arrays(self, x: np.ndarray, y: np.ndarray) -> None:
         super()._fit_arrays(x, y)
         rms = np.sqrt(np.mean(x * x, axis=0))
-        self.scale = np.where(rms > 0, rms, 1.0)
+        self.scale = [float(v) if v > 0 else 1.0 for v in rms]
 
     def update(self, observation: Observation) -> None:
         xy = self.observation_xy(observation)
         if xy is None:
             return
         x, y = xy
-        w = np.asarray(self.w)
-        z = x / self.scale
-        err = y - float(w @ x)
-        step = self.learning_rate * err / (1e-12 + float(z @ z))
-        self.w = (w + step * z / self.scale).tolist()
+        w, scale = self.w, self.scale
+        z = [xi / si for xi, si in zip(x, scale, strict=True)]
+        err = y - sum(a * b for a, b in zip(w, x, strict=True))
+        step = self.learning_rate * err / (1e-12 + sum(v * v for v in z))
+        self.w = [wi + step * zi / si for wi, zi, si in zip(w, z, scale, strict=True)]
         self.updates += 1
