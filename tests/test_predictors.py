@@ -220,6 +220,7 @@ def test_gbt_recovers_fluid_rates(synthetic_bundle, samples):
     data = fluid_table(samples, lambda m, b, c, cb: true_rate(spec, m, c))
     p = fit_predictor("gbt", data, synthetic_bundle, cache=False, n_estimators=100,
                       learning_rate=0.2)
+    assert p.predict("synth_small", 3) == pytest.approx(synthetic_bundle.solo_ms("synth_small", 3))
     for m in spec.models:
         for c in spec.models:
             solo = synthetic_bundle.solo_ms(m, 2)
