@@ -104,12 +104,12 @@ class ServiceEstimator:
         run teaches a slowdown model nothing)."""
         if not self.online or not batch.co_runs or batch.failed:
             return
-        co = tuple(CoRunner(c.model, c.size, c.overlap_ms) for c in batch.co_runs)
+        co = [CoRunner(c.model, c.size, c.overlap_ms) for c in batch.co_runs]
         if self._fast_rls is not None:
             self._fast_rls.update(batch.model, batch.size, co, batch.compute_ms)
         else:
             self.predictor.update(Observation(  # type: ignore[union-attr]
-                batch.model, batch.size, co, batch.compute_ms))
+                batch.model, batch.size, tuple(co), batch.compute_ms))
         self._since_refresh += 1
         if self._since_refresh >= self.pair_refresh:
             self._pair.clear()

@@ -209,30 +209,33 @@ class StraitPolicy(Policy):
 
     def _schedule(self, view: SystemView, free: list[tuple[int, int]]) -> list[Action]:
         now = view.now
+        q = self.q
+        counts = q.counts
         actions: list[Action] = []
-        if self.drop_early and len(self.q):
+        if self.drop_early and (counts[0] or counts[1]):
             dropped = self._drop_infeasible(now)
             if dropped:
                 actions.append(Drop(tuple(dropped), "cannot meet its deadline"))
-        q = self.q
-        if not len(q):
+        if not (counts[0] or counts[1]):
             return actions
         by_gpu = self.by_gpu
-        beliefs = self.beliefs
-        if view.n_gpus > 1:
+        if len(free) > 1 and view.n_gpus > 1:
             free = sorted(free, key=lambda gs: len(by_gpu[gs[0]]))
         h2d: dict[int, int] = {}
         refused: set[int] = set()
         left = len(free)
+        max_batch = view.max_batch
         for gpu, slot in free:
             if gpu in refused:
                 continue
-            if gpu not in h2d:
-                h2d[gpu] = view.transfers_in_flight(gpu, "h2d")
-            if q.counts[HIGH]:
-                choice = self._pick_hp(now, by_gpu[gpu], h2d[gpu])
-            elif q.counts[LOW]:
-                choice = self._pick_lp(now, by_gpu, gpu, h2d[gpu], left - 1)
+            flight = h2d.get(gpu)
+            if flight is None:
+                flight = view.transfers_in_flight(gpu, "h2d")
+            co = by_gpu[gpu]
+            if counts[HIGH]:
+                choice = self._pick_hp(now, co, flight)
+            elif counts[LOW]:
+                choice = self._pick_lp(now, by_gpu, gpu, flight, left - 1)
             else:
                 break
             if choice is None:
@@ -241,13 +244,17 @@ class StraitPolicy(Policy):
                 continue
             cls, model, size, svc, cstart, comp = choice
             reqs = q.take(cls, model, size)
-            size = min(sum(r.items for r in reqs), view.max_batch)
+            if len(reqs) == 1:
+                size = min(reqs[0].items, max_batch)
+            else:
+                size = min(sum(r.items for r in reqs), max_batch)
             cend = cstart + comp / 1e3
-            self._stretch(by_gpu[gpu], model, size, now, cstart, cend)
+            if co:
+                self._stretch(co, model, size, now, cstart, cend)
             bel = Believed(model, size, cls, cstart, cend, now + svc / 1e3, reqs[0].deadline_s)
-            beliefs[reqs[0].id] = bel
-            by_gpu[gpu].append(bel)
-            h2d[gpu] += 1
+            self.beliefs[reqs[0].id] = bel
+            co.append(bel)
+            h2d[gpu] = flight + 1
             left -= 1
             actions.append(Dispatch(gpu, slot, reqs, svc))
         return actions
@@ -331,8 +338,14 @@ class StraitPolicy(Policy):
                  free_after: int):  # noqa: ANN202
         q = self.q
         co = by_gpu[gpu]
-        need_guard = (self.hp_guard and any(c.priority == HIGH for c in co)) or \
-            (self.hp_lookahead and free_after == 0 and any(by_gpu) and self.hp_rate() > 0)
+        need_guard = False
+        if self.hp_guard:
+            for c in co:
+                if c.priority == HIGH:
+                    need_guard = True
+                    break
+        if not need_guard and self.hp_lookahead and free_after == 0 and self._hp_gap:
+            need_guard = any(by_gpu)
         guard = (by_gpu, co, free_after) if need_guard else None
         first = q.first(LOW)[0]  # type: ignore[index]
         head = q.head(LOW, first)
