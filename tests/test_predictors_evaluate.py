@@ -209,3 +209,13 @@ def test_stream_learns_only_from_finished_runs(synthetic_bundle):
     preds = stream_predictions(rec, test)
     assert list(preds) == [1.0] * 6
     assert "".join(rec.log) == "pp" + "uupp" + "uupp"
+
+
+def test_bundle_without_transfers_still_evaluates_interference(tmp_path, capsys):
+    path = make_synthetic_bundle(tmp_path / "b", SyntheticSpec(reps=4, batches=(1, 2)))
+    (path / "transfers.csv").unlink()
+    out = tmp_path / "ev"
+    assert main(["predict", "evaluate", "--profile", str(path), "--out", str(out),
+                 "--predictors", "solo,linear"]) == 0
+    assert "no transfers.csv" in capsys.readouterr().out
+    assert (out / "accuracy.csv").is_file() and not (out / "transfers.csv").exists()
