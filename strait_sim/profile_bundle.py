@@ -97,7 +97,7 @@ class ProfileBundle:
 
     def solo_ms(self, model: str, batch: int | float) -> float:
         """Median solo latency of ``model`` at ``batch``, interpolated between measured
-        batch sizes and extrapolated linearly from the last two beyond them."""
+        batch sizes and extrapolated beyond them (see :func:`interp_extrap`)."""
         if model not in self._solo_medians:
             self.require_model(model)
             raise BundleError(f"{self.name}/solo.csv", f"no solo samples for model '{model}'")
@@ -121,17 +121,19 @@ class ProfileBundle:
 
 
 def interp_extrap(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
-    """Linear interpolation inside ``xs``, linear extrapolation outside (floored at a
-    tenth of the nearest measured value so a steep extrapolation never goes negative)."""
+    """Linear interpolation inside the measured batch sizes ``xs``; outside them, a line
+    through the nearest measured value with the least-squares slope of all of them,
+    never negative. Latency does not fall with batch size, so beyond the largest
+    measured batch the value never drops below the last measurement (a noisy profile
+    whose medians dip must not extrapolate to ever-faster batches)."""
     if len(xs) == 1:
         return float(ys[0] * x / xs[0])
-    if x < xs[0]:
-        slope = (ys[1] - ys[0]) / (xs[1] - xs[0])
-        return float(max(ys[0] + slope * (x - xs[0]), 0.1 * ys[0]))
+    if xs[0] <= x <= xs[-1]:
+        return float(np.interp(x, xs, ys))
+    slope = max(float(np.polyfit(xs, ys, 1)[0]), 0.0)
     if x > xs[-1]:
-        slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
-        return float(max(ys[-1] + slope * (x - xs[-1]), 0.1 * ys[-1]))
-    return float(np.interp(x, xs, ys))
+        return float(ys[-1] + slope * (x - xs[-1]))
+    return float(max(ys[0] - slope * (xs[0] - x), 0.1 * ys[0]))
 
 
 # -- reading and validation -------------------------------------------------------------
