@@ -135,7 +135,7 @@ def register(app: typer.Typer) -> None:
                         "workload": workload, "gpus": gpus, "slots": slots,
                         "max_batch": max_batch, "seed": s, "interference": not no_interference,
                         "pcie": not no_pcie}, where="compare"))
-                    keys.append((load, name, s))
+                    keys.append((load if load is not None else wl.get("load"), name, s))
         outcomes = run_points(specs, workers=workers, out_dir=out, force=force,
                               progress=not quiet, keep_requests=out is not None)
         failed = [(k, o) for k, o in zip(keys, outcomes, strict=True) if not o.ok]
@@ -145,12 +145,14 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"{len(failed)} of {len(specs)} run(s) failed; first: policy "
                             f"{name}, seed {s}" + (f", load {load}" if load else "") +
                             f": {first}")
+        labels = load_list if loads is not None else [wl.get("load")]
         _report([(*k, o.summary) for k, o in zip(keys, outcomes, strict=True)],
-                [o.folder for o in outcomes], names, ref, load_list, out)
+                [o.folder for o in outcomes], names, ref, labels, out,
+                sweep=loads is not None)
 
 
 def _report(records: list, folders: list, names: list[str], ref: str,
-            load_list: list, out: Path | None) -> None:
+            load_list: list, out: Path | None, *, sweep: bool) -> None:
     from strait_sim.cli import compare_report as rep
 
     runs = rep.runs_frame(records)
@@ -176,7 +178,7 @@ def _report(records: list, folders: list, names: list[str], ref: str,
                     f"seeds, mean ± 95% CI)\n\n" + ref_text if ref_text else ""),
                    out / "comparison.md")
     written = ["runs.csv", "comparison.csv", "reference.csv", "comparison.md"]
-    if any(load is not None for load in load_list):
+    if sweep:
         rep.plot_violation_vs_load(table, out / "violation_vs_load.png")
         written.append("violation_vs_load.png")
     for load in load_list:
@@ -190,7 +192,7 @@ def _report(records: list, folders: list, names: list[str], ref: str,
             if parts:
                 lat[name] = rep.completed_latencies(pd.concat(parts, ignore_index=True))
         if lat:
-            fname = "latency_cdf.png" if load is None else f"latency_cdf_load{load:g}.png"
+            fname = "latency_cdf.png" if not sweep else f"latency_cdf_load{load:g}.png"
             title = "all seeds pooled" + ("" if load is None else f", load {load:g}")
             rep.plot_latency_cdfs(lat, out / fname, title)
             written.append(fname)
