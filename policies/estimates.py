@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from strait_sim.predictors.base import CoRunner, InterferencePredictor, Observation
 
 if TYPE_CHECKING:
-    from strait_sim.policies.base import CompletedBatch, PolicyContext, RunningBatch
+    from strait_sim.policies.base import CompletedBatch, PolicyContext
     from strait_sim.profile_bundle import ProfileBundle
 
 
@@ -155,7 +155,12 @@ class FastRls:
         y = latency_ms / solo - 1.0
         if len(x) == 3:
             self._update3(x, y)
-            return
+        else:
+            self._update_n(x, y)
+
+    def _update_n(self, x: list[float], y: float) -> None:
+        """One RLS step for any number of coefficients."""
+        p = self.p
         P = self.P
         px = [sum(map(mul, row, x)) for row in P]
         denom = self.lam + sum(map(mul, x, px))
@@ -226,18 +231,6 @@ class Believed:
     deadline_s: float
 
 
-def believed_from_view(b: RunningBatch, est: ServiceEstimator) -> Believed:
-    """Fallback belief for a running batch a policy has no record of."""
-    pred = b.predicted_ms if b.predicted_ms is not None else \
-        est.solo_service_ms(b.model, b.size)
-    end = b.dispatch_s + pred / 1e3
-    cstart = b.compute_start_s if b.compute_start_s is not None else \
-        b.dispatch_s + est.h2d_ms(b.model, b.size) / 1e3
-    return Believed(b.model, b.size, b.priority, cstart,
-                    end - est.d2h_ms(b.model, b.size) / 1e3, end,
-                    min(r.deadline_s for r in b.requests))
-
-
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
     """Validate a numeric parameter at construction (scikit-learn style)."""
     try:
@@ -265,5 +258,5 @@ def check_max_batch(value: int | None) -> int | None:
     return int(value)
 
 
-__all__ = ["Believed", "ServiceEstimator", "believed_from_view",
-           "build_predictor", "check_fraction", "check_max_batch", "check_positive"]
+__all__ = ["Believed", "ServiceEstimator", "build_predictor", "check_fraction",
+           "check_max_batch", "check_positive"]

@@ -157,6 +157,22 @@ def test_fast_rls_matches_the_predictor_update(synthetic_bundle):
     assert b.updates == a.updates == 200
 
 
+def test_fast_rls_general_and_three_coefficient_steps_agree(synthetic_bundle):
+    from strait_sim.predictors.registry import make_predictor
+
+    rng = np.random.default_rng(4)
+    a = make_predictor("rls", synthetic_bundle)
+    b = copy.deepcopy(a)
+    fa, fb = FastRls(a), FastRls(b)
+    for _ in range(100):
+        x = [float(v) for v in rng.uniform(0.0, 2.0, 3)]
+        y = float(rng.uniform(0.0, 1.0))
+        fa._update3(x, y)
+        fb._update_n(x, y)
+    np.testing.assert_allclose(a.w, b.w, rtol=1e-10)
+    np.testing.assert_allclose(fa.P, fb.P, rtol=1e-10, atol=1e-14)
+
+
 def test_simulated_run_records_predictions_and_learns(synthetic_bundle):
     from strait_sim.engine.simulator import SimConfig
     from strait_sim.experiment import run_simulation
