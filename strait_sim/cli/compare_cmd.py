@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
                                         "POLICY.NAME=VALUE (e.g. strait.hp_risk=0.2)."),
         reference: str | None = typer.Option(
             None, "--reference", help="Policy the others are compared with, in percentage "
-            "points [default: strait when listed, else the first]."),
+            "points (default: strait when listed, else the first)."),
         out: Path | None = typer.Option(None, "--out", help="Keep every run and write "
                                         "comparison.csv/.md and plots into this folder."),
         workers: int = typer.Option(1, "--workers", help="Runs in parallel (processes)."),
