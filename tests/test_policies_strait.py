@@ -190,3 +190,21 @@ def test_simulated_run_records_predictions_and_learns(synthetic_bundle):
     assert pred["predictions"] == int(done.sum())
     assert pred["mape"] < 0.5
     assert res.summary["policy_params"]["predictor_used"] == "rls"
+
+
+def test_bundle_without_pairs_falls_back_to_solo_predictor(tmp_path, synthetic_bundle_path):
+    import shutil
+
+    from strait_sim.engine.simulator import SimConfig
+    from strait_sim.experiment import run_simulation
+    from strait_sim.profile_bundle import read_bundle_dir
+    from strait_sim.workloads.poisson_basic import BasicPoissonWorkload
+
+    folder = tmp_path / "synthetic-nopairs"
+    shutil.copytree(synthetic_bundle_path, folder)
+    (folder / "pairs.csv").unlink()
+    profile = read_bundle_dir(folder)
+    wl = BasicPoissonWorkload(profile.model_names, rate=500, duration_s=0.3)
+    res = run_simulation(profile, wl, StraitPolicy(), SimConfig(slots=1, seed=0))
+    assert res.summary["policy_params"]["predictor_used"] == "solo"
+    assert res.summary["requests"] > 50
