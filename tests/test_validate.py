@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import cuda_available
 
 from strait_sim.cli.app import main
 from strait_sim.live.report import compare, ks_test, tost_welch
@@ -111,6 +112,10 @@ def test_validate_user_errors(tiny_bundle_path, synthetic_bundle_path, tmp_path,
     assert main(["validate", "--live", "--cpu", "--rate", "10", "--profile",
                  str(tiny_bundle_path)]) == 2
     assert "--out" in capsys.readouterr().err
+    if not cuda_available():
+        assert main(["validate", "--live", "--gpu", "0", "--rate", "10", "--out",
+                     str(tmp_path / "g")]) == 2
+        assert "GPU 0 requested" in capsys.readouterr().err
     assert main(["validate", "--report", str(tmp_path / "missing")]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["validate", "--live", "--cpu", "--policy", "no-such-policy", "--profile",

@@ -113,6 +113,10 @@ def _run_validation(*, live_kind: str, gpu: int | None, policy: str, profile: st
     from strait_sim.profile_bundle import load_bundle
 
     check_writable_parent(out)
+    if live_kind == "cuda":
+        from strait_sim.profiler.backends import check_gpu
+
+        check_gpu(int(gpu or 0))  # no GPU: say so first, before looking for its profile
     bundle = load_bundle(profile or _default_profile(live_kind))
     if bundle.device_kind != live_kind:
         raise UserError(f"profile '{bundle.name}' describes a {bundle.device_kind} device; "

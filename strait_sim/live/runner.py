@@ -123,13 +123,13 @@ def run_live(bundle: ProfileBundle, workload: Workload, policy: Policy, config: 
     if config.gpus != 1:
         raise UserError(f"live mode drives one device: --gpus must be 1, got {config.gpus}")
     kind = _backend_kind(opts)
-    if bundle.device_kind not in (kind, "unknown"):
-        _say(opts, f"warning: profile '{bundle.name}' describes a {bundle.device_kind} "
-                   f"device but this run is on the {kind}")
     if kind == "cuda" and opts.backend is None:
         from strait_sim.profiler.backends import check_gpu
 
         check_gpu(int(opts.gpu or 0))
+    if bundle.device_kind not in (kind, "unknown"):
+        _say(opts, f"warning: profile '{bundle.name}' describes a {bundle.device_kind} "
+                   f"device but this run is on the {kind}")
     busy = check_device_idle(kind, opts.gpu, threshold=opts.busy_threshold, force=opts.force)
     if busy.get("busy_reasons"):
         _say(opts, f"warning: device busy ({'; '.join(busy['busy_reasons'])}), forced")
