@@ -113,6 +113,7 @@ def prepare_all(backend: Backend, models: tuple[str, ...], max_batch: int) -> fl
             except BackendError as exc:
                 raise UserError(f"cannot prepare {m} at batch {b} on the live device ({exc}); "
                                 f"try a smaller --max-batch") from None
+    backend.synchronize()  # idle device; torch-cuda re-anchors its clock mapping here
     return time.perf_counter() - t0
 
 
