@@ -74,3 +74,11 @@ def test_profiles_and_policies_listings(capsys):
     listing = capsys.readouterr().out
     for name in ("fifo", "edf", "priority"):
         assert any(line.startswith(name) for line in listing.splitlines())
+
+
+def test_policy_parameters_reach_the_policy_and_summary(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(BASE + ["--policy", "strait", "--param", "hp_risk=0.02", "--out", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["policy_params"]["hp_risk"] == 0.02
+    assert main(BASE + ["--policy", "strait", "--param", "bogus=1"]) != 0
+    assert "bogus" in _one_line_error(capsys)

@@ -14,6 +14,8 @@ def register(app: typer.Typer) -> None:
     @workload_options
     def run(
         policy: str = typer.Option("strait", "--policy", "-p", help="Scheduling policy."),
+        param: list[str] = typer.Option([], "--param", help="Policy parameter NAME=VALUE "
+                                        "(repeatable; see docs/policies.md)."),
         profile: str | None = typer.Option(
             None, "--profile", help="Bundled profile name or bundle folder (default: the "
             "best bundled measurement; see `strait-sim profiles`)."),
@@ -51,7 +53,10 @@ def register(app: typer.Typer) -> None:
         for target in (out, trace_out):
             if target is not None:
                 check_writable_parent(target)
-        pol = make_policy(policy)
+        from strait_sim.cli.compare_cmd import parse_params
+
+        qualified = [p if "." in p.partition("=")[0] else f"{policy}.{p}" for p in param]
+        pol = make_policy(policy, **parse_params(qualified, [policy])[policy])
         bundle = load_bundle(profile)
         config = SimConfig(gpus=gpus, slots=slots, max_batch=max_batch, seed=seed,
                            interference=not no_interference, pcie=not no_pcie,
