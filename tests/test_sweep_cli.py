@@ -98,6 +98,7 @@ def test_policy_params_and_system_lists(tmp_path, monkeypatch):
     (('profile = "synthetic-tiny"', 'profile = "no-such-profile"'), "no-such-profile"),
     (('"p99_ms"]', '"p98_ms"]'), "unknown metric 'p98_ms'"),
     (("seed = [0, 1]", "seed = []"), "[grid] seed must be a non-empty list"),
+    (("seed = [0, 1]", "seed = [1, 1]"), "[grid] seed lists 1 twice"),
     (("duration = 1.0", "seed = 3"), "'seed' is in both [grid] and [fixed]"),
     (("duration = 1.0", "policy_params.bogus = 1"), "policy_params.bogus"),
     (("slots = 2", "slots = 0"), "--slots must be at least 1"),

@@ -127,10 +127,12 @@ def parse_experiment(doc: dict, *, source: Path, text: str = "") -> Experiment:
             grid[key] = values = [values]  # a single value is a one-point axis
         if not values:
             raise UserError(f"{label}: [grid] {key} must be a non-empty list of values")
-        for v in values:
+        for i, v in enumerate(values):
             if isinstance(v, list | dict):
                 raise UserError(f"{label}: [grid] {key}: values must be single values, "
                                 f"got {v!r}")
+            if v in values[:i]:
+                raise UserError(f"{label}: [grid] {key} lists {v!r} twice")
     for key, value in fixed.items():
         if isinstance(value, list | dict):
             raise UserError(f"{label}: [fixed] {key} is a list; lists belong in [grid]")
