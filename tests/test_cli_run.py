@@ -82,3 +82,13 @@ def test_policy_parameters_reach_the_policy_and_summary(tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text())["policy_params"]["hp_risk"] == 0.02
     assert main(BASE + ["--policy", "strait", "--param", "bogus=1"]) != 0
     assert "bogus" in _one_line_error(capsys)
+
+
+def test_unknown_flag_and_bare_command_show_usage_not_traceback(capsys):
+    assert main(["run", "--bogus"]) == 2
+    captured = capsys.readouterr()
+    assert "No such option: --bogus" in captured.err and "Traceback" not in captured.err
+    assert main([]) == 2
+    captured = capsys.readouterr()
+    assert "Usage" in captured.out + captured.err
+    assert "Traceback" not in captured.out + captured.err

@@ -45,8 +45,29 @@ def _register_all() -> None:
 _register_all()
 
 
+def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(ClickException, Abort, Exit) classes of every click in use: typer >= 0.26 ships
+    its own copy (``typer._click``, with Abort/Exit in ``typer.exceptions``); older typer
+    uses the ``click`` package."""
+    usage, abort, exits = [], [], []
+    for exc_mod, flow_mod in (("typer._click.exceptions", "typer.exceptions"),
+                              ("click.exceptions", "click.exceptions")):
+        try:
+            exceptions = importlib.import_module(exc_mod)
+            flow = importlib.import_module(flow_mod)
+        except ImportError:
+            continue
+        for target, module, name in ((usage, exceptions, "ClickException"),
+                                     (abort, flow, "Abort"), (exits, flow, "Exit")):
+            cls = getattr(module, name, None)
+            if isinstance(cls, type):
+                target.append(cls)
+    return tuple(usage), tuple(abort), tuple(exits)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit status 2."""
+    usage, abort, exits = _click_exception_types()
     try:
         result = app(args=argv, standalone_mode=False)
         if isinstance(result, int):  # typer.Exit(code) under standalone_mode=False
@@ -61,18 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except SystemExit as exc:  # typer's own exits (--help, bad flags handled below)
+    except SystemExit as exc:
         return int(exc.code or 0)
-    except Exception as exc:  # click usage errors and aborts
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            print("aborted", file=sys.stderr)
-            return 1
-        raise
+    except usage as exc:  # bad flags, missing arguments, bare `strait-sim` (prints help)
+        exc.show()
+        return exc.exit_code
+    except abort:
+        print("aborted", file=sys.stderr)
+        return 1
+    except exits as exc:
+        return int(exc.exit_code or 0)
     return 0
 
 
