@@ -19,6 +19,7 @@ the same results, bit for bit.
 from __future__ import annotations
 
 import math
+from bisect import insort
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -100,10 +101,7 @@ class EngineView:
         return self._e.env.now
 
     def free_slots(self) -> list[tuple[int, int]]:
-        e = self._e
-        if e.free_count == 0:
-            return []
-        return [(g, s) for g, row in enumerate(e.slots) for s, b in enumerate(row) if b is None]
+        return list(self._e.free)
 
     def running(self, gpu: int | None = None) -> list[Batch]:
         rows = self._e.slots if gpu is None else [self._e.slots[gpu]]
@@ -147,7 +145,9 @@ class Engine:
         self.io_bytes = [profile.io_bytes(m) for m in self.models]
         self.slots: list[list[Batch | None]] = [[None] * config.slots
                                                 for _ in range(config.gpus)]
-        self.free_count = config.gpus * config.slots
+        # idle (gpu, slot) pairs, kept sorted: the view hands out copies without a scan
+        self.free: list[tuple[int, int]] = [(g, k) for g in range(config.gpus)
+                                            for k in range(config.slots)]
         self.records = RequestRecords()
         self.view = EngineView(self)
         self.timeline = Timeline() if config.record_timeline else None
@@ -294,7 +294,7 @@ class Engine:
                   a.predicted_ms)
         self.next_batch += 1
         self.slots[gpu][slot] = b
-        self.free_count -= 1
+        self.free.remove((gpu, slot))
         pred = math.nan if a.predicted_ms is None else a.predicted_ms
         cols = self.records.cols
         for r in reqs:
@@ -343,7 +343,7 @@ class Engine:
             self.timeline.add(b.gpu, "d2h", f"{b.model} x{b.size}", b.compute_end_s, now,
                               b.batch_id)
         self.slots[b.gpu][b.slot] = None
-        self.free_count += 1
+        insort(self.free, (b.gpu, b.slot))
         compute_ms = (b.compute_end_s - b.compute_start_s) * 1e3
         cols = self.records.cols
         finish, comp, status = cols["finish_s"], cols["compute_ms"], cols["status"]
@@ -353,11 +353,10 @@ class Engine:
             comp[c][i] = compute_ms
             status[c][i] = ON_TIME if now <= r.deadline_s else LATE
         self.ended += len(b.requests)
-        done = CompletedBatch(
-            batch_id=b.batch_id, gpu=b.gpu, slot=b.slot, model=b.model, size=b.size,
-            requests=b.requests, dispatch_s=b.dispatch_s, compute_start_s=b.compute_start_s,
-            compute_end_s=b.compute_end_s, finish_s=now, predicted_ms=b.predicted_ms,
-            co_runs=tuple(CoRun(m, s, o * 1e3) for m, s, o in b.co.values() if o > 0.0)
+        done = CompletedBatch(  # positional: this runs once per batch
+            b.batch_id, b.gpu, b.slot, b.model, b.size, b.requests, b.dispatch_s,
+            b.compute_start_s, b.compute_end_s, now, b.predicted_ms,
+            tuple(CoRun(m, s, o * 1e3) for m, s, o in b.co.values() if o > 0.0)
             if b.co else ())
         actions = self.policy.on_completion(done, self.view)
         if actions:
@@ -426,7 +425,7 @@ class Engine:
             ev.callbacks.append(self._reset_done)
         else:
             self.slots[b.gpu][b.slot] = None
-            self.free_count += 1
+            insort(self.free, (b.gpu, b.slot))
         actions = self.policy.on_preempted(b, self.view)
         if actions:
             self._apply(actions)
@@ -436,7 +435,7 @@ class Engine:
         if self.timeline is not None:
             self.timeline.add(p.gpu, f"slot {p.slot}", "reset", p.dispatch_s, self.env.now, -1)
         self.slots[p.gpu][p.slot] = None
-        self.free_count += 1
+        insort(self.free, (p.gpu, p.slot))
         actions = self.policy.on_timer(self.view)
         if actions:
             self._apply(actions)
