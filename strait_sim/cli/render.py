@@ -7,22 +7,24 @@ from rich.table import Table
 
 
 def _ms(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}"
+    if v is None:
+        return "-"
+    return f"{v:.2f}" if v < 100 else f"{v:.0f}"
 
 
 def summary_table(summary: dict, title: str | None = None) -> Table:
     table = Table(title=title or f"{summary.get('policy', '?')} on "
                   f"{summary.get('profile', {}).get('name', '?')} (seed {summary.get('seed')})")
-    for col in ("class", "requests", "on time", "late", "dropped", "rejected", "violation",
+    for col in ("class", "n", "on time", "late", "drop", "reject", "violated",
                 "p50 ms", "p95 ms", "p99 ms"):
-        table.add_column(col, justify="right" if col != "class" else "left")
+        table.add_column(col, justify="right" if col != "class" else "left", no_wrap=True)
     rows = [(name, summary["by_class"][name]) for name in ("high", "low")]
     rows.append(("all", summary["overall"]))
     for name, c in rows:
         vr = c.get("violation_rate")
         table.add_row(name, str(c["count"]), str(c["on_time"]), str(c["late"]),
                       str(c["dropped"]), str(c["rejected"]),
-                      "-" if vr is None else f"{100 * vr:.2f}%",
+                      "-" if vr is None else f"{100 * vr:.1f}%",
                       _ms(c["p50_ms"]), _ms(c["p95_ms"]), _ms(c["p99_ms"]))
     return table
 
