@@ -26,6 +26,7 @@ def plot_accuracy(acc: pd.DataFrame, path: Path, title: str) -> None:
     plt = _plt()
     pivot = acc.pivot(index="predictor", columns="scenario", values="mape_pct")
     pivot = pivot.reindex(acc["predictor"].drop_duplicates())
+    pivot = pivot[list(acc["scenario"].drop_duplicates())]  # protocol order, not alphabetical
     fig, ax = plt.subplots(figsize=(8, 4))
     pivot.plot.bar(ax=ax, rot=0)
     ax.set_ylabel("MAPE (%)")
