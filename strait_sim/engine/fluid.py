@@ -77,6 +77,14 @@ class ComputeUnit:
     def _on_event(self, ev: simpy.Event) -> None:
         if ev.value != self.version:
             return
+        if len(self.running) == 1:  # fast path: the only batch finishes
+            b = self.running.pop()
+            now = self.env.now
+            self.last = now
+            self.busy_s += now - self._busy_since
+            self.version += 1
+            self.on_done(b)
+            return
         self._advance()
         done = [b for b in self.running if b.remaining_s <= EPS * max(1.0, b.work_s)]
         if not done:  # rounding: the first finisher is a hair short; finish it now
@@ -203,16 +211,19 @@ class Link:
     def _on_event(self, ev: simpy.Event) -> None:
         if ev.value != self.version:
             return
-        self._advance()
         sharing = self.sharing
-        if len(sharing) == 1:
-            done = sharing[:]
-            sharing.clear()
-        else:
-            smallest = min(tr.remaining for tr in sharing)
-            done = [tr for tr in sharing if tr.remaining <= smallest + 1e-6]
-            for tr in done:
-                sharing.remove(tr)
+        if len(sharing) == 1:  # fast path: the only transfer finishes
+            tr = sharing.pop()
+            self.last = self.env.now
+            self.version += 1
+            tr.phase = "done"
+            tr.on_done(tr.batch)
+            return
+        self._advance()
+        smallest = min(tr.remaining for tr in sharing)
+        done = [tr for tr in sharing if tr.remaining <= smallest + 1e-6]
+        for tr in done:
+            sharing.remove(tr)
         for tr in done:
             tr.phase = "done"
         self._reschedule()
