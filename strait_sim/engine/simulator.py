@@ -29,6 +29,13 @@ import simpy
 from strait_sim.engine.batch import Batch
 from strait_sim.engine.fluid import ComputeUnit, Link
 from strait_sim.engine.records import CHUNK_BITS, MASK, RequestRecords
+from strait_sim.engine.rules import (
+    PolicyError,
+    check_all_ended,
+    check_dispatch,
+    record_dispatch,
+    record_unserved,
+)
 from strait_sim.engine.timeline import Timeline
 from strait_sim.errors import UserError
 from strait_sim.policies.base import (
@@ -43,14 +50,10 @@ from strait_sim.policies.base import (
     WakeAt,
 )
 from strait_sim.profile_bundle import ProfileBundle
-from strait_sim.requests import DROPPED, LATE, ON_TIME, PENDING, REJECTED, Request, RequestChunk
+from strait_sim.requests import DROPPED, LATE, ON_TIME, REJECTED, Request, RequestChunk
 from strait_sim.truth.compute import ComputeTruth
 from strait_sim.truth.pcie import fit_link
 from strait_sim.workloads.base import Workload
-
-
-class PolicyError(RuntimeError):
-    """A policy asked for something impossible (a bug in the policy, not user input)."""
 
 
 @dataclass(frozen=True)
@@ -271,42 +274,19 @@ class Engine:
 
     def _dispatch(self, a: Dispatch) -> None:
         gpu, slot, reqs = a.gpu, a.slot, a.requests
-        if not (0 <= gpu < self.config.gpus and 0 <= slot < self.config.slots):
-            raise PolicyError(f"policy {self.policy.name} dispatched to ({gpu}, {slot}), "
-                              f"which does not exist")
-        if self.slots[gpu][slot] is not None:
-            raise PolicyError(f"policy {self.policy.name} dispatched to busy slot "
-                              f"({gpu}, {slot})")
-        if not reqs:
-            raise PolicyError(f"policy {self.policy.name} dispatched an empty batch")
-        model = reqs[0].model
-        size = 0
-        for r in reqs:
-            if r.model != model:
-                raise PolicyError(f"policy {self.policy.name} mixed models in one batch")
-            size += r.items
-        if size > self.config.max_batch and len(reqs) > 1:
-            raise PolicyError(f"policy {self.policy.name} formed a batch of {size} items, "
-                              f"above --max-batch {self.config.max_batch}")
-        size = min(size, self.config.max_batch)
+        busy = 0 <= gpu < self.config.gpus and 0 <= slot < self.config.slots \
+            and self.slots[gpu][slot] is not None
+        model, size = check_dispatch(self.policy, a, gpus=self.config.gpus,
+                                     slots=self.config.slots, slot_busy=busy,
+                                     max_batch=self.config.max_batch)
         now = self.env.now
+        record_dispatch(self.records, self.policy, reqs, now=now, gpu=gpu, slot=slot,
+                        size=size, predicted_ms=a.predicted_ms)
         b = Batch(self.next_batch, gpu, slot, model, self.model_index[model], size, reqs, now,
                   a.predicted_ms)
         self.next_batch += 1
         self.slots[gpu][slot] = b
         self.free.remove((gpu, slot))
-        pred = math.nan if a.predicted_ms is None else a.predicted_ms
-        cols = self.records.cols
-        for r in reqs:
-            c, i = r.id >> CHUNK_BITS, r.id & MASK
-            if cols["status"][c][i] != PENDING:
-                raise PolicyError(f"policy {self.policy.name} dispatched request {r.id}, "
-                                  f"which has already ended")
-            cols["start_s"][c][i] = now
-            cols["gpu"][c][i] = gpu
-            cols["slot"][c][i] = slot
-            cols["predicted_ms"][c][i] = pred
-            cols["batch_size"][c][i] = size
         if self.links:
             b.transfer = self.links[gpu][0].start(b, self.io_bytes[b.model_idx][0] * size,
                                                   self._h2d_done)
@@ -367,13 +347,7 @@ class Engine:
 
     def _end_unserved(self, reqs: Sequence[Request], status: int) -> None:
         now = self.env.now
-        rec = self.records
-        for r in reqs:
-            arr, i = rec.column("status", r.id)
-            if arr[i] != PENDING:
-                raise PolicyError(f"policy {self.policy.name} ended request {r.id} twice")
-            arr[i] = status
-            rec.set("finish_s", r.id, now)
+        record_unserved(self.records, self.policy, reqs, status=status, now=now)
         self.ended += len(reqs)
         if self.session is not None:
             for r in reqs:
@@ -459,13 +433,7 @@ class Engine:
             timeline=self.timeline)
 
     def _check_all_ended(self) -> None:
-        waiting = self.policy.waiting()
-        if waiting:
-            raise PolicyError(f"policy {self.policy.name} still holds {waiting} request(s) "
-                              f"at the end of the run")
-        if self.ended != self.records.count:
-            raise PolicyError(f"{self.records.count - self.ended} request(s) never ended "
-                              f"under policy {self.policy.name}")
+        check_all_ended(self.policy, self.records, self.ended)
 
 
 def simulate(profile: ProfileBundle, workload: Workload, policy: Policy,

@@ -49,7 +49,14 @@ from functools import partial
 import numpy as np
 
 from strait_sim.engine.records import RequestRecords
-from strait_sim.engine.simulator import PolicyError, SimConfig
+from strait_sim.engine.rules import (
+    PolicyError,
+    check_all_ended,
+    check_dispatch,
+    record_dispatch,
+    record_unserved,
+)
+from strait_sim.engine.simulator import SimConfig
 from strait_sim.engine.timeline import Timeline
 from strait_sim.errors import UserError
 from strait_sim.live.overheads import Overheads
@@ -341,41 +348,16 @@ class LiveExecutor:
 
     def _dispatch(self, a: Dispatch) -> None:
         gpu, slot, reqs = a.gpu, a.slot, a.requests
-        name = self.policy.name
-        if not (gpu == 0 and 0 <= slot < self.config.slots):
-            raise PolicyError(f"policy {name} dispatched to ({gpu}, {slot}), which does not "
-                              f"exist")
-        if self.slots[slot] is not None:
-            raise PolicyError(f"policy {name} dispatched to busy slot ({gpu}, {slot})")
-        if not reqs:
-            raise PolicyError(f"policy {name} dispatched an empty batch")
-        model = reqs[0].model
-        size = 0
-        for r in reqs:
-            if r.model != model:
-                raise PolicyError(f"policy {name} mixed models in one batch")
-            size += r.items
-        if size > self.config.max_batch and len(reqs) > 1:
-            raise PolicyError(f"policy {name} formed a batch of {size} items, above "
-                              f"--max-batch {self.config.max_batch}")
-        size = min(size, self.config.max_batch)
-        rec = self.records
-        for r in reqs:
-            if rec.get("status", r.id) != PENDING:
-                raise PolicyError(f"policy {name} dispatched request {r.id}, which has "
-                                  f"already ended")
+        busy = gpu == 0 and 0 <= slot < self.config.slots and self.slots[slot] is not None
+        model, size = check_dispatch(self.policy, a, gpus=1, slots=self.config.slots,
+                                     slot_busy=busy, max_batch=self.config.max_batch)
         now = self.now
+        record_dispatch(self.records, self.policy, reqs, now=now, gpu=0, slot=slot,
+                        size=size, predicted_ms=a.predicted_ms)
         b = LiveBatch(self.next_batch, 0, slot, model, size, tuple(reqs), now, a.predicted_ms,
                       self.estimates.h2d_compute_s(model, size), lambda: self.now)
         self.next_batch += 1
         self.slots[slot] = b
-        pred = math.nan if a.predicted_ms is None else a.predicted_ms
-        for r in reqs:
-            rec.set("start_s", r.id, now)
-            rec.set("gpu", r.id, 0)
-            rec.set("slot", r.id, slot)
-            rec.set("predicted_ms", r.id, pred)
-            rec.set("batch_size", r.id, size)
         b.submit_s = self.now
         try:
             b.job = self.backend.submit(model, size, slot, on_done=partial(self._job_done, b))
@@ -391,12 +373,7 @@ class LiveExecutor:
 
     def _end_unserved(self, reqs: Sequence[Request], status: int) -> None:
         now = self.now
-        rec = self.records
-        for r in reqs:
-            if rec.get("status", r.id) != PENDING:
-                raise PolicyError(f"policy {self.policy.name} ended request {r.id} twice")
-            rec.set("status", r.id, status)
-            rec.set("finish_s", r.id, now)
+        record_unserved(self.records, self.policy, reqs, status=status, now=now)
         self.ended += len(reqs)
         self._next_of_session(reqs, now)
 
@@ -629,11 +606,5 @@ class LiveExecutor:
                     self.unfinished += 1
             self.ended += self.unfinished
             return
-        waiting = self.policy.waiting()
-        if waiting:
-            raise PolicyError(f"policy {self.policy.name} still holds {waiting} request(s) "
-                              f"at the end of the run")
-        if self.ended != self.records.count:
-            raise PolicyError(f"{self.records.count - self.ended} request(s) never ended "
-                              f"under policy {self.policy.name}")
+        check_all_ended(self.policy, self.records, self.ended)
 
