@@ -30,7 +30,7 @@ def check_gpu(index: int) -> None:
         why = ("this torch build has no CUDA support" if build is None
                else f"torch {torch.__version__} (CUDA {build}) sees no GPU")
         raise NoDeviceError(f"GPU {index} requested but no CUDA GPU is available ({why}); "
-                            f"use --cpu to profile the CPU")
+                            f"use --cpu to run on the CPU instead")
     count = torch.cuda.device_count()
     if index >= count:
         raise NoDeviceError(f"GPU {index} requested but only {count} CUDA GPU(s) are visible "

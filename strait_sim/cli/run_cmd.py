@@ -82,3 +82,5 @@ def register(app: typer.Typer) -> None:
             print_summary(result.summary)
             if out is not None:
                 typer.echo(f"results: {out}/requests.parquet, {out}/summary.json")
+        if result.summary.get("executor", {}).get("interrupted"):
+            raise typer.Exit(130)  # Ctrl-C: results so far are written, but say so
