@@ -22,7 +22,7 @@ def run_simulation(profile: ProfileBundle, workload: Workload, policy: Policy,
     t0 = time.perf_counter()
     outcome = simulate(profile, workload, policy, config, progress=progress)
     wall = time.perf_counter() - t0
-    df = outcome.records.to_frame(outcome.models)
+    df = outcome.records.to_frame(outcome.models, release=True)
     return RunResult(df, build_summary(df, outcome, profile, workload, policy, config, wall),
                      timeline=outcome.timeline)
 

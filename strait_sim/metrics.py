@@ -23,12 +23,29 @@ def _pct(values: np.ndarray, q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
 
 
-def class_metrics(df: pd.DataFrame) -> dict:
-    """Counts, violation rate and latency percentiles of one group of requests."""
-    status = df["status"].astype(str).to_numpy()
-    counts = {s: int(np.count_nonzero(status == s)) for s in STATUSES}
-    n = len(df)
-    done = (status == "on_time") | (status == "late")
+def label_mask(series: pd.Series, *labels: str) -> np.ndarray:
+    """Rows whose label is one of ``labels``. For categorical columns (what the engine
+    writes) this compares the integer codes, so 10,000,000 rows never become 10,000,000
+    Python strings."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        categories = list(series.cat.categories)
+        wanted = [categories.index(v) for v in labels if v in categories]
+        return np.isin(series.cat.codes.to_numpy(), wanted)
+    return series.astype(str).isin(labels).to_numpy()
+
+
+def class_metrics(df: pd.DataFrame, rows: np.ndarray | None = None) -> dict:
+    """Counts, violation rate and latency percentiles of one group of requests (all of
+    ``df``, or the rows where the boolean mask ``rows`` is true)."""
+    status = df["status"]
+    counts = {}
+    for s in STATUSES:
+        mask = label_mask(status, s)
+        counts[s] = int(np.count_nonzero(mask if rows is None else mask & rows))
+    n = len(df) if rows is None else int(np.count_nonzero(rows))
+    done = label_mask(status, "on_time", "late")
+    if rows is not None:
+        done &= rows
     lat_ms = (df["finish_s"].to_numpy()[done] - df["arrival_s"].to_numpy()[done]) * 1e3
     out = {"count": n, "completed": counts["on_time"] + counts["late"], **counts,
            "violation_rate": (n - counts["on_time"]) / n if n else None,
@@ -47,7 +64,7 @@ def jain_index(values: list[float]) -> float | None:
 
 def prediction_error(df: pd.DataFrame) -> dict:
     """Error of the policy's predicted service time against the observed one."""
-    done = df["status"].astype(str).isin(["on_time", "late"]).to_numpy()
+    done = label_mask(df["status"], "on_time", "late")
     pred = df["predicted_ms"].to_numpy()[done]
     obs = (df["finish_s"].to_numpy()[done] - df["start_s"].to_numpy()[done]) * 1e3
     ok = ~np.isnan(pred) & (obs > 0)
@@ -62,7 +79,7 @@ def prediction_error(df: pd.DataFrame) -> dict:
 def summarize(df: pd.DataFrame, *, duration_s: float, busy_fraction: float | None = None
               ) -> dict:
     """The ``requests``/``by_class``/``overall`` block of summary.json."""
-    by_class = {name: class_metrics(df[df["priority"].astype(str) == name])
+    by_class = {name: class_metrics(df, label_mask(df["priority"], name))
                 for name in PRIORITY_NAMES}
     overall = class_metrics(df)
     overall["goodput_rps"] = overall["on_time"] / duration_s if duration_s > 0 else None

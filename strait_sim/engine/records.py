@@ -69,27 +69,31 @@ class RequestRecords:
             return np.empty(0, dtype=COLUMNS[name][0])
         return np.concatenate(parts)[: self.count]
 
-    def to_frame(self, models: tuple[str, ...]) -> pd.DataFrame:
-        """The results table (schema in docs/architecture.md)."""
+    def to_frame(self, models: tuple[str, ...], *, release: bool = False) -> pd.DataFrame:
+        """The results table (schema in docs/architecture.md).
+
+        With ``release=True`` each column's chunks are dropped as soon as the column is
+        built, so peak memory is one copy of the results rather than two (the records are
+        unusable afterwards: the engine does this once, at the very end of a run).
+        """
         n = self.count
-        model_idx = self.full("model")
-        df = pd.DataFrame({
+
+        def take(name: str) -> np.ndarray:
+            col = self.full(name)
+            if release:
+                self.cols[name] = []
+            return col
+
+        columns = {
             "id": np.arange(n, dtype=np.int64),
-            "model": pd.Categorical.from_codes(model_idx, categories=list(models)),
-            "priority": pd.Categorical.from_codes(self.full("priority"),
+            "model": pd.Categorical.from_codes(take("model"), categories=list(models)),
+            "priority": pd.Categorical.from_codes(take("priority"),
                                                   categories=list(PRIORITY_NAMES)),
-            "arrival_s": self.full("arrival_s"),
-            "deadline_s": self.full("deadline_s"),
-            "start_s": self.full("start_s"),
-            "finish_s": self.full("finish_s"),
-            "gpu": self.full("gpu"),
-            "slot": self.full("slot"),
-            "status": pd.Categorical.from_codes(self.full("status"),
-                                                categories=list(STATUS_NAMES)),
-            "predicted_ms": self.full("predicted_ms"),
-            "batch_size": self.full("batch_size"),
-            "items": self.full("items"),
-            "compute_ms": self.full("compute_ms"),
-            "preemptions": self.full("preemptions"),
-        })
-        return df
+        }
+        for name in ("arrival_s", "deadline_s", "start_s", "finish_s", "gpu", "slot"):
+            columns[name] = take(name)
+        columns["status"] = pd.Categorical.from_codes(take("status"),
+                                                      categories=list(STATUS_NAMES))
+        for name in ("predicted_ms", "batch_size", "items", "compute_ms", "preemptions"):
+            columns[name] = take(name)
+        return pd.DataFrame(columns, copy=False)
