@@ -25,6 +25,10 @@ class RequestQueues:
         self.classes = (HIGH, LOW) if by_class else (HIGH,)
         self._heaps: dict[tuple[int, str], list[tuple[float, int, Request]]] = {
             (c, m): [] for c in self.classes for m in models}
+        # the same heap lists grouped by class, so head(class) scans only that class
+        self._class_heaps: dict[int, list[list]] = {
+            c: [self._heaps[(c, m)] for m in models] for c in self.classes}
+        self._all_heaps = list(self._heaps.values())
         self._count = 0
 
     def __len__(self) -> int:
@@ -49,10 +53,11 @@ class RequestQueues:
         """The request that comes first (within one class, or overall)."""
         if not self._count:
             return None
+        heaps = self._all_heaps if priority is None or not self.by_class \
+            else self._class_heaps[priority]
         best = None
-        for (c, _), heap in self._heaps.items():
-            if heap and (best is None or heap[0] < best) \
-                    and (priority is None or c == priority or not self.by_class):
+        for heap in heaps:
+            if heap and (best is None or heap[0] < best):
                 best = heap[0]
         return best[2] if best is not None else None
 
@@ -82,7 +87,7 @@ class RequestQueues:
     def remove_if(self, predicate) -> list[Request]:  # noqa: ANN001 - simple callable
         """Remove and return every queued request for which ``predicate(req)`` is true."""
         removed: list[Request] = []
-        for key, heap in self._heaps.items():
+        for heap in self._heaps.values():
             keep = []
             for entry in heap:
                 if predicate(entry[2]):
@@ -91,7 +96,7 @@ class RequestQueues:
                     keep.append(entry)
             if len(keep) != len(heap):
                 heapq.heapify(keep)
-                self._heaps[key] = keep
+                heap[:] = keep  # in place: _class_heaps and _all_heaps hold these lists
         self._count -= len(removed)
         return removed
 

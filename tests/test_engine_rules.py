@@ -68,3 +68,18 @@ def test_end_of_run_check():
     pol.waiting = lambda: 3
     with pytest.raises(PolicyError, match="still holds 3"):
         check_all_ended(pol, rec, ended=2)
+
+
+def test_request_queues_head_and_remove_if_stay_consistent():
+    from strait_sim.policies.queues import RequestQueues
+    from strait_sim.requests import HIGH
+
+    q = RequestQueues(("a", "b"), order="deadline", by_class=True)
+    reqs = [Request(i, "ab"[i % 2], HIGH if i % 3 == 0 else LOW, 0.0, 10.0 - i) for i in range(9)]
+    for r in reqs:
+        q.push(r)
+    assert q.head().id == 8 and q.head(HIGH).id == 6 and q.head(LOW).id == 8
+    removed = q.remove_if(lambda r: r.id in (6, 8))
+    assert sorted(r.id for r in removed) == [6, 8] and len(q) == 7
+    assert q.head().id == 7 and q.head(HIGH).id == 3 and q.head(LOW).id == 7
+    assert [r.id for r in q.pop_batch("b", 2, LOW)] == [7, 5]
