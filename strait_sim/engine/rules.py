@@ -12,12 +12,38 @@ import math
 from collections.abc import Sequence
 
 from strait_sim.engine.records import CHUNK_BITS, MASK, RequestRecords
-from strait_sim.policies.base import Dispatch, Policy
-from strait_sim.requests import PENDING, Request
+from strait_sim.policies.base import Dispatch, Drop, Policy, Preempt, Reject, WakeAt
+from strait_sim.requests import DROPPED, PENDING, REJECTED, Request
 
 
 class PolicyError(RuntimeError):
     """A policy asked for something impossible (a bug in the policy, not user input)."""
+
+
+class ActionRouter:
+    """Mixin for a driver: apply a policy's actions in order, each to its handler.
+
+    The driver provides ``policy`` and the handlers ``_dispatch(action)``,
+    ``_end_unserved(requests, status)``, ``_wake_at(time_s)`` and ``_preempt(action)``.
+    """
+
+    policy: Policy
+
+    def _apply(self, actions: Sequence) -> None:
+        for a in actions:
+            kind = type(a)
+            if kind is Dispatch:
+                self._dispatch(a)
+            elif kind is Drop:
+                self._end_unserved(a.requests, DROPPED)
+            elif kind is Reject:
+                self._end_unserved(a.requests, REJECTED)
+            elif kind is WakeAt:
+                self._wake_at(a.time_s)
+            elif kind is Preempt:
+                self._preempt(a)
+            else:
+                raise PolicyError(f"policy {self.policy.name} returned unknown action {a!r}")
 
 
 def check_dispatch(policy: Policy, a: Dispatch, *, gpus: int, slots: int, slot_busy: bool,

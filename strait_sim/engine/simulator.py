@@ -30,6 +30,7 @@ from strait_sim.engine.batch import Batch
 from strait_sim.engine.fluid import ComputeUnit, Link
 from strait_sim.engine.records import CHUNK_BITS, MASK, RequestRecords
 from strait_sim.engine.rules import (
+    ActionRouter,
     PolicyError,
     check_all_ended,
     check_dispatch,
@@ -42,15 +43,12 @@ from strait_sim.policies.base import (
     CompletedBatch,
     CoRun,
     Dispatch,
-    Drop,
     Policy,
     PolicyContext,
     Preempt,
-    Reject,
-    WakeAt,
 )
 from strait_sim.profile_bundle import ProfileBundle
-from strait_sim.requests import DROPPED, LATE, ON_TIME, REJECTED, Request, RequestChunk
+from strait_sim.requests import LATE, ON_TIME, Request, RequestChunk
 from strait_sim.truth.compute import ComputeTruth
 from strait_sim.truth.pcie import fit_link
 from strait_sim.workloads.base import Workload
@@ -115,7 +113,7 @@ class EngineView:
         return links[gpu][0 if direction == "h2d" else 1].in_flight if links else 0
 
 
-class Engine:
+class Engine(ActionRouter):
     """One simulation run. Use :func:`simulate`."""
 
     def __init__(self, profile: ProfileBundle, workload: Workload, policy: Policy,
@@ -256,22 +254,6 @@ class Engine:
             self._apply(actions)
 
     # -- actions -------------------------------------------------------------------------------
-    def _apply(self, actions: Sequence) -> None:
-        for a in actions:
-            kind = type(a)
-            if kind is Dispatch:
-                self._dispatch(a)
-            elif kind is Drop:
-                self._end_unserved(a.requests, DROPPED)
-            elif kind is Reject:
-                self._end_unserved(a.requests, REJECTED)
-            elif kind is WakeAt:
-                self._wake_at(a.time_s)
-            elif kind is Preempt:
-                self._preempt(a)
-            else:
-                raise PolicyError(f"policy {self.policy.name} returned unknown action {a!r}")
-
     def _dispatch(self, a: Dispatch) -> None:
         gpu, slot, reqs = a.gpu, a.slot, a.requests
         busy = 0 <= gpu < self.config.gpus and 0 <= slot < self.config.slots \

@@ -50,6 +50,7 @@ import numpy as np
 
 from strait_sim.engine.records import RequestRecords
 from strait_sim.engine.rules import (
+    ActionRouter,
     PolicyError,
     check_all_ended,
     check_dispatch,
@@ -65,23 +66,18 @@ from strait_sim.policies.base import (
     CompletedBatch,
     CoRun,
     Dispatch,
-    Drop,
     Policy,
     PolicyContext,
     Preempt,
-    Reject,
-    WakeAt,
 )
 from strait_sim.profile_bundle import ProfileBundle
 from strait_sim.profiler.backend import Backend, BackendError
 from strait_sim.profiler.jobs import FutureJob
 from strait_sim.requests import (
-    DROPPED,
     FAILED,
     LATE,
     ON_TIME,
     PENDING,
-    REJECTED,
     Request,
     RequestChunk,
 )
@@ -143,7 +139,7 @@ def union_length(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-class LiveExecutor:
+class LiveExecutor(ActionRouter):
     """One live run. Use :func:`strait_sim.live.runner.run_live`."""
 
     def __init__(self, profile: ProfileBundle, workload: Workload, policy: Policy,
@@ -330,22 +326,6 @@ class LiveExecutor:
             self._apply(actions)
 
     # -- actions (the engine's rules) --------------------------------------------------------
-    def _apply(self, actions: Sequence) -> None:
-        for a in actions:
-            kind = type(a)
-            if kind is Dispatch:
-                self._dispatch(a)
-            elif kind is Drop:
-                self._end_unserved(a.requests, DROPPED)
-            elif kind is Reject:
-                self._end_unserved(a.requests, REJECTED)
-            elif kind is WakeAt:
-                self._wake_at(a.time_s)
-            elif kind is Preempt:
-                self._preempt(a)
-            else:
-                raise PolicyError(f"policy {self.policy.name} returned unknown action {a!r}")
-
     def _dispatch(self, a: Dispatch) -> None:
         gpu, slot, reqs = a.gpu, a.slot, a.requests
         busy = gpu == 0 and 0 <= slot < self.config.slots and self.slots[slot] is not None
