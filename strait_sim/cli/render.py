@@ -39,7 +39,7 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
     eng = summary.get("engine", {})
     bits = []
     if busy is not None:
-        bits.append(f"GPU busy {100 * busy:.1f}%")
+        bits.append(f"device busy {100 * busy:.1f}%")
     if summary.get("jain_fairness") is not None:
         bits.append(f"Jain fairness {summary['jain_fairness']:.3f}")
     if eng.get("requests_per_wall_s"):
