@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 
+from strait_sim.policies.queues import pop_items
 from strait_sim.requests import HIGH, LOW, Request
 
 Entry = tuple[int, float, int, Request]
@@ -90,21 +91,10 @@ class ClassQueues:
 
     def take(self, cls: int, model: str, max_items: int) -> tuple[Request, ...]:
         """Pop requests of one heap in order, up to ``max_items`` items (at least one)."""
-        heap = self.heaps[cls][model]
-        out: list[Request] = []
-        items = 0
-        while heap:
-            nxt = heap[0][3]
-            if out and items + nxt.items > max_items:
-                break
-            heapq.heappop(heap)
-            out.append(nxt)
-            items += nxt.items
-            if items >= max_items:
-                break
+        out, items = pop_items(self.heaps[cls][model], max_items, 3)
         self.items[cls][model] -= items
         self.counts[cls] -= len(out)
-        return tuple(out)
+        return out
 
     def __iter__(self) -> Iterator[Request]:
         for cls in (HIGH, LOW):

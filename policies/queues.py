@@ -13,6 +13,24 @@ from collections.abc import Iterator
 from strait_sim.requests import HIGH, LOW, Request
 
 
+def pop_items(heap: list, max_items: int, at: int) -> tuple[tuple[Request, ...], int]:
+    """Pop requests from ``heap`` in order (the request is entry[``at``]) while they fit in
+    ``max_items`` items; always at least one if the heap is not empty. Returns the
+    requests and their items. Shared by :class:`RequestQueues` and ``ClassQueues``."""
+    out: list[Request] = []
+    items = 0
+    while heap:
+        nxt = heap[0][at]
+        if out and items + nxt.items > max_items:
+            break
+        heapq.heappop(heap)
+        out.append(nxt)
+        items += nxt.items
+        if items >= max_items:
+            break
+    return tuple(out), items
+
+
 class RequestQueues:
     """Heaps keyed by (class, model). ``by_class=False`` merges the classes."""
 
@@ -69,20 +87,9 @@ class RequestQueues:
         cls = HIGH if not self.by_class else priority
         if cls is None:
             raise ValueError("priority is required when queues are split by class")
-        heap = self._heaps[(cls, model)]
-        out: list[Request] = []
-        items = 0
-        while heap:
-            nxt = heap[0][2]
-            if out and items + nxt.items > max_items:
-                break
-            heapq.heappop(heap)
-            out.append(nxt)
-            items += nxt.items
-            if items >= max_items:
-                break
+        out, _ = pop_items(self._heaps[(cls, model)], max_items, 2)
         self._count -= len(out)
-        return tuple(out)
+        return out
 
     def remove_if(self, predicate) -> list[Request]:  # noqa: ANN001 - simple callable
         """Remove and return every queued request for which ``predicate(req)`` is true."""
