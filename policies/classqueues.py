@@ -12,8 +12,16 @@ stay deterministic.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
+from strait_sim.policies.base import (
+    NO_ACTIONS,
+    Action,
+    CompletedBatch,
+    Policy,
+    RunningBatch,
+    SystemView,
+)
 from strait_sim.policies.queues import pop_items
 from strait_sim.requests import HIGH, LOW, Request
 
@@ -104,3 +112,33 @@ class ClassQueues:
 
 
 CLASSES = (HIGH, LOW)
+
+
+class ClassQueuePolicy(Policy):
+    """Base of the policies that keep a :class:`ClassQueues` ``q`` and make every decision
+    in ``_schedule(view)``: queue on arrival (and decide only if a slot is free), decide
+    again on every completion and timer, and put preempted victims back at the front.
+    Subclasses override a hook only to do something more before deciding."""
+
+    q: ClassQueues
+
+    def waiting(self) -> int:
+        return len(self.q)
+
+    def on_arrival(self, request: Request, view: SystemView) -> Sequence[Action]:
+        self.q.push(request)
+        return self._schedule(view) if view.free_slots() else NO_ACTIONS
+
+    def on_completion(self, batch: CompletedBatch, view: SystemView) -> Sequence[Action]:
+        return self._schedule(view)
+
+    def on_timer(self, view: SystemView) -> Sequence[Action]:
+        return self._schedule(view)
+
+    def on_preempted(self, batch: RunningBatch, view: SystemView) -> Sequence[Action]:
+        for r in batch.requests:
+            self.q.push(r, front=True)
+        return self._schedule(view)
+
+    def _schedule(self, view: SystemView) -> list[Action]:
+        raise NotImplementedError

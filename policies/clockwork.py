@@ -24,17 +24,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from strait_sim.policies.base import (
-    NO_ACTIONS,
     Action,
     CompletedBatch,
     Dispatch,
     Drop,
-    Policy,
     PolicyContext,
-    RunningBatch,
     SystemView,
 )
-from strait_sim.policies.classqueues import ClassQueues
+from strait_sim.policies.classqueues import ClassQueuePolicy, ClassQueues
 from strait_sim.policies.estimates import (
     ServiceEstimator,
     check_fraction,
@@ -43,7 +40,7 @@ from strait_sim.policies.estimates import (
 from strait_sim.requests import HIGH, LOW, Request
 
 
-class ClockworkPolicy(Policy):
+class ClockworkPolicy(ClassQueuePolicy):
     """One batch per GPU, EDF, estimates from a window of recent measurements, drops."""
 
     name = "clockwork"
@@ -72,17 +69,10 @@ class ClockworkPolicy(Policy):
         return {"window": self.window, "quantile": self.quantile,
                 "priority_aware": self.priority_aware, "max_batch": self.max_batch}
 
-    def waiting(self) -> int:
-        return len(self.q)
-
     def estimate_ms(self, model: str, size: int) -> float:
         return self._estimate[(model, size)]
 
     # -- events ------------------------------------------------------------------------------
-    def on_arrival(self, request: Request, view: SystemView) -> Sequence[Action]:
-        self.q.push(request)
-        return self._schedule(view) if view.free_slots() else NO_ACTIONS
-
     def on_completion(self, batch: CompletedBatch, view: SystemView) -> Sequence[Action]:
         if not batch.failed:
             key = (batch.model, batch.size)
@@ -92,15 +82,7 @@ class ClockworkPolicy(Policy):
             window.append(batch.service_ms)
             self._estimate[key] = float(np.quantile(np.fromiter(window, float, len(window)),
                                                     self.quantile))
-        return self._schedule(view)
-
-    def on_timer(self, view: SystemView) -> Sequence[Action]:
-        return self._schedule(view)
-
-    def on_preempted(self, batch: RunningBatch, view: SystemView) -> Sequence[Action]:
-        for r in batch.requests:
-            self.q.push(r, front=True)
-        return self._schedule(view)
+        return super().on_completion(batch, view)
 
     # -- scheduling --------------------------------------------------------------------------
     def _schedule(self, view: SystemView) -> list[Action]:

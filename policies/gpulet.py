@@ -24,16 +24,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from strait_sim.policies.base import (
-    NO_ACTIONS,
     Action,
     CompletedBatch,
     Dispatch,
-    Policy,
     PolicyContext,
     RunningBatch,
     SystemView,
 )
-from strait_sim.policies.classqueues import ClassQueues
+from strait_sim.policies.classqueues import ClassQueuePolicy, ClassQueues
 from strait_sim.policies.estimates import (
     Believed,
     ServiceEstimator,
@@ -41,10 +39,10 @@ from strait_sim.policies.estimates import (
     check_max_batch,
 )
 from strait_sim.predictors.base import CoRunner
-from strait_sim.requests import HIGH, LOW, Request
+from strait_sim.requests import HIGH, LOW
 
 
-class GpuletPolicy(Policy):
+class GpuletPolicy(ClassQueuePolicy):
     """Co-locate only when the static gpulet model predicts every deadline holds."""
 
     name = "gpulet"
@@ -72,25 +70,13 @@ class GpuletPolicy(Policy):
         return {"predictor": self.predictor, "priority_aware": self.priority_aware,
                 "max_batch": self.max_batch}
 
-    def waiting(self) -> int:
-        return len(self.q)
-
-    def on_arrival(self, request: Request, view: SystemView) -> Sequence[Action]:
-        self.q.push(request)
-        return self._schedule(view) if view.free_slots() else NO_ACTIONS
-
     def on_completion(self, batch: CompletedBatch, view: SystemView) -> Sequence[Action]:
         self._forget(batch.requests[0].id)
-        return self._schedule(view)
-
-    def on_timer(self, view: SystemView) -> Sequence[Action]:
-        return self._schedule(view)
+        return super().on_completion(batch, view)
 
     def on_preempted(self, batch: RunningBatch, view: SystemView) -> Sequence[Action]:
         self._forget(batch.requests[0].id)
-        for r in batch.requests:
-            self.q.push(r, front=True)
-        return self._schedule(view)
+        return super().on_preempted(batch, view)
 
     def _forget(self, key: int) -> None:
         hit = self.beliefs.pop(key, None)

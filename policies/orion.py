@@ -27,16 +27,12 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from strait_sim.policies.base import (
-    NO_ACTIONS,
     Action,
-    CompletedBatch,
     Dispatch,
-    Policy,
     PolicyContext,
-    RunningBatch,
     SystemView,
 )
-from strait_sim.policies.classqueues import ClassQueues
+from strait_sim.policies.classqueues import ClassQueuePolicy, ClassQueues
 from strait_sim.policies.estimates import (
     ServiceEstimator,
     build_predictor,
@@ -61,7 +57,7 @@ class _Work(NamedTuple):
     size: int
 
 
-class OrionPolicy(Policy):
+class OrionPolicy(ClassQueuePolicy):
     """HP stream per GPU; LP only when short and of a different resource profile."""
 
     name = "orion"
@@ -97,27 +93,12 @@ class OrionPolicy(Policy):
                 "resource_profile": "utilization" if getattr(self, "kinds", None)
                 else "gpulet-slowdown-proxy"}
 
-    def waiting(self) -> int:
-        return len(self.q)
-
     def on_arrival(self, request: Request, view: SystemView) -> Sequence[Action]:
-        self.q.push(request)
         if request.priority == HIGH:
             budget = request.deadline_s - request.arrival_s
             if self.hp_budget_s is None or budget < self.hp_budget_s:
                 self.hp_budget_s = budget
-        return self._schedule(view) if view.free_slots() else NO_ACTIONS
-
-    def on_completion(self, batch: CompletedBatch, view: SystemView) -> Sequence[Action]:
-        return self._schedule(view)
-
-    def on_timer(self, view: SystemView) -> Sequence[Action]:
-        return self._schedule(view)
-
-    def on_preempted(self, batch: RunningBatch, view: SystemView) -> Sequence[Action]:
-        for r in batch.requests:
-            self.q.push(r, front=True)
-        return self._schedule(view)
+        return super().on_arrival(request, view)
 
     # -- admission ---------------------------------------------------------------------------
     def _compatible(self, lp_model: str, lp_size: int, hp: list[_Work]) -> bool:

@@ -24,23 +24,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from strait_sim.policies.base import (
-    NO_ACTIONS,
     Action,
-    CompletedBatch,
     Dispatch,
-    Policy,
     PolicyContext,
     Reject,
-    RunningBatch,
     SystemView,
     WakeAt,
 )
-from strait_sim.policies.classqueues import ClassQueues
+from strait_sim.policies.classqueues import ClassQueuePolicy, ClassQueues
 from strait_sim.policies.estimates import check_max_batch, check_positive
 from strait_sim.requests import HIGH, LOW, Request
 
 
-class TritonPolicy(Policy):
+class TritonPolicy(ClassQueuePolicy):
     """Per-priority FIFO queues, dynamic batching with a max queue delay, REJECT timeouts."""
 
     name = "triton"
@@ -69,24 +65,9 @@ class TritonPolicy(Policy):
                 "timeout_high_ms": self.timeout_ms[HIGH], "timeout_low_ms": self.timeout_ms[LOW],
                 "max_batch": self.max_batch}
 
-    def waiting(self) -> int:
-        return len(self.q)
-
-    def on_arrival(self, request: Request, view: SystemView) -> Sequence[Action]:
-        self.q.push(request)
-        return self._schedule(view) if view.free_slots() else NO_ACTIONS
-
-    def on_completion(self, batch: CompletedBatch, view: SystemView) -> Sequence[Action]:
-        return self._schedule(view)
-
     def on_timer(self, view: SystemView) -> Sequence[Action]:
         self._timer = None
-        return self._schedule(view)
-
-    def on_preempted(self, batch: RunningBatch, view: SystemView) -> Sequence[Action]:
-        for r in batch.requests:
-            self.q.push(r, front=True)
-        return self._schedule(view)
+        return super().on_timer(view)
 
     def _expired(self, req: Request, now: float) -> bool:
         t = self.timeout_ms[req.priority]
