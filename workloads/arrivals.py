@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -57,6 +57,20 @@ class ArrivalProcess(ABC):
         return {"rate": self.rate, **self.params()}
 
 
+def _renewal_times(draw_gaps: Callable[[], np.ndarray], duration_s: float
+                   ) -> Iterator[np.ndarray]:
+    """Arrival times of a renewal process, BLOCK gaps at a time, up to ``duration_s``."""
+    t = 0.0
+    while True:
+        block = t + np.cumsum(draw_gaps())
+        inside = block[block < duration_s]
+        if len(inside):
+            yield inside
+        if len(inside) < BLOCK:
+            return
+        t = float(block[-1])
+
+
 def _check_rate(rate: float) -> None:
     if not (isinstance(rate, int | float) and math.isfinite(rate) and rate > 0):
         raise ValueError(f"rate must be a finite number > 0, got {rate}")
@@ -71,15 +85,7 @@ class PoissonArrivals(ArrivalProcess):
         _check_rate(self.rate)
 
     def times(self, rng: np.random.Generator, duration_s: float) -> Iterator[np.ndarray]:
-        t = 0.0
-        while True:
-            block = t + np.cumsum(rng.exponential(1.0 / self.rate, BLOCK))
-            inside = block[block < duration_s]
-            if len(inside):
-                yield inside
-            if len(inside) < BLOCK:
-                return
-            t = float(block[-1])
+        return _renewal_times(lambda: rng.exponential(1.0 / self.rate, BLOCK), duration_s)
 
     def params(self) -> dict:
         return {}
@@ -109,15 +115,7 @@ class GammaArrivals(ArrivalProcess):
         return rng.gamma(shape, 1.0 / (self.rate * shape), BLOCK)
 
     def times(self, rng: np.random.Generator, duration_s: float) -> Iterator[np.ndarray]:
-        t = 0.0
-        while True:
-            block = t + np.cumsum(self._gaps(rng))
-            inside = block[block < duration_s]
-            if len(inside):
-                yield inside
-            if len(inside) < BLOCK:
-                return
-            t = float(block[-1])
+        return _renewal_times(lambda: self._gaps(rng), duration_s)
 
     def params(self) -> dict:
         return {"cv": self.cv}
