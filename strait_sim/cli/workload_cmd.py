@@ -102,7 +102,9 @@ def _print_stats(st) -> None:  # st: TraceStats
 
     console = Console()
     kind = "Azure trace" if st.format == "azure" else "strait-sim trace"
-    summary = Table(title=f"{st.label} ({kind})", show_header=False)
+    # The path goes on its own line, never wrapped: a table title wraps long paths mid-word.
+    console.print(f"{st.label}: {kind}", soft_wrap=True, highlight=False)
+    summary = Table(title="summary", show_header=False)
     summary.add_column("what")
     summary.add_column("value")
     summary.add_row("requests", f"{st.count:,}")
@@ -129,7 +131,8 @@ def _print_stats(st) -> None:  # st: TraceStats
             mix.add_row(name, f"{n:,}", f"{n / st.count:.2%}")
         console.print(mix)
     else:
-        console.print("model mix: n/a (no model column; models are assigned at replay)")
+        console.print("model mix: n/a (no model column; models are assigned at replay)",
+                      soft_wrap=True)
     starts, rates = st.rates()
     top = float(rates.max()) if len(rates) else 0.0
     table = Table(title=f"rate over time ({st.bin_s:.4g} s bins)")
