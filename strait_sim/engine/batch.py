@@ -10,7 +10,7 @@ class Batch:
 
     __slots__ = ("batch_id", "gpu", "slot", "model", "model_idx", "size", "requests",
                  "priority", "dispatch_s", "phase", "compute_start_s", "compute_end_s",
-                 "predicted_ms", "work_s", "remaining_s", "rate", "co", "transfer")
+                 "predicted_ms", "work_s", "remaining_s", "rate", "co", "tr_left", "tr_done")
 
     def __init__(self, batch_id: int, gpu: int, slot: int, model: str, model_idx: int,
                  size: int, requests: tuple[Request, ...], dispatch_s: float,
@@ -22,7 +22,8 @@ class Batch:
         self.model_idx = model_idx
         self.size = size
         self.requests = requests
-        self.priority = min(r.priority for r in requests)
+        self.priority = requests[0].priority if len(requests) == 1 else \
+            min(r.priority for r in requests)
         self.dispatch_s = dispatch_s
         self.phase = "h2d"
         self.compute_start_s: float | None = None
@@ -32,7 +33,8 @@ class Batch:
         self.remaining_s = 0.0
         self.rate = 1.0
         self.co: dict[int, list] = {}  # co-runner batch id -> [model, size, overlap_s]
-        self.transfer = None
+        self.tr_left = 0.0  # work left in the current copy (see fluid.Link)
+        self.tr_done = None
 
     def __repr__(self) -> str:
         return (f"Batch(id={self.batch_id}, gpu={self.gpu}, slot={self.slot}, "

@@ -36,6 +36,7 @@ class ComputeUnit:
         self.version = 0
         self.busy_s = 0.0
         self._busy_since = 0.0
+        self._on_event_cb = self._on_event  # bound once: one is appended per event
 
     def _advance(self) -> None:
         now = self.env.now
@@ -64,6 +65,12 @@ class ComputeUnit:
             b = running[0]
             b.rate = 1.0
             first_t = b.remaining_s
+        elif len(running) == 2:  # the common case with 2 slots: one co-runner each
+            a, b = running
+            a.rate = 1.0 / truth.slowdown(a.model_idx, a.size, ((b.model_idx, b.size),))
+            b.rate = 1.0 / truth.slowdown(b.model_idx, b.size, ((a.model_idx, a.size),))
+            ta, tb = a.remaining_s / a.rate, b.remaining_s / b.rate
+            first_t = ta if ta <= tb else tb
         else:
             for b in running:
                 co = [(o.model_idx, o.size) for o in running if o is not b]
@@ -71,8 +78,7 @@ class ComputeUnit:
                 t = b.remaining_s / b.rate
                 if first_t is None or t < first_t:
                     first_t = t
-        ev = self.env.timeout(max(first_t, 0.0), value=self.version)
-        ev.callbacks.append(self._on_event)
+        self.env.timeout(max(first_t, 0.0), self.version).callbacks.append(self._on_event_cb)
 
     def _on_event(self, ev: simpy.Event) -> None:
         if ev.value != self.version:
@@ -104,8 +110,8 @@ class ComputeUnit:
             self.running.append(batch)
             batch.rate = 1.0
             self.version += 1
-            ev = self.env.timeout(batch.remaining_s, value=self.version)
-            ev.callbacks.append(self._on_event)
+            self.env.timeout(batch.remaining_s, self.version).callbacks.append(
+                self._on_event_cb)
             return
         self._advance()
         for other in self.running:
@@ -127,18 +133,6 @@ class ComputeUnit:
         return self.busy_s + extra
 
 
-class Transfer:
-    __slots__ = ("batch", "remaining", "phase", "start_s", "on_done")
-
-    def __init__(self, batch: Batch, work: float, start_s: float,
-                 on_done: Callable[[Batch], None]) -> None:
-        self.batch = batch
-        self.remaining = work  # bytes, plus the fixed cost expressed in bytes
-        self.phase = "share"  # "share", "done" or "cancelled"
-        self.start_s = start_s
-        self.on_done = on_done
-
-
 class Link:
     """One direction of one GPU's PCIe link, shared fairly among its transfers.
 
@@ -148,6 +142,10 @@ class Link:
     fitted form; with n equal transfers started together each takes n times as long. This
     treats the per-copy overhead as serialised on the link, like the copy engine's
     descriptor processing, and it needs one event per transfer instead of two.
+
+    A batch carries its own transfer state (``tr_left``: work left in bytes, ``tr_done``:
+    what to call when it ends), since it makes at most one copy at a time: no transfer
+    object per copy.
     """
 
     def __init__(self, env: simpy.Environment, gpu: int, direction: str, fixed_s: float,
@@ -157,36 +155,37 @@ class Link:
         self.direction = direction
         self.fixed_bytes = fixed_s * bytes_per_s
         self.bytes_per_s = bytes_per_s
-        self.sharing: list[Transfer] = []
+        self.sharing: list[Batch] = []
         self.last = 0.0
         self.version = 0
+        self._on_event_cb = self._on_event  # bound once: one is appended per event
 
     @property
     def in_flight(self) -> int:
         return len(self.sharing)
 
-    def start(self, batch: Batch, nbytes: float, on_done: Callable[[Batch], None]
-              ) -> Transfer:
-        now = self.env.now
-        tr = Transfer(batch, nbytes + self.fixed_bytes, now, on_done)
-        if not self.sharing:  # fast path: an idle link
-            self.last = now
-            self.sharing.append(tr)
+    def start(self, batch: Batch, nbytes: float, on_done: Callable[[Batch], None]) -> None:
+        """Copy ``nbytes`` for ``batch``; call ``on_done(batch)`` when the copy ends."""
+        batch.tr_left = nbytes + self.fixed_bytes
+        batch.tr_done = on_done
+        sharing = self.sharing
+        if not sharing:  # fast path: an idle link
+            self.last = self.env.now
+            sharing.append(batch)
             self.version += 1
-            ev = self.env.timeout(tr.remaining / self.bytes_per_s, value=self.version)
-            ev.callbacks.append(self._on_event)
-            return tr
+            self.env.timeout(batch.tr_left / self.bytes_per_s,
+                             self.version).callbacks.append(self._on_event_cb)
+            return
         self._advance()
-        self.sharing.append(tr)
+        sharing.append(batch)
         self._reschedule()
-        return tr
 
-    def cancel(self, tr: Transfer) -> None:
-        if tr.phase == "share":
+    def cancel(self, batch: Batch) -> None:
+        """Stop ``batch``'s copy (preemption); a copy that already ended is left alone."""
+        if batch in self.sharing:
             self._advance()
-            self.sharing.remove(tr)
+            self.sharing.remove(batch)
             self._reschedule()
-        tr.phase = "cancelled"
 
     def _advance(self) -> None:
         now = self.env.now
@@ -194,38 +193,34 @@ class Link:
         self.last = now
         if dt > 0.0 and self.sharing:
             moved = dt * self.bytes_per_s / len(self.sharing)
-            for tr in self.sharing:
-                tr.remaining -= moved
+            for b in self.sharing:
+                b.tr_left -= moved
 
     def _reschedule(self) -> None:
         self.version += 1
         sharing = self.sharing
         if not sharing:
             return
-        smallest = sharing[0].remaining if len(sharing) == 1 else \
-            min(tr.remaining for tr in sharing)
+        smallest = sharing[0].tr_left if len(sharing) == 1 else \
+            min(b.tr_left for b in sharing)
         delay = max(smallest, 0.0) * len(sharing) / self.bytes_per_s
-        ev = self.env.timeout(delay, value=self.version)
-        ev.callbacks.append(self._on_event)
+        self.env.timeout(delay, self.version).callbacks.append(self._on_event_cb)
 
     def _on_event(self, ev: simpy.Event) -> None:
-        if ev.value != self.version:
+        if ev.value != self.version:  # overtaken by a later change
             return
         sharing = self.sharing
         if len(sharing) == 1:  # fast path: the only transfer finishes
-            tr = sharing.pop()
+            b = sharing.pop()
             self.last = self.env.now
             self.version += 1
-            tr.phase = "done"
-            tr.on_done(tr.batch)
+            b.tr_done(b)
             return
         self._advance()
-        smallest = min(tr.remaining for tr in sharing)
-        done = [tr for tr in sharing if tr.remaining <= smallest + 1e-6]
-        for tr in done:
-            sharing.remove(tr)
-        for tr in done:
-            tr.phase = "done"
+        smallest = min(b.tr_left for b in sharing)
+        done = [b for b in sharing if b.tr_left <= smallest + 1e-6]
+        for b in done:
+            sharing.remove(b)
         self._reschedule()
-        for tr in done:
-            tr.on_done(tr.batch)
+        for b in done:
+            b.tr_done(b)

@@ -270,8 +270,7 @@ class Engine(ActionRouter):
         self.slots[gpu][slot] = b
         self.free.remove((gpu, slot))
         if self.links:
-            b.transfer = self.links[gpu][0].start(b, self.io_bytes[b.model_idx][0] * size,
-                                                  self._h2d_done)
+            self.links[gpu][0].start(b, self.io_bytes[b.model_idx][0] * size, self._h2d_done)
         else:
             self._h2d_done(b)
 
@@ -294,8 +293,8 @@ class Engine(ActionRouter):
                               b.compute_start_s, now, b.batch_id)
         b.phase = "d2h"
         if self.links:
-            b.transfer = self.links[b.gpu][1].start(b, self.io_bytes[b.model_idx][1] * b.size,
-                                                    self._d2h_done)
+            self.links[b.gpu][1].start(b, self.io_bytes[b.model_idx][1] * b.size,
+                                       self._d2h_done)
         else:
             self._d2h_done(b)
 
@@ -356,8 +355,8 @@ class Engine(ActionRouter):
         now = self.env.now
         if b.phase == "compute":
             self.units[b.gpu].remove(b)
-        elif b.transfer is not None:
-            self.links[b.gpu][0 if b.phase == "h2d" else 1].cancel(b.transfer)
+        elif self.links:
+            self.links[b.gpu][0 if b.phase == "h2d" else 1].cancel(b)
         if self.timeline is not None:
             self.timeline.add(b.gpu, f"slot {b.slot}", f"PREEMPTED {b.model} x{b.size}",
                               b.dispatch_s, now, b.batch_id)

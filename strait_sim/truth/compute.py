@@ -43,7 +43,13 @@ class ComputeTruth:
         self._solo_q = np.stack([self._solo_quantiles(profile, m, max_batch) for m in models])
         self._slow = self._slowdown_table(profile, models, max_batch) if interference \
             else np.ones((len(models), max_batch, len(models), max_batch))
-        self._draws = np.empty(0, dtype=np.int64)
+        # Nested lists for the per-event lookups: indexing a list is several times
+        # cheaper than indexing an array and gives the same doubles.
+        self._solo_l: list = self._solo_q.tolist()
+        # The slowdown table is n x max_batch x n x max_batch: converted row by row on
+        # first use, so a large --max-batch does not pay for rows it never touches.
+        self._slow_l: list[list[list | None]] = [[None] * max_batch for _ in models]
+        self._draws: list[int] = []
         self._next = 0
 
     # -- solo -------------------------------------------------------------------------------
@@ -76,21 +82,23 @@ class ComputeTruth:
     def sample_solo_ms(self, model_idx: int, batch: int) -> float:
         """One draw of the solo compute time (ms)."""
         if self._next >= len(self._draws):
-            self._draws = self.rng.integers(0, QUANTILES, 65536)
+            self._draws = self.rng.integers(0, QUANTILES, 65536).tolist()
             self._next = 0
         q = self._draws[self._next]
         self._next += 1
-        return float(self._solo_q[model_idx, batch - 1, q])
+        return self._solo_l[model_idx][batch - 1][q]
 
     # -- co-location -------------------------------------------------------------------------
     def slowdown(self, model_idx: int, batch: int, co: list[tuple[int, int]]) -> float:
         """Slowdown of (model, batch) while the co-runners ``co`` [(model, batch)] run."""
         if not co:
             return 1.0
-        table = self._slow[model_idx, batch - 1]
+        table = self._slow_l[model_idx][batch - 1]
+        if table is None:
+            table = self._slow_l[model_idx][batch - 1] = self._slow[model_idx, batch - 1].tolist()
         excess = 0.0
         for cm, cb in co:
-            excess += table[cm, cb - 1] - 1.0
+            excess += table[cm][cb - 1] - 1.0
         return 1.0 + excess
 
     def pair_slowdown(self, model_idx: int, batch: int, co_idx: int, co_batch: int) -> float:
