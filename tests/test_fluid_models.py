@@ -109,3 +109,27 @@ def test_late_joiner_rerates_running_batch():
     # A alone 5 ms (5 left), then both at 1/3: B ends 3 ms later (A did 1), A: 4 left alone
     assert ends[1] == pytest.approx(8e-3)
     assert ends[0] == pytest.approx(12e-3)
+
+
+def test_truth_lookups_match_the_fitted_tables(synthetic_bundle):
+    """The per-event list lookups give exactly the numpy tables' values: the engine's fast
+    path must not change a single slowdown or solo draw."""
+    import numpy as np
+
+    from strait_sim.truth.compute import ComputeTruth
+
+    models = synthetic_bundle.model_names
+    truth = ComputeTruth(synthetic_bundle, models, 8, np.random.default_rng(5))
+    n = len(models)
+    for m in range(n):
+        for b in range(1, 9):
+            for cm in range(n):
+                for cb in (1, 3, 8):
+                    assert truth.slowdown(m, b, [(cm, cb)]) == truth.pair_slowdown(m, b, cm, cb)
+            both = truth.slowdown(m, b, [(0, 1), (n - 1, 8)])
+            assert both == pytest.approx(truth.pair_slowdown(m, b, 0, 1)
+                                         + truth.pair_slowdown(m, b, n - 1, 8) - 1.0)
+    draws = np.random.default_rng(5).integers(0, 64, 65536)
+    for k in range(200):
+        m, b = k % n, 1 + k % 8
+        assert truth.sample_solo_ms(m, b) == float(truth._solo_q[m, b - 1, draws[k]])
