@@ -277,16 +277,34 @@ def test_closed_loop_session_is_driven_live(tiny_bundle, cpu_backend):
 
 
 def test_busy_device_is_refused_unless_forced(monkeypatch, tiny_bundle):
-    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
-    with pytest.raises(DeviceBusyError, match="--force"):
+    from strait_sim.live import busy_check
+
+    monkeypatch.setattr(busy_check, "cpu_utilisation", lambda: 0.9)
+    with pytest.raises(DeviceBusyError, match=r"CPU 90% busy over 0.5 s.*--force"):
         check_device_idle("cpu")
     obs = check_device_idle("cpu", force=True)
     assert obs["busy_reasons"] and not obs["refused"]
     with pytest.raises(DeviceBusyError):
         run_live(tiny_bundle, _workload(), FifoPolicy(), SimConfig(),
                  LiveOptions(cpu=True, quiet=True))
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-    assert check_device_idle("cpu")["busy"] == 0.0
+    # a load average left by an earlier run does not refuse an idle CPU
+    monkeypatch.setattr(busy_check, "cpu_utilisation", lambda: 0.0)
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    obs = check_device_idle("cpu")
+    assert obs["busy"] == 0.0 and obs["load1"] == 64.0 and not obs["busy_reasons"]
+    # without /proc/stat the load average decides
+    monkeypatch.setattr(busy_check, "cpu_utilisation", lambda: None)
+    with pytest.raises(DeviceBusyError, match="load average 64.00 on"):
+        check_device_idle("cpu")
+
+
+def test_cpu_utilisation_is_a_fraction_where_proc_stat_exists():
+    from strait_sim.live.busy_check import cpu_utilisation
+
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat on this platform")
+    util = cpu_utilisation(0.2)
+    assert util is not None and 0.0 <= util <= 1.0
 
 
 def test_bad_live_setups_are_user_errors(tiny_bundle, synthetic_bundle):

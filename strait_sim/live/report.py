@@ -32,6 +32,7 @@ import pandas as pd
 
 from strait_sim.atomic import atomic_dir, atomic_file
 from strait_sim.errors import UserError
+from strait_sim.live.busy_check import describe_cpu_load
 from strait_sim.metrics import class_metrics, prediction_error
 from strait_sim.requests import PRIORITY_NAMES
 from strait_sim.results import RunResult, dumps, load_results, write_results
@@ -267,7 +268,7 @@ def _busy_text(b: dict) -> str:
     if not b.get("checked"):
         return f"not checked ({b.get('why', '?')})"
     if b.get("kind") == "cpu":
-        text = f"load average {b['load1']:.2f} on {b['cores']} cores"
+        text = describe_cpu_load(b)
     else:
         text = f"utilisation {100 * b['utilization']:.0f}%"
     return text + (" (forced)" if b.get("busy_reasons") else "")
