@@ -65,12 +65,6 @@ class ComputeUnit:
             b = running[0]
             b.rate = 1.0
             first_t = b.remaining_s
-        elif len(running) == 2:  # the common case with 2 slots: one co-runner each
-            a, b = running
-            a.rate = 1.0 / truth.slowdown(a.model_idx, a.size, ((b.model_idx, b.size),))
-            b.rate = 1.0 / truth.slowdown(b.model_idx, b.size, ((a.model_idx, a.size),))
-            ta, tb = a.remaining_s / a.rate, b.remaining_s / b.rate
-            first_t = ta if ta <= tb else tb
         else:
             for b in running:
                 co = [(o.model_idx, o.size) for o in running if o is not b]
