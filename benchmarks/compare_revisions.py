@@ -70,9 +70,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        trees = {}
+        trees: dict[str, Path] = {}
         try:
-            trees = {rev: checkout(rev, tmp_path) for rev in (args.a, args.b)}
+            for rev in (args.a, args.b):  # one at a time: a failed second still cleans the first
+                trees[rev] = checkout(rev, tmp_path)
             bundle = str(bench_engine.make_bundle(tmp_path))
             print(f"{args.requests:,} requests per run, best of {args.repeats}, "
                   f"requests per CPU second")

@@ -76,8 +76,12 @@ def cpu_load() -> dict:
     return {"checked": True, "load1": load1, "cores": cores, "busy": load1 / cores}
 
 
-def describe_cpu_load(obs: dict) -> str:
-    """'CPU 12% busy over 0.5 s (load average 0.40 on 2 cores)', or the load average alone."""
+def describe_load(obs: dict) -> str:
+    """The observation in words, for the refusal and for the report: on the CPU
+    'CPU 12% busy over 0.5 s (load average 0.40 on 2 cores)' (or the load average alone),
+    on CUDA 'utilisation 12%'."""
+    if obs.get("kind") != "cpu":
+        return f"utilisation {100 * obs['utilization']:.0f}%"
     load = (f"load average {obs['load1']:.2f} on {obs['cores']} cores"
             if obs.get("load1") is not None else "")
     if obs.get("utilization") is None:
@@ -132,9 +136,7 @@ def check_device_idle(kind: str, index: int | None = None, *, threshold: float |
         return obs
     reasons = []
     if obs["busy"] > limit:
-        what = (describe_cpu_load(obs) if kind == "cpu"
-                else f"utilisation {100 * obs['utilization']:.0f}%")
-        reasons.append(f"{what} is above the threshold {limit:g}")
+        reasons.append(f"{describe_load(obs)} is above the threshold {limit:g}")
     if obs.get("other_pids"):
         reasons.append(f"other processes compute on it (pids {obs['other_pids']})")
     obs["refused"] = bool(reasons) and not force

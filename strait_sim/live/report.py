@@ -32,7 +32,7 @@ import pandas as pd
 
 from strait_sim.atomic import atomic_dir, atomic_file
 from strait_sim.errors import UserError
-from strait_sim.live.busy_check import describe_cpu_load
+from strait_sim.live.busy_check import describe_load
 from strait_sim.metrics import class_metrics, prediction_error
 from strait_sim.requests import PRIORITY_NAMES
 from strait_sim.results import RunResult, dumps, load_results, write_results
@@ -267,11 +267,7 @@ def render_markdown(report: dict) -> str:
 def _busy_text(b: dict) -> str:
     if not b.get("checked"):
         return f"not checked ({b.get('why', '?')})"
-    if b.get("kind") == "cpu":
-        text = describe_cpu_load(b)
-    else:
-        text = f"utilisation {100 * b['utilization']:.0f}%"
-    return text + (" (forced)" if b.get("busy_reasons") else "")
+    return describe_load(b) + (" (forced)" if b.get("busy_reasons") else "")
 
 
 def cdf_png(live: np.ndarray, sim: np.ndarray, title: str) -> bytes:
