@@ -104,6 +104,7 @@ class StraitPolicy(Policy):
         super().bind(ctx)
         pred, self.predictor_used = build_predictor(self.predictor, ctx.profile,
                                                     self.predictor_params)
+        self.predictor_samples = getattr(pred, "samples_used", "unknown")
         self.est = ServiceEstimator(ctx, pred, self.max_batch)
         self.q = ClassQueues(ctx.models, order="deadline")
         self.beliefs: dict[int, Believed] = {}  # first request id of a running batch
@@ -121,7 +122,9 @@ class StraitPolicy(Policy):
     def params(self) -> dict:
         return {"predictor": self.predictor, "predictor_used": self.predictor_used
                 if hasattr(self, "predictor_used") else self.predictor,
-                "predictor_params": self.predictor_params, "drop_early": self.drop_early,
+                "predictor_params": self.predictor_params,
+                "predictor_samples": getattr(self, "predictor_samples", None),
+                "drop_early": self.drop_early,
                 "safety": self.safety, "margin_ms": self.margin_ms, "hp_guard": self.hp_guard,
                 "hp_lookahead": self.hp_lookahead, "hp_risk": self.hp_risk,
                 "max_batch": self.max_batch, "lp_model_tries": self.lp_model_tries,

@@ -334,3 +334,29 @@ def test_bundles_with_utilization_use_it(tmp_path):
     co = (CoRunner("synth_large", 2, 1.0),)  # batch 2 not profiled: nearest batch's row
     assert lin.predict("synth_small", 2, co) > bundle.solo_ms("synth_small", 2)
     lin.update(Observation("synth_small", 2, co, 2.0))
+
+
+# -- out-of-sample fits ------------------------------------------------------------------------
+
+
+def test_predictors_fit_only_the_odd_repetitions(synthetic_bundle, samples):
+    """The truth model learns from even reps; the predictors must not see them."""
+    p = make_predictor("linear", synthetic_bundle)
+    assert p.samples_used == "out-of-sample"
+    odd = samples[samples["rep"] % 2 == 1].reset_index(drop=True)
+    assert 0 < len(odd) < len(samples)
+    on_odd = fit_predictor("linear", odd, synthetic_bundle, cache=False)
+    on_all = fit_predictor("linear", samples, synthetic_bundle, cache=False)
+    assert p.w == pytest.approx(on_odd.w)
+    assert p.w != pytest.approx(on_all.w)
+    assert make_predictor("solo", synthetic_bundle).samples_used == "none"
+
+
+def test_a_bundle_with_one_repetition_is_flagged_in_sample(tmp_path):
+    path = make_synthetic_bundle(tmp_path / "b", SyntheticSpec(reps=2, batches=(1, 2)))
+    pairs = pd.read_csv(path / "pairs.csv")
+    pairs[pairs["rep"] == 0].to_csv(path / "pairs.csv", index=False)
+    from strait_sim.profile_bundle import read_bundle_dir
+
+    p = make_predictor("rls", read_bundle_dir(path))
+    assert p.samples_used == "in-sample"

@@ -71,7 +71,8 @@ def fit_cmd(
                                 "folder (default: the default profile)."),
     param: list[str] = typer.Option(None, "--param", help="Parameter key=value (repeat)."),
 ) -> None:
-    """Fit a predictor on all of a bundle's co-location samples (and cache it); show it."""
+    """Fit a predictor on the predictors' split of a bundle's co-location samples (odd
+    repetitions; the simulator's truth model uses the even ones), cache it and show it."""
     from rich.console import Console
 
     from strait_sim.predictors.cache import cache_dir
@@ -83,6 +84,13 @@ def fit_cmd(
     console = Console()
     console.print(f"{predictor} fitted on {bundle.name} ({bundle.device_name}); "
                   f"cache: {cache_dir()}")
+    used = getattr(p, "samples_used", "unknown")
+    if used == "in-sample":
+        console.print("  samples: in-sample (pairs.csv has one repetition, so the truth model "
+                      "and the predictor share every sample; simulated accuracy is flattered)")
+    elif used == "out-of-sample":
+        console.print("  samples: out-of-sample (odd repetitions of pairs.csv; the truth model "
+                      "uses the even ones)")
     names = getattr(p, "feature_names", ())
     coef = getattr(p, "coef", None) or getattr(p, "w", None)
     if names and coef:

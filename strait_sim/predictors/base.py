@@ -50,6 +50,9 @@ class InterferencePredictor(ABC):
 
     name: ClassVar[str] = ""
     online: ClassVar[bool] = False
+    #: which co-location samples the fit used (set by ``registry.make_predictor``):
+    #: "out-of-sample" (disjoint from the truth model's), "in-sample" or "none"
+    samples_used: str = "unknown"
 
     @abstractmethod
     def fit(self, samples: pd.DataFrame, profile: ProfileBundle) -> InterferencePredictor:

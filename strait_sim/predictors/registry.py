@@ -1,9 +1,14 @@
 """Predictors by name: the one place the CLI, the evaluation and the policies get them.
 
-``make_predictor(name, profile, **params)`` returns a predictor fitted on *all* of the
-bundle's co-location samples (cached on disk, see :mod:`strait_sim.predictors.cache`).
-Each call returns a fresh object, so online learners that ``update`` never share state
-between simulations.
+``make_predictor(name, profile, **params)`` returns a predictor fitted on the bundle's
+co-location samples that :func:`strait_sim.sample_split.split_pairs` gives the predictors
+(the odd repetitions of pairs.csv; the simulator's truth model is fitted on the even
+ones), cached on disk (see :mod:`strait_sim.predictors.cache`). Why: a predictor fitted on
+the very samples the truth model reproduces would be scored in-sample in simulation. A
+bundle measured with one repetition has no split; then every sample is used and the
+predictor's ``samples_used`` says ``"in-sample"`` so that reports can flag it. Each call
+returns a fresh object, so online learners that ``update`` never share state between
+simulations.
 """
 
 from __future__ import annotations
@@ -86,15 +91,36 @@ def fit_predictor(name: str, samples: pd.DataFrame | None, profile: ProfileBundl
     return load_or_fit(name, params, samples, profile, _fit)
 
 
+SAMPLES_OUT_OF_SAMPLE = "out-of-sample"  # odd reps of pairs.csv; the truth model uses even
+SAMPLES_IN_SAMPLE = "in-sample"  # one repetition: predictors and truth share every sample
+SAMPLES_NONE = "none"  # solo: no co-location samples needed
+
+
+def predictor_samples(profile: ProfileBundle) -> tuple[pd.DataFrame, str]:
+    """The co-location samples the policies' predictors may learn from, and which kind
+    (``"out-of-sample"`` or ``"in-sample"``, see the module docstring)."""
+    from strait_sim.predictors.samples import colocation_samples
+    from strait_sim.sample_split import split_is_out_of_sample, split_pairs
+
+    samples = colocation_samples(profile)
+    if split_is_out_of_sample(samples):
+        return split_pairs(samples, "predictors").reset_index(drop=True), SAMPLES_OUT_OF_SAMPLE
+    return samples, SAMPLES_IN_SAMPLE
+
+
 def make_predictor(name: str, profile: ProfileBundle, **params: Any) -> InterferencePredictor:
-    """A predictor fitted on all of ``profile``'s co-location samples (cached on disk).
+    """A predictor fitted on the predictors' split of ``profile``'s co-location samples
+    (cached on disk); its ``samples_used`` attribute says which split it learnt from.
 
     ``solo`` needs no co-location samples; every other predictor raises ``UserError``
     when the bundle has no pairs.csv.
     """
     predictor_class(name)
     if name == "solo":
-        return fit_predictor(name, None, profile, **params)
-    from strait_sim.predictors.samples import colocation_samples
-
-    return fit_predictor(name, colocation_samples(profile), profile, **params)
+        p = fit_predictor(name, None, profile, **params)
+        p.samples_used = SAMPLES_NONE
+        return p
+    samples, kind = predictor_samples(profile)
+    p = fit_predictor(name, samples, profile, **params)
+    p.samples_used = kind
+    return p
