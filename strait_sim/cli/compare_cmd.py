@@ -4,7 +4,7 @@ Each (load, seed) workload is generated once per policy from the same seed, so e
 policy sees the same arrivals. Runs go through the sweep machinery
 (:func:`strait_sim.sweep.executors.run_points`): ``--workers`` runs them in parallel, and
 with ``--out`` each run's folder (summary.json, spec.json, requests.parquet) is kept under
-``DIR/points/<key>/`` and reused when the same comparison is run again (``--force`` reruns).
+``DIR/points/<key>/`` and reused when the same comparison is run again (``--rerun`` reruns).
 Tables and plots are described in :mod:`strait_sim.cli.compare_report`.
 """
 
@@ -91,64 +91,31 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", help="Keep every run and write "
                                         "comparison.csv/.md and plots into this folder."),
         workers: int = typer.Option(1, "--workers", help="Runs in parallel (processes)."),
-        force: bool = typer.Option(False, "--force", help="Rerun points already in --out."),
+        rerun: bool = typer.Option(False, "--rerun", help="Rerun points already in --out "
+                                   "instead of reusing them."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
         workload_opts: dict = None,  # filled by @workload_options
     ) -> None:
         """Compare policies on identical workloads: violations per class with confidence
         intervals over seeds, latency percentiles, goodput, drops, busy time, fairness."""
+        from strait_sim import api
         from strait_sim.atomic import check_writable_parent
-        from strait_sim.errors import UserError
-        from strait_sim.policies.registry import make_policy, policy_class
-        from strait_sim.sweep.executors import run_points
-        from strait_sim.sweep.spec import resolve_spec
 
         names = list(dict.fromkeys(parse_list(policies, "--policies")))
-        for name in names:
-            policy_class(name)  # unknown -> one line listing the valid ones
-        params = parse_params(param, names)
-        for name in names:
-            make_policy(name, **params[name])  # bad parameter -> one line, before any run
-        if seeds < 1:
-            raise UserError(f"--seeds must be at least 1, got {seeds}")
-        ref = reference or ("strait" if "strait" in names else names[0])
-        if ref not in names:
-            raise UserError(f"--reference '{ref}' is not in --policies ({', '.join(names)})")
-        load_list: list[float | None] = [None]
-        wl = {k: v for k, v in (workload_opts or {}).items() if v is not None}
-        if loads is not None:
-            if "rate" in wl or "load" in wl:
-                raise UserError("--loads sets the load of each run: drop --rate/--load")
-            load_list = list(parse_loads(loads))
+        params = api.parse_policy_params(param, names) if param else {}
         if out is not None:
             check_writable_parent(out)
-
-        specs, keys = [], []
-        for load in load_list:
-            for s in range(seed, seed + seeds):
-                for name in names:
-                    workload = dict(wl)
-                    if load is not None:
-                        workload["load"] = load
-                    specs.append(resolve_spec({
-                        "policy": name, "policy_params": params[name], "profile": profile,
-                        "workload": workload, "gpus": gpus, "slots": slots,
-                        "max_batch": max_batch, "seed": s, "interference": not no_interference,
-                        "pcie": not no_pcie}, where="compare"))
-                    keys.append((load if load is not None else wl.get("load"), name, s))
-        outcomes = run_points(specs, workers=workers, out_dir=out, force=force,
-                              progress=not quiet, keep_requests=out is not None)
-        failed = [(k, o) for k, o in zip(keys, outcomes, strict=True) if not o.ok]
-        if failed:
-            (load, name, s), o = failed[0]
-            first = (o.error or "no summary").strip().splitlines()[-1]
-            raise UserError(f"{len(failed)} of {len(specs)} run(s) failed; first: policy "
-                            f"{name}, seed {s}" + (f", load {load}" if load else "") +
-                            f": {first}")
-        labels = load_list if loads is not None else [wl.get("load")]
-        _report([(*k, o.summary) for k, o in zip(keys, outcomes, strict=True)],
-                [o.folder for o in outcomes], names, ref, labels, out,
-                sweep=loads is not None)
+        result = api.compare(names, profile, loads=None if loads is None else
+                             parse_loads(loads), seeds=seeds, seed=seed, params=params,
+                             reference=reference, gpus=gpus, slots=slots,
+                             max_batch=max_batch, interference=not no_interference,
+                             pcie=not no_pcie, out=out, workers=workers, rerun=rerun,
+                             progress=not quiet,
+                             **{k: v for k, v in (workload_opts or {}).items()
+                                if v is not None})
+        records = [(*k, s) for k, s in zip(result.keys, result.summaries, strict=True)]
+        _report(records, result.folders, names, result.reference, result.loads, out,
+                sweep=result.swept)
 
 
 def _report(records: list, folders: list, names: list[str], ref: str,

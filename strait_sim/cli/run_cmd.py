@@ -40,27 +40,19 @@ def register(app: typer.Typer) -> None:
         workload_opts: dict = None,  # filled by @workload_options
     ) -> None:
         """Simulate a workload under a policy and report per-class deadline misses."""
+        from strait_sim import api
         from strait_sim.atomic import check_writable_parent
         from strait_sim.cli.progress import sim_progress
         from strait_sim.cli.render import print_summary
         from strait_sim.cli.workload_options import workload_from_options
         from strait_sim.engine.simulator import SimConfig
         from strait_sim.errors import UserError
-        from strait_sim.experiment import run_simulation
-        from strait_sim.policies.registry import make_policy
-        from strait_sim.profile_bundle import load_bundle
 
         for target in (out, trace_out):
             if target is not None:
                 check_writable_parent(target)
-        from strait_sim.cli.compare_cmd import parse_params
-
-        qualified = [p if "." in p.partition("=")[0] else f"{policy}.{p}" for p in param]
-        pol = make_policy(policy, **parse_params(qualified, [policy])[policy])
-        bundle = load_bundle(profile)
-        config = SimConfig(gpus=gpus, slots=slots, max_batch=max_batch, seed=seed,
-                           interference=not no_interference, pcie=not no_pcie,
-                           record_timeline=trace_out is not None)
+        pol = api.make_policy(policy, **api.parse_policy_params(param, [policy])[policy])
+        bundle = api.load_profile(profile)
         workload = workload_from_options(workload_opts, bundle, gpus=gpus, max_batch=max_batch)
         if live or gpu is not None or cpu:
             from strait_sim.live.runner import LiveOptions, run_live
@@ -69,11 +61,17 @@ def register(app: typer.Typer) -> None:
                 raise UserError("--gpu and --cpu choose the device of a live run: add --live")
             if (gpu is None) == (not cpu):
                 raise UserError("a live run needs exactly one of --gpu N or --cpu")
+            config = SimConfig(gpus=gpus, slots=slots, max_batch=max_batch, seed=seed,
+                               interference=not no_interference, pcie=not no_pcie,
+                               record_timeline=trace_out is not None)
             result = run_live(bundle, workload, pol, config,
                               LiveOptions(gpu=gpu, cpu=cpu, force=force, quiet=quiet))
         else:
             with sim_progress(workload, enabled=not quiet) as progress:
-                result = run_simulation(bundle, workload, pol, config, progress=progress)
+                result = api.simulate(pol, bundle, workload, seed=seed, gpus=gpus,
+                                      slots=slots, max_batch=max_batch,
+                                      interference=not no_interference, pcie=not no_pcie,
+                                      timeline=trace_out is not None, progress=progress)
         if out is not None:
             result.write(out)
         if trace_out is not None and result.timeline is not None:

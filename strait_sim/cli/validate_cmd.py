@@ -10,27 +10,11 @@ DIR/report.json, DIR/cdf_<class>.png and both runs (DIR/live, DIR/sim).
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 
 import typer
 
 from strait_sim.cli.workload_options import workload_options
-
-
-def _default_profile(kind: str) -> str:
-    """The preferred bundled, measured profile of a device of ``kind``."""
-    from strait_sim.errors import UserError
-    from strait_sim.profile_registry import DEFAULT_PREFERENCE, bundled_profiles
-
-    entries = [e for e in bundled_profiles() if e.kind == kind and not e.synthetic]
-    entries.sort(key=lambda e: (DEFAULT_PREFERENCE.index(e.name)
-                                if e.name in DEFAULT_PREFERENCE else len(DEFAULT_PREFERENCE),
-                                e.name))
-    if not entries:
-        raise UserError(f"no bundled profile of a {kind} device: profile this device first "
-                        f"(`strait-sim profile`) and pass --profile DIR")
-    return entries[0].name
 
 
 def register(app: typer.Typer) -> None:
@@ -45,6 +29,8 @@ def register(app: typer.Typer) -> None:
         gpu: int | None = typer.Option(None, "--gpu", help="Live: CUDA device index."),
         cpu: bool = typer.Option(False, "--cpu", help="Live: run on the CPU backend."),
         policy: str = typer.Option("strait", "--policy", "-p", help="Scheduling policy."),
+        param: list[str] = typer.Option([], "--param", help="Policy parameter NAME=VALUE "
+                                        "or POLICY.NAME=VALUE (repeatable)."),
         profile: str | None = typer.Option(
             None, "--profile", help="Profile of the live device (name or folder; default: "
             "the bundled measured profile of that kind of device)."),
@@ -90,49 +76,30 @@ def register(app: typer.Typer) -> None:
         if out is None:
             raise UserError("--out DIR is required: where to write the comparison")
         _run_validation(live_kind="cpu" if cpu else "cuda", gpu=gpu, policy=policy,
-                        profile=profile, seed=seed, out=out, slots=slots,
+                        params=param, profile=profile, seed=seed, out=out, slots=slots,
                         max_batch=max_batch, interference=not no_interference,
                         pcie=not no_pcie, margin=margin, alpha=alpha, force=force,
                         busy_threshold=busy_threshold, quiet=quiet,
                         workload_opts=workload_opts, command=_command_line(ctx))
 
 
-def _run_validation(*, live_kind: str, gpu: int | None, policy: str, profile: str | None,
-                    seed: int, out: Path, slots: int, max_batch: int, interference: bool,
-                    pcie: bool, margin: float, alpha: float, force: bool,
+def _run_validation(*, live_kind: str, gpu: int | None, policy: str, params: list[str],
+                    profile: str | None, seed: int, out: Path, slots: int, max_batch: int,
+                    interference: bool, pcie: bool, margin: float, alpha: float, force: bool,
                     busy_threshold: float | None, quiet: bool, workload_opts: dict,
                     command: str) -> None:
+    from strait_sim import api
     from strait_sim.atomic import check_writable_parent
-    from strait_sim.cli.workload_options import workload_from_options
-    from strait_sim.engine.simulator import SimConfig
-    from strait_sim.errors import UserError
-    from strait_sim.experiment import run_simulation
-    from strait_sim.live.report import write_validation
-    from strait_sim.live.runner import LiveOptions, run_live
-    from strait_sim.policies.registry import make_policy
-    from strait_sim.profile_bundle import load_bundle
 
     check_writable_parent(out)
-    if live_kind == "cuda":
-        from strait_sim.profiler.backends import check_gpu
-
-        check_gpu(int(gpu or 0))  # no GPU: say so first, before looking for its profile
-    bundle = load_bundle(profile or _default_profile(live_kind))
-    if bundle.device_kind != live_kind:
-        raise UserError(f"profile '{bundle.name}' describes a {bundle.device_kind} device; "
-                        f"validating a {live_kind} run needs a profile of the same device")
-    config = SimConfig(gpus=1, slots=slots, max_batch=max_batch, seed=seed,
-                       interference=interference, pcie=pcie)
-    workload = workload_from_options(workload_opts, bundle, gpus=1, max_batch=max_batch)
-    make_policy(policy)  # an unknown policy fails before the device is touched
-    live_result = run_live(bundle, workload, make_policy(policy), config,
-                           LiveOptions(gpu=gpu, cpu=live_kind == "cpu", force=force,
-                                       quiet=quiet, busy_threshold=busy_threshold))
-    if not quiet:
-        print("validate: simulating the same workload on the profile", file=sys.stderr)
-    sim_result = run_simulation(bundle, workload, make_policy(policy), config)
-    report = write_validation(out, live_result, sim_result, command=command, margin=margin,
-                              alpha=alpha)
+    report = api.validate(policy, "cpu" if live_kind == "cpu" else int(gpu or 0), out=out,
+                          profile=profile,
+                          params=api.parse_policy_params(params, [policy])[policy],
+                          seed=seed, slots=slots, max_batch=max_batch,
+                          interference=interference, pcie=pcie, margin=margin, alpha=alpha,
+                          force=force, busy_threshold=busy_threshold, quiet=quiet,
+                          command=command,
+                          **{k: v for k, v in (workload_opts or {}).items() if v is not None})
     if not quiet:
         _print(report)
         typer.echo(f"report: {out}/report.md")
@@ -154,6 +121,9 @@ def _command_line(ctx: typer.Context) -> str:
         if getattr(param, "is_flag", False):
             if value:
                 words.append(opts[0])
+        elif isinstance(value, list | tuple):
+            for item in value:
+                words += [opts[0], str(item)]
         else:
             words += [opts[0], str(value)]
     return shlex.join(words)

@@ -1,0 +1,107 @@
+"""The Python API (strait_sim.api): the README's Python gives the CLI's bytes, its
+docstring examples run, and bad input is one UserError line."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import strait_sim
+from strait_sim import api
+from strait_sim.cli.app import main
+from strait_sim.errors import UserError
+from strait_sim.sweep.executors import without_timing
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_python_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## From Python", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_python_gives_the_cli_bytes(tmp_path, monkeypatch, capsys):
+    code = readme_python_block()
+    assert len([ln for ln in code.splitlines() if ln.strip()]) <= 5
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.strip()
+    assert 0.0 <= float(printed) <= 1.0
+    cli = ["run", "--policy", "strait", "--load", "0.9", "--duration", "60", "--seed", "1",
+           "--out", str(tmp_path / "cli"), "--quiet"]
+    assert main(cli) == 0
+    py, sh = tmp_path / "runs" / "strait-py", tmp_path / "cli"
+    assert (py / "requests.parquet").read_bytes() == (sh / "requests.parquet").read_bytes()
+    assert without_timing(json.loads((py / "summary.json").read_text())) == \
+        without_timing(json.loads((sh / "summary.json").read_text()))
+
+
+def test_docstring_examples_run():
+    for module in (strait_sim, api):
+        failed, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert attempted > 0 and failed == 0, module.__name__
+
+
+def test_top_level_exports_are_the_api():
+    for name in ("simulate", "compare", "validate", "report", "load_profile",
+                 "describe_workload", "make_policy"):
+        assert getattr(strait_sim, name) is getattr(api, name)
+    with pytest.raises(AttributeError):
+        strait_sim.no_such_thing  # noqa: B018
+
+
+def test_workload_keywords_take_python_values():
+    as_text = api.describe_workload("synthetic-tiny", rate=30, duration=1,
+                                    slo="high=3,low=10", models="synth_small,synth_large")
+    as_python = api.describe_workload("synthetic-tiny", rate=30, duration=1,
+                                      slo={"high": 3, "low": 10},
+                                      models=["synth_small", "synth_large"])
+    assert as_text.describe() == as_python.describe()
+
+
+def test_objects_and_names_give_the_same_run():
+    by_name = api.simulate("priority", "synthetic-tiny", rate=40, duration=1, seed=3)
+    profile = api.load_profile("synthetic-tiny")
+    wl = api.describe_workload(profile, rate=40, duration=1)
+    by_object = api.simulate(api.make_policy("priority"), profile, wl, seed=3)
+    assert by_name.requests.equals(by_object.requests)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: api.simulate("fifo", "synthetic-tiny", no_such_flag=1), "no_such_flag"),
+    (lambda: api.simulate("nope", "synthetic-tiny"), "nope"),
+    (lambda: api.simulate("fifo", "synthetic-tiny",
+                          api.describe_workload("synthetic-tiny", duration=1), rate=3),
+     "not both"),
+    (lambda: api.compare(["fifo"], "synthetic-tiny", params={"reef": {"x": 1}}), "reef"),
+])
+def test_bad_input_is_one_user_error(call, message):
+    with pytest.raises(UserError, match=message):
+        call()
+
+
+def test_compare_matches_the_cli(tmp_path, capsys):
+    c = api.compare(["fifo", "priority"], "synthetic-tiny", seeds=2, rate=40, duration=1)
+    assert list(c.table["policy"]) == ["fifo", "priority"] and len(c.runs) == 4
+    assert c.reference == "fifo" and list(c.reference_table["baseline"]) == ["priority"]
+    assert main(["compare", "--policies", "fifo,priority", "--profile", "synthetic-tiny",
+                 "--seeds", "2", "--rate", "40", "--duration", "1", "--quiet",
+                 "--out", str(tmp_path / "cmp")]) == 0
+    import pandas as pd
+
+    cli_runs = pd.read_csv(tmp_path / "cmp" / "runs.csv")
+    assert list(cli_runs["policy"]) == list(c.runs["policy"])
+    assert cli_runs["hp_violation"].tolist() == pytest.approx(
+        c.runs["hp_violation"].tolist())
+
+
+def test_plain_param_when_one_policy_runs():
+    assert api.parse_policy_params(["hp_risk=0.02"], ["strait"]) == \
+        {"strait": {"hp_risk": 0.02}}
+    with pytest.raises(UserError, match="POLICY.NAME=VALUE"):
+        api.parse_policy_params(["hp_risk=0.02"], ["strait", "fifo"])
