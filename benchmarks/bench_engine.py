@@ -1,14 +1,23 @@
-"""Engine throughput and memory: simulated requests per wall second and peak RSS.
+"""Engine speed as a ratio to the leanest SimPy model, at 1, 64 and 1,024 GPUs, and memory.
 
-Scenario (issue 2): six models, one GPU with 2 slots, max batch 8, Poisson arrivals at an
-offered utilisation of about 0.8 (work counted as each request's solo time at batch 1),
-20% high priority, SLO 5x. Each policy runs in its own child process so that its peak
-resident memory is its own. The profile is a six-model *synthetic* bundle generated on the
-fly (a timing fixture: the engine's speed does not depend on where the numbers came from).
+Scenario (issue 2): six models, GPUs with 2 slots each, max batch 8, Poisson arrivals at an
+offered utilisation of about 0.8 *per GPU* (work counted as each request's solo time at
+batch 1; the arrival rate scales with the GPUs, so every GPU sees the same load), 20% high
+priority, SLO 5x. The profile is a six-model *synthetic* bundle generated on the fly (a
+timing fixture: the engine's speed does not depend on where the numbers came from).
 
-    .venv/bin/python benchmarks/bench_engine.py                      # 1M requests, fifo+priority
-    .venv/bin/python benchmarks/bench_engine.py --requests 10000000 --policies fifo
-    .venv/bin/python benchmarks/bench_engine.py --policies strait
+The yardstick (issue 15) is benchmarks/reference_mm1.py, the leanest SimPy M/M/1 a user
+would write, measured in the same run (before and after the engine runs; ratios use the
+faster of the two, so they are conservative). Every engine run and the reference run in
+their own child process, so each peak resident memory is its own. Reported per run:
+requests per CPU second, its ratio to the reference, CPU microseconds per request and its
+ratio to the same policy at 1 GPU. Targets (issue 15): fifo >= 1.0x the reference, strait
+>= 0.5x, per-request cost at 1,024 GPUs <= 1.25x that at 1 GPU. A shared, busy machine
+moves these figures between runs: quote ratios from one run, and say so.
+
+    .venv/bin/python benchmarks/bench_engine.py                       # 200k requests each
+    .venv/bin/python benchmarks/bench_engine.py --gpus 1 --policies fifo --requests 10000000
+    .venv/bin/python benchmarks/bench_engine.py --policies strait --gpus 1,64
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ MODELS = {  # name -> (base_ms, per_item_ms): spans cheap to heavy, like the zoo
     "bench_mobilenet": (0.9, 0.10), "bench_resnet": (2.0, 0.35), "bench_vgg": (4.0, 1.10),
     "bench_densenet": (3.0, 0.45), "bench_bert": (2.5, 0.60), "bench_effnet": (1.4, 0.18),
 }
+TARGET_REF = {"fifo": 1.0, "strait": 0.5}  # requests/CPU-s as a multiple of the reference
+TARGET_FLAT = 1.25  # per-request cost at the most GPUs / at 1 GPU
 
 
 def make_bundle(folder: Path) -> Path:
@@ -36,7 +47,8 @@ def make_bundle(folder: Path) -> Path:
     return make_synthetic_bundle(folder / "synthetic-bench6", spec, seed=1)
 
 
-def child(bundle: str, policy: str, requests: int, load: float, seed: int) -> dict:
+def child(bundle: str, policy: str, requests: int, load: float, seed: int,
+          gpus: int = 1) -> dict:
     from strait_sim.engine.simulator import SimConfig
     from strait_sim.experiment import run_simulation
     from strait_sim.policies.registry import make_policy
@@ -46,54 +58,104 @@ def child(bundle: str, policy: str, requests: int, load: float, seed: int) -> di
     profile = read_bundle_dir(Path(bundle))
     models = profile.model_names
     mean_work_s = sum(profile.solo_ms(m, 1) for m in models) / len(models) / 1e3
-    rate = load / mean_work_s
+    rate = load * gpus / mean_work_s
     wl = BasicPoissonWorkload(models, rate=rate, duration_s=1.2 * requests / rate,
                               hp_fraction=0.2, slo=5.0, max_requests=requests)
     t0, c0 = time.perf_counter(), time.process_time()
     res = run_simulation(profile, wl, make_policy(policy),
-                         SimConfig(gpus=1, slots=2, max_batch=8, seed=seed))
+                         SimConfig(gpus=gpus, slots=2, max_batch=8, seed=seed))
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
-    return {"policy": policy, "requests": len(res.requests), "wall_s": wall,
-            "requests_per_s": len(res.requests) / wall,
-            "requests_per_cpu_s": len(res.requests) / cpu,
+    n = res.summary["requests"]
+    return {"policy": policy, "gpus": gpus, "requests": n, "wall_s": wall, "cpu_s": cpu,
+            "requests_per_s": n / wall, "requests_per_cpu_s": n / cpu,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "gpu_busy": res.summary["gpu_busy_fraction"],
             "hp_violation": res.summary["by_class"]["high"]["violation_rate"],
             "lp_violation": res.summary["by_class"]["low"]["violation_rate"]}
 
 
+def _run_child(args: list[str]) -> dict | str:
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                         check=False)
+    if out.returncode != 0:
+        return "FAILED: " + " ".join(out.stderr.strip().splitlines()[-1:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _reference(requests: int) -> dict | str:
+    return _run_child([str(Path(__file__).with_name("reference_mm1.py")),
+                       "--requests", str(requests)])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=1_000_000)
-    ap.add_argument("--policies", default="fifo,priority")
-    ap.add_argument("--load", type=float, default=0.8)
+    ap.add_argument("--requests", type=int, default=200_000)
+    ap.add_argument("--policies", default="fifo,priority,strait")
+    ap.add_argument("--gpus", default="1,64,1024", help="comma-separated GPU counts")
+    ap.add_argument("--load", type=float, default=0.8, help="offered load per GPU")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--child", nargs=2, metavar=("BUNDLE", "POLICY"), help=argparse.SUPPRESS)
+    ap.add_argument("--child-gpus", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.requests, args.load,
-                               args.seed)))
+                               args.seed, args.child_gpus)))
         return
+    gpu_counts = [int(g) for g in args.gpus.split(",")]
+    policies = args.policies.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         bundle = make_bundle(Path(tmp))
-        print(f"{args.requests:,} requests, 6 models, 1 GPU x 2 slots, max batch 8, "
-              f"offered load {args.load} (batch-1 solo work)")
-        print(f"{'policy':<10} {'requests/s':>12} {'req/CPU-s':>10} {'wall s':>8} "
-              f"{'peak MiB':>9} {'busy':>6} {'HP viol':>8} {'LP viol':>8}")
-        for policy in args.policies.split(","):
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", str(bundle), policy,
-                 "--requests", str(args.requests), "--load", str(args.load),
-                 "--seed", str(args.seed)], capture_output=True, text=True, check=False)
-            if out.returncode != 0:
-                print(f"{policy:<10} FAILED: {out.stderr.strip().splitlines()[-1:]}")
+        refs = [_reference(args.requests)]
+        rows: list[dict | str] = []
+        for policy in policies:
+            for g in gpu_counts:
+                rows.append(_run_child(
+                    [__file__, "--child", str(bundle), policy, "--child-gpus", str(g),
+                     "--requests", str(args.requests), "--load", str(args.load),
+                     "--seed", str(args.seed)]))
+        refs.append(_reference(args.requests))
+    ok_refs = [r for r in refs if isinstance(r, dict)]
+    if not ok_refs:
+        sys.exit(f"the reference failed: {refs[0]}")
+    ref = max(r["requests_per_cpu_s"] for r in ok_refs)
+    print(f"{args.requests:,} requests per run; 6 models, 2 slots per GPU, max batch 8, "
+          f"offered load {args.load} per GPU (batch-1 solo work); one run, a shared machine")
+    print("reference (SimPy M/M/1: a Store and one server process): "
+          + ", ".join(f"{r['requests_per_cpu_s']:,.0f}" for r in ok_refs)
+          + f" requests/CPU-s (before, after); ratios use {ref:,.0f}")
+    print(f"{'policy':<9} {'GPUs':>5} {'req/CPU-s':>10} {'x ref':>6} {'us/req':>7} "
+          f"{'x 1 GPU':>8} {'wall s':>7} {'peak MiB':>9} {'busy':>5} {'HP viol':>8} "
+          f"{'LP viol':>8}")
+    base_cost: dict[str, float] = {}
+    verdicts: list[str] = []
+    i = 0
+    for policy in policies:
+        for g in gpu_counts:
+            r = rows[i]
+            i += 1
+            if isinstance(r, str):
+                print(f"{policy:<9} {g:>5} {r}")
                 continue
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{policy:<10} {r['requests_per_s']:>12,.0f} "
-                  f"{r['requests_per_cpu_s']:>10,.0f} {r['wall_s']:>8.1f} "
-                  f"{r['peak_rss_mib']:>9.0f} {r['gpu_busy']:>6.2f} "
+            cost_us = 1e6 * r["cpu_s"] / r["requests"]
+            if g == gpu_counts[0]:
+                base_cost[policy] = cost_us
+            flat = cost_us / base_cost[policy] if policy in base_cost else float("nan")
+            x_ref = r["requests_per_cpu_s"] / ref
+            print(f"{policy:<9} {g:>5} {r['requests_per_cpu_s']:>10,.0f} {x_ref:>6.2f} "
+                  f"{cost_us:>7.1f} {flat:>8.2f} {r['wall_s']:>7.1f} "
+                  f"{r['peak_rss_mib']:>9.0f} {r['gpu_busy']:>5.2f} "
                   f"{r['hp_violation']:>8.3f} {r['lp_violation']:>8.3f}")
+            if g == 1 and policy in TARGET_REF:
+                met = "met" if x_ref >= TARGET_REF[policy] else "NOT met"
+                verdicts.append(f"{policy} at 1 GPU: {x_ref:.2f}x the reference "
+                                f"(target >= {TARGET_REF[policy]}x): {met}")
+            if g == gpu_counts[-1] and g != gpu_counts[0]:
+                met = "met" if flat <= TARGET_FLAT else "NOT met"
+                verdicts.append(f"{policy} at {g} GPUs: {flat:.2f}x the per-request cost at "
+                                f"{gpu_counts[0]} GPU(s) (target <= {TARGET_FLAT}x): {met}")
+    for v in verdicts:
+        print("target: " + v)
 
 
 if __name__ == "__main__":
