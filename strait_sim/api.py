@@ -135,6 +135,7 @@ def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
              seed: int = 0, gpus: int = 1, slots: int = 2, max_batch: int = 8,
              interference: bool = True, pcie: bool = True, timeline: bool = False,
              progress: Callable[[int, float], None] | None = None,
+             out: str | Path | None = None,
              **workload_keywords: Any) -> RunResult:
     """Simulate one workload under one policy: ``strait-sim run`` from Python.
 
@@ -142,7 +143,8 @@ def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
     CLI's workload keywords (``load=0.9, duration=60``; none given: the CLI's defaults).
     The result has ``.requests`` (the requests.parquet columns), ``.summary`` (the
     summary.json dict), ``.write(folder)`` and, with ``timeline=True``, ``.timeline``
-    (``.timeline.write("t.json")`` for Perfetto).
+    (``.timeline.write("t.json")`` for Perfetto). With ``out`` the results stream into
+    that folder while the run goes on (``--out``; memory holds only requests in flight).
 
     >>> r = simulate(policy="priority", profile="synthetic-tiny", rate=40, duration=1)
     >>> r.summary["policy"], int(r.summary["overall"]["count"]) == len(r.requests)
@@ -161,7 +163,7 @@ def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
                                      **workload_keywords)
     config = SimConfig(gpus=gpus, slots=slots, max_batch=max_batch, seed=seed,
                        interference=interference, pcie=pcie, record_timeline=timeline)
-    return run_simulation(bundle, workload, pol, config, progress=progress)
+    return run_simulation(bundle, workload, pol, config, progress=progress, out=out)
 
 
 def load_run(folder: str | Path) -> RunResult:

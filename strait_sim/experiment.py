@@ -1,24 +1,45 @@
 """One simulated run from its parts to a :class:`RunResult`: the layer the CLI, ``compare``
-and sweeps share, so that a run means the same thing wherever it is started."""
+and sweeps share, so that a run means the same thing wherever it is started.
+
+With ``out`` the results are streamed (issue 15): requests.parquet is written row group
+by row group while the run goes on (rows are final once every lower id has ended) and the
+summary is computed from the file, so memory holds only the requests in flight. The file
+has the same bytes as the in-memory path writes, and the summary the same numbers.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
 
 from strait_sim import __version__
-from strait_sim.engine.simulator import SimConfig, SimOutcome, simulate
+from strait_sim.atomic import atomic_dir
+from strait_sim.engine.records import CHUNK
+from strait_sim.engine.simulator import Engine, SimConfig, SimOutcome, simulate
 from strait_sim.metrics import summarize
+from strait_sim.metrics_stream import IN_MEMORY_ROWS, summarize_file
 from strait_sim.policies.base import Policy
 from strait_sim.profile_bundle import ProfileBundle
-from strait_sim.results import RunResult
+from strait_sim.results import RequestsParquetStream, RunResult, summary_text
 from strait_sim.workloads.base import Workload
 
 
 def run_simulation(profile: ProfileBundle, workload: Workload, policy: Policy,
                    config: SimConfig, *,
-                   progress: Callable[[int, float], None] | None = None) -> RunResult:
-    """Simulate and summarise. The summary records everything needed to repeat the run."""
+                   progress: Callable[[int, float], None] | None = None,
+                   out: Path | str | None = None, row_group: int = CHUNK) -> RunResult:
+    """Simulate and summarise. The summary records everything needed to repeat the run.
+
+    With ``out``, the results folder (requests.parquet, summary.json) is written while
+    the run goes on and appears whole at the end; ``requests`` of the result is then the
+    table read back, or None above ``IN_MEMORY_ROWS`` rows. ``row_group`` (rows per
+    row group of the streamed file) is for tests: the default gives the in-memory bytes."""
+    if out is not None:
+        return _run_streamed(profile, workload, policy, config, progress, Path(out),
+                             row_group)
     t0 = time.perf_counter()
     outcome = simulate(profile, workload, policy, config, progress=progress)
     wall = time.perf_counter() - t0
@@ -27,11 +48,44 @@ def run_simulation(profile: ProfileBundle, workload: Workload, policy: Policy,
                      timeline=outcome.timeline)
 
 
-def build_summary(df, outcome: SimOutcome, profile: ProfileBundle, workload: Workload,
-                  policy: Policy, config: SimConfig, wall_s: float) -> dict:
+def _run_streamed(profile: ProfileBundle, workload: Workload, policy: Policy,
+                  config: SimConfig, progress: Callable[[int, float], None] | None,
+                  out: Path, row_group: int) -> RunResult:
+    with atomic_dir(out) as tmp:
+        path = tmp / "requests.parquet"
+        sink = RequestsParquetStream(path)
+        t0 = time.perf_counter()
+        # TODO(driver): pass the records in through simulate() once the driver takes them
+        engine = Engine(profile, workload, policy, config, progress)
+        engine.records.stream(sink, engine.models, row_group=row_group)
+        outcome = engine.run()
+        outcome.records.finish_stream()
+        sink.close()
+        wall = time.perf_counter() - t0
+        span = outcome.end_s
+        block = summarize_file(path, duration_s=span, busy_fraction=_busy(outcome))
+        summary = build_summary(None, outcome, profile, workload, policy, config, wall,
+                                requests_summary=block)
+        (tmp / "summary.json").write_text(summary_text(summary))
+    n = summary["requests"]
+    df = pd.read_parquet(out / "requests.parquet") if n <= IN_MEMORY_ROWS else None
+    return RunResult(df, summary, timeline=outcome.timeline, folder=out)
+
+
+def _busy(outcome: SimOutcome) -> float | None:
     span = outcome.end_s
-    busy = sum(outcome.busy_s) / (len(outcome.busy_s) * span) if span > 0 else None
-    summary = summarize(df, duration_s=span, busy_fraction=busy)
+    return sum(outcome.busy_s) / (len(outcome.busy_s) * span) if span > 0 else None
+
+
+def build_summary(df: pd.DataFrame | None, outcome: SimOutcome, profile: ProfileBundle,
+                  workload: Workload, policy: Policy, config: SimConfig, wall_s: float, *,
+                  requests_summary: dict | None = None) -> dict:
+    """summary.json: the request metrics (of ``df``, or ``requests_summary`` when they
+    were computed from a streamed file) and what is needed to repeat the run."""
+    span = outcome.end_s
+    summary = requests_summary if requests_summary is not None else \
+        summarize(df, duration_s=span, busy_fraction=_busy(outcome))
+    n = summary["requests"]
     summary.update({
         "mode": "sim",
         "policy": policy.name,
@@ -45,7 +99,7 @@ def build_summary(df, outcome: SimOutcome, profile: ProfileBundle, workload: Wor
         "engine": {"end_s": span, "batches": outcome.batches,
                    "preemptions": outcome.preemptions, "lost_work_s": outcome.lost_work_s,
                    "wall_s": wall_s,
-                   "requests_per_wall_s": len(df) / wall_s if wall_s > 0 else None},
+                   "requests_per_wall_s": n / wall_s if wall_s > 0 else None},
         "version": __version__,
     })
     return summary

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from strait_sim.atomic import atomic_dir
 from strait_sim.errors import UserError
@@ -26,12 +28,39 @@ REQUIRED_COLUMNS = ("id", "model", "priority", "arrival_s", "deadline_s", "start
 
 @dataclass
 class RunResult:
-    requests: pd.DataFrame
+    """A run's results. ``requests`` is None when the run was streamed to ``folder`` and
+    was too large to hold in memory (read ``folder``/requests.parquet instead)."""
+
+    requests: pd.DataFrame | None
     summary: dict
     timeline: object | None = None  # strait_sim.engine.timeline.Timeline when recorded
+    folder: Path | None = None  # where the results were streamed, if they were
 
     def write(self, out: Path | str, *, extra_files: dict[str, bytes] | None = None) -> Path:
+        if self.requests is None:
+            raise ValueError("a streamed run's results are already on disk in "
+                             f"{self.folder}")
         return write_results(out, self.requests, self.summary, extra_files=extra_files)
+
+
+class RequestsParquetStream:
+    """requests.parquet written one row group at a time, with the bytes that
+    ``DataFrame.to_parquet(index=False)`` gives for the whole table when each group holds
+    the rows pyarrow would put in it (2^20; the engine's records cut groups there)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema, compression="snappy")
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 def _json_default(obj: object) -> object:
@@ -46,11 +75,16 @@ def dumps(summary: dict) -> str:
     return json.dumps(summary, indent=2, default=_json_default, allow_nan=False) + "\n"
 
 
+def summary_text(summary: dict) -> str:
+    """summary.json's text (NaN and infinities written as null)."""
+    return dumps(_nan_to_none(summary))
+
+
 def write_results(out: Path | str, requests: pd.DataFrame, summary: dict, *,
                   extra_files: dict[str, bytes] | None = None) -> Path:
     """Write DIR/requests.parquet and DIR/summary.json; DIR appears whole or not at all."""
     out = Path(out)
-    text = dumps(_nan_to_none(summary))
+    text = summary_text(summary)
     with atomic_dir(out) as tmp:
         requests.to_parquet(tmp / "requests.parquet", index=False)
         (tmp / "summary.json").write_text(text)

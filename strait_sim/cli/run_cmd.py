@@ -68,11 +68,13 @@ def register(app: typer.Typer) -> None:
                               LiveOptions(gpu=gpu, cpu=cpu, force=force, quiet=quiet))
         else:
             with sim_progress(workload, enabled=not quiet) as progress:
+                # with --out the results stream to disk as requests end (issue 15)
                 result = api.simulate(pol, bundle, workload, seed=seed, gpus=gpus,
                                       slots=slots, max_batch=max_batch,
                                       interference=not no_interference, pcie=not no_pcie,
-                                      timeline=trace_out is not None, progress=progress)
-        if out is not None:
+                                      timeline=trace_out is not None, progress=progress,
+                                      out=out)
+        if out is not None and result.folder is None:
             result.write(out)
         if trace_out is not None and result.timeline is not None:
             result.timeline.write(trace_out)
