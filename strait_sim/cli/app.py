@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "strait_sim.cli.compare_cmd",
     "strait_sim.cli.validate_cmd",
     "strait_sim.cli.sweep_cmd",
+    "strait_sim.cli.plan_cmd",
 )
 
 app = typer.Typer(

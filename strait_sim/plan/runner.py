@@ -1,0 +1,133 @@
+"""``plan()``: the Python entry point of ``strait-sim plan``.
+
+Fixes the workload's traffic, checks the cost, runs the search, then (optionally) checks
+each answer on fresh seeds: the answer again, and the same family with one GPU fewer,
+which should miss the targets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from strait_sim.errors import UserError
+from strait_sim.plan.evaluate import Evaluator, PointResult, fixed_workload, offered_gpus
+from strait_sim.plan.front import pareto_front
+from strait_sim.plan.search import SearchResult, search
+from strait_sim.plan.space import Config, CostFunction, SearchSpace, check_cost, gpu_count_cost
+from strait_sim.plan.targets import Target
+
+
+@dataclass
+class Verification:
+    """An answer and the same family one GPU lower, on seeds the search did not use."""
+
+    group: str
+    answer: PointResult
+    one_fewer: PointResult | None  # None when the answer is a single GPU
+
+
+@dataclass
+class PlanResult:
+    profile: str
+    workload: dict[str, Any]
+    targets: list[Target]
+    space: SearchSpace
+    seeds: list[int]
+    confidence: float
+    search: SearchResult
+    front: list[PointResult]
+    simulations_run: int
+    simulations_reused: int
+    verification: list[Verification] = field(default_factory=list)
+    verify_seeds: list[int] = field(default_factory=list)
+
+    @property
+    def search_simulations(self) -> int:
+        """Simulations the search needed (distinct configurations x seeds)."""
+        return len({p.config for p in self.search.points}) * len(self.seeds)
+
+    @property
+    def grid_simulations(self) -> int:
+        """Simulations the full grid would need (every configuration x seeds)."""
+        return self.space.size() * len(self.seeds)
+
+
+def plan(profile: str, workload: dict[str, Any], targets: list[Target], space: SearchSpace,
+         *, cost: CostFunction = gpu_count_cost, seeds: int = 5, first_seed: int = 0,
+         confidence: float = 0.95, interference: bool = True, pcie: bool = True,
+         workers: int = 1, executor: str = "local", scheduler: str | None = None,
+         out: Path | None = None, force: bool = False, verify_seeds: int = 0,
+         log: Callable[[str], None] | None = None) -> PlanResult:
+    """Find the cheapest configuration of ``space`` per policy that meets ``targets``.
+
+    ``workload`` holds workload options as the CLI flags name them (``rate``, ``load`` in
+    GPUs of solo work, ``workload``, ``window``, ...). A configuration meets the targets
+    when each target's one-sided ``confidence`` bound over ``seeds`` seeds is on the right
+    side (:mod:`strait_sim.plan.confidence`). With ``out``, every simulation is kept as a
+    hashed point there and reused when the plan runs again.
+    """
+    from strait_sim.profile_registry import default_profile_name
+
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    if verify_seeds < 0:
+        raise UserError(f"--verify-seeds must be at least 0, got {verify_seeds}")
+    if not 0.5 <= confidence < 1.0:
+        raise UserError(f"--confidence must be in [0.5, 1), got {confidence:g}")
+    if not targets:
+        raise UserError("no target given")
+    profile = profile or default_profile_name()
+    check_cost(space, cost)
+    wl = fixed_workload(workload, profile,
+                        max_batch=max(f.max_batch for f in space.families))
+    evaluator = Evaluator(profile, wl, list(targets), cost, confidence=confidence,
+                          interference=interference, pcie=pcie, workers=workers,
+                          executor=executor, scheduler=scheduler,
+                          out=Path(out) if out is not None else None, force=force)
+    seed_list = list(range(first_seed, first_seed + seeds))
+    from strait_sim.policies.registry import make_policy
+
+    for family in space.families:  # an unknown policy or bad parameter: one line, now
+        make_policy(family.policy, **family.params_dict)
+    evaluator.spec(Config(space.families[0], space.gpus_min), first_seed)
+    work = offered_gpus(wl, profile, seed=first_seed)
+    start = math.ceil(work) if work is not None else None
+    if log is not None and work is not None:
+        log(f"offered solo work: {work:.2f} GPUs; the search starts at {start}")
+    result = search(space, cost, evaluator.evaluate, seed_list, start=start, log=log)
+    verification, verify_list = [], []
+    if verify_seeds:
+        verify_list = list(range(first_seed + seeds, first_seed + seeds + verify_seeds))
+        verification = verify(result, evaluator, verify_list, log=log)
+    return PlanResult(profile, wl, list(targets), space, seed_list, confidence, result,
+                      pareto_front(result.points), evaluator.simulations_run,
+                      evaluator.simulations_reused, verification, verify_list)
+
+
+def verify(result: SearchResult, evaluator: Evaluator, seeds: list[int], *,
+           log: Callable[[str], None] | None = None) -> list[Verification]:
+    """Each group's answer and one GPU fewer, on ``seeds`` (in one batch of runs)."""
+    answers = [(name, g.best) for name, g in result.groups.items() if g.best is not None]
+    configs: list[Config] = []
+    for _, best in answers:
+        configs.append(best.config)
+        if best.config.gpus > 1:
+            configs.append(Config(best.config.family, best.config.gpus - 1))
+    if not configs:
+        return []
+    points = {p.config: p for p in evaluator.evaluate(configs, seeds)}
+    out = []
+    for name, best in answers:
+        fewer = Config(best.config.family, best.config.gpus - 1)
+        v = Verification(name, points[best.config], points.get(fewer))
+        out.append(v)
+        if log is not None:
+            below = (f"; {fewer.gpus} GPU(s): {v.one_fewer.verdict}"
+                     if v.one_fewer is not None else "")
+            log(f"verify {name}: {best.config.gpus} GPU(s) on {len(seeds)} fresh seeds: "
+                f"{v.answer.verdict}{below}")
+    return out
