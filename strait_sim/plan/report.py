@@ -105,8 +105,9 @@ def plot_front(result: PlanResult, path: Path) -> None:
                    c=[p.on_time["low"] for p in pts], cmap="viridis", vmin=0, vmax=1,
                    marker="os^Dvx<>"[i % 8], label=policy, edgecolors="k", linewidths=0.4)
     front = result.front
-    ax.plot([p.cost for p in front], [p.on_time["high"] for p in front], "k--", lw=0.8,
-            label="Pareto front")
+    ax.scatter([p.cost for p in front], [p.on_time["high"] for p in front], s=160,
+               facecolors="none", edgecolors="r", linewidths=1.0,
+               label="Pareto front (cost, HP, LP)")
     for t in result.targets:
         if t.cls == "high" and t.metric == "on_time":
             ax.axhline(t.bound, color="r", lw=0.8, label=f"target {t.bound:g}")
