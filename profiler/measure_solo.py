@@ -9,8 +9,11 @@ takes only the missing repetitions.
 
 from __future__ import annotations
 
+from strait_sim.errors import UserError
 from strait_sim.profiler.backend import BackendError
 from strait_sim.profiler.measure_common import MeasureContext
+from strait_sim.profiler.model_fingerprint import COLUMN as FINGERPRINT_COLUMN
+from strait_sim.profiler.model_fingerprint import spec_fingerprint
 
 RESULT_TIMEOUT_S = 600.0
 
@@ -25,11 +28,29 @@ def model_row(ctx: MeasureContext, model: str) -> dict:
     return {"model": model, "params": ctx.backend.params(model),  # type: ignore[attr-defined]
             "input_bytes_per_item": spec.input_bytes_per_item(precision),
             "output_bytes_per_item": spec.output_bytes_per_item(precision),
-            "input_dtype": spec.input_dtype, "description": spec.description}
+            "input_dtype": spec.input_dtype, "description": spec.description,
+            # which definition was timed: live runs compare it with the zoo's
+            FINGERPRINT_COLUMN: spec_fingerprint(spec)}
+
+
+def check_same_definitions(ctx: MeasureContext) -> None:
+    """Refuse to add samples of a model whose definition differs from the one the bundle
+    already timed under that name (a resumed bundle must describe one network)."""
+    for row in ctx.store.rows["models.csv"]:
+        model = str(row["model"])
+        was = row.get(FINGERPRINT_COLUMN)
+        if model not in ctx.settings.models or not isinstance(was, str) or not was:
+            continue
+        now = spec_fingerprint(ctx.backend.spec(model))  # type: ignore[attr-defined]
+        if was != now:
+            raise UserError(f"{ctx.store.folder}: the bundle timed a different '{model}' "
+                            f"(architecture {was}; the zoo's is {now}); profile into a new "
+                            f"--out folder")
 
 
 def run(ctx: MeasureContext, units: list[tuple[str, int]] | None = None) -> None:
     units = solo_units(ctx) if units is None else units
+    check_same_definitions(ctx)
     reps = ctx.settings.reps
     have = ctx.key_counts("solo.csv", ("model", "batch"))
     ctx.progress.start("solo", len(units), sum(1 for u in units if have[u] >= reps))

@@ -292,12 +292,15 @@ def validate(policy: str = "strait", device: str | int = "cpu", *, out: str | Pa
              seed: int = 0, slots: int = 2, max_batch: int = 8, interference: bool = True,
              pcie: bool = True, margin: float = 0.10, alpha: float = 0.05,
              force: bool = False, busy_threshold: float | None = None, quiet: bool = True,
-             command: str | None = None, **workload_keywords: Any) -> dict:
+             command: str | None = None, allow_model_mismatch: bool = False,
+             **workload_keywords: Any) -> dict:
     """Run a workload live on ``device`` ("cpu" or a CUDA index) and in simulation, write
     the comparison into ``out`` and return the report dict (``strait-sim validate``).
 
     Needs the device to be idle (``force=True`` starts anyway) and takes as long as the
-    workload's duration; the CLI's ``validate --live`` calls this.
+    workload's duration; the CLI's ``validate --live`` calls this. Refuses a profile that
+    timed other definitions of the models than the zoo's (architecture fingerprints)
+    unless ``allow_model_mismatch``.
     """
     from strait_sim.engine.simulator import SimConfig
     from strait_sim.experiment import run_simulation
@@ -327,6 +330,12 @@ def validate(policy: str = "strait", device: str | int = "cpu", *, out: str | Pa
                        interference=interference, pcie=pcie)
     workload = describe_workload(bundle, gpus=1, max_batch=max_batch, **workload_keywords)
     make_policy(policy, **dict(params or {}))  # a bad policy fails before the device
+    from strait_sim.profiler.model_fingerprint import check_live_models
+
+    for problem in check_live_models(bundle, workload.models, allow=allow_model_mismatch):
+        import sys
+
+        print(f"validate: warning: {problem}", file=sys.stderr)
     live_result = run_live(bundle, workload, make_policy(policy, **dict(params or {})),
                            config, LiveOptions(gpu=gpu, cpu=cpu, force=force, quiet=quiet,
                                                busy_threshold=busy_threshold))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -37,6 +38,9 @@ def register(app: typer.Typer) -> None:
         cpu: bool = typer.Option(False, "--cpu", help="Live: run on the CPU backend."),
         force: bool = typer.Option(False, "--force", help="Live: start even if the device "
                                    "is already busy."),
+        allow_model_mismatch: bool = typer.Option(
+            False, "--allow-model-mismatch", help="Live: run even if the profile timed "
+            "other definitions of the models than the zoo's (see docs/profiling.md)."),
         workload_opts: dict = None,  # filled by @workload_options
     ) -> None:
         """Simulate a workload under a policy and report per-class deadline misses."""
@@ -64,6 +68,11 @@ def register(app: typer.Typer) -> None:
             config = SimConfig(gpus=gpus, slots=slots, max_batch=max_batch, seed=seed,
                                interference=not no_interference, pcie=not no_pcie,
                                record_timeline=trace_out is not None)
+            from strait_sim.profiler.model_fingerprint import check_live_models
+
+            for problem in check_live_models(bundle, workload.models,
+                                             allow=allow_model_mismatch):
+                print(f"run: warning: {problem}", file=sys.stderr)
             result = run_live(bundle, workload, pol, config,
                               LiveOptions(gpu=gpu, cpu=cpu, force=force, quiet=quiet))
         else:

@@ -45,6 +45,9 @@ def register(app: typer.Typer) -> None:
                                      "fraction of the simulated mean."),
         alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the tests."),
         force: bool = typer.Option(False, "--force", help="Start even if the device is busy."),
+        allow_model_mismatch: bool = typer.Option(
+            False, "--allow-model-mismatch", help="Run even if the profile timed other "
+            "definitions of the models than the zoo's (see docs/profiling.md)."),
         busy_threshold: float | None = typer.Option(
             None, "--busy-threshold", help="Busy above this (CPU: load per core, default "
             "0.5; GPU: utilisation fraction, default 0.1)."),
@@ -80,14 +83,15 @@ def register(app: typer.Typer) -> None:
                         max_batch=max_batch, interference=not no_interference,
                         pcie=not no_pcie, margin=margin, alpha=alpha, force=force,
                         busy_threshold=busy_threshold, quiet=quiet,
-                        workload_opts=workload_opts, command=_command_line(ctx))
+                        workload_opts=workload_opts, command=_command_line(ctx),
+                        allow_model_mismatch=allow_model_mismatch)
 
 
 def _run_validation(*, live_kind: str, gpu: int | None, policy: str, params: list[str],
                     profile: str | None, seed: int, out: Path, slots: int, max_batch: int,
                     interference: bool, pcie: bool, margin: float, alpha: float, force: bool,
                     busy_threshold: float | None, quiet: bool, workload_opts: dict,
-                    command: str) -> None:
+                    command: str, allow_model_mismatch: bool = False) -> None:
     from strait_sim import api
     from strait_sim.atomic import check_writable_parent
 
@@ -98,7 +102,7 @@ def _run_validation(*, live_kind: str, gpu: int | None, policy: str, params: lis
                           seed=seed, slots=slots, max_batch=max_batch,
                           interference=interference, pcie=pcie, margin=margin, alpha=alpha,
                           force=force, busy_threshold=busy_threshold, quiet=quiet,
-                          command=command,
+                          command=command, allow_model_mismatch=allow_model_mismatch,
                           **{k: v for k, v in (workload_opts or {}).items() if v is not None})
     if not quiet:
         _print(report)
