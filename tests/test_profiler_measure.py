@@ -264,7 +264,7 @@ def test_bundled_cpu_profile_is_a_real_measurement() -> None:
     assert b.device_kind == "cpu" and not b.meta.get("synthetic", False)
     DEFAULT_MODELS = b.meta["sessions"][0]["settings"]["models"]  # noqa: N806 - what it measured
     assert set(b.model_names) == set(DEFAULT_MODELS)
-    assert "other engineers" in b.meta["notes"]
+    assert b.meta["notes"]  # how and when it was measured
     assert all(s.get("command", "").startswith("strait-sim profile --cpu")
                for s in b.meta["sessions"])
     pairs = {tuple(sorted(x)) for x in zip(b.pairs["model"], b.pairs["co_model"], strict=True)}
