@@ -1,4 +1,4 @@
-"""The policy interface: one object, two drivers (the SimPy engine and the live executor).
+"""The policy interface: one policy object, one driver, two clocks (simulated and live).
 
 A policy never imports SimPy and never sees the truth model. It is told of arrivals,
 completions, preemptions and timers, looks at a read-only :class:`SystemView` of the
@@ -59,11 +59,18 @@ class Reject:
 
 @dataclass(slots=True)
 class Preempt:
-    """Kill the batch running on (gpu, slot). The slot stays busy ``cost_ms`` (the reset)."""
+    """Kill the batch running on (gpu, slot). The slot stays busy ``cost_ms`` (the reset).
+
+    ``restore``: ``"restart"`` loses all the batch's work; ``"kernel"`` keeps the work of
+    the kernels that completed and loses only the kernel in flight (REEF's reset), so that
+    the same requests, dispatched together again, resume. Simulation only: a live device
+    cannot resume a batch and restarts it (docs/policies.md).
+    """
 
     gpu: int
     slot: int
     cost_ms: float = 0.0
+    restore: str = "restart"
 
 
 @dataclass(slots=True)
@@ -88,7 +95,8 @@ class CoRun:
 
 
 class RunningBatch(Protocol):
-    """A batch on a slot, as the driver exposes it (read-only)."""
+    """A batch on a slot, as the driver exposes it: read-only properties, no truth state
+    (implemented by :class:`strait_sim.driver.batch.Batch` under both clocks)."""
 
     batch_id: int
     gpu: int
@@ -140,7 +148,8 @@ class CompletedBatch:
 
 
 class SystemView(Protocol):
-    """Read-only state of the device(s), implemented by the engine and the live executor."""
+    """Read-only state of the device(s): :class:`strait_sim.driver.view.DriverView`,
+    the same object in simulation and live runs."""
 
     n_gpus: int
     slots_per_gpu: int

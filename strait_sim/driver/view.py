@@ -1,0 +1,48 @@
+"""The one read-only :class:`~strait_sim.policies.base.SystemView`, for both clocks.
+
+It shows what a scheduler on a real system could know: the time, which slots are free,
+which batches run where and since when (as read-only :class:`~strait_sim.driver.batch.Batch`
+objects, with their observed phase), and how many copies are active on each link. It
+never shows the device's truth (sampled solo times, work left, rates).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from strait_sim.driver.batch import Batch
+    from strait_sim.driver.driver import Driver
+
+
+class DriverView:
+    """What a policy sees, in simulation and live alike."""
+
+    __slots__ = ("_clock", "_slots", "_free", "_device", "n_gpus", "slots_per_gpu",
+                 "max_batch")
+
+    def __init__(self, driver: Driver) -> None:
+        self._clock = driver.clock
+        self._slots = driver.slots
+        self._free = driver.free
+        self._device = driver.device
+        self.n_gpus = driver.config.gpus
+        self.slots_per_gpu = driver.config.slots
+        self.max_batch = driver.config.max_batch
+
+    @property
+    def now(self) -> float:
+        return self._clock._now
+
+    def free_slots(self) -> list[tuple[int, int]]:
+        """Idle (gpu, slot) pairs, ordered by gpu then slot."""
+        return list(self._free)
+
+    def running(self, gpu: int | None = None) -> list[Batch]:
+        """Batches on slots (of one gpu, or all), ordered by gpu then slot."""
+        rows = self._slots if gpu is None else [self._slots[gpu]]
+        return [b for row in rows for b in row if b is not None and b._phase != "reset"]
+
+    def transfers_in_flight(self, gpu: int, direction: str) -> int:
+        """Copies active on this gpu's link in ``direction`` ('h2d' or 'd2h')."""
+        return self._device.transfers_in_flight(gpu, direction)
