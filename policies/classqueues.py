@@ -51,18 +51,12 @@ class ClassQueues:
     def __len__(self) -> int:
         return self.counts[0] + self.counts[1]
 
-    def cls_of(self, req: Request) -> int:
-        return req.priority if self.by_class else HIGH
-
     def push(self, req: Request, *, front: bool = False) -> None:
         cls = req.priority if self.by_class else HIGH
         key = req.deadline_s if self.by_deadline else req.arrival_s
         heapq.heappush(self.heaps[cls][req.model], (0 if front else 1, key, req.id, req))
         self.items[cls][req.model] += req.items
         self.counts[cls] += 1
-
-    def count(self, cls: int) -> int:
-        return self.counts[cls]
 
     def head(self, cls: int, model: str) -> Request | None:
         heap = self.heaps[cls][model]

@@ -60,13 +60,6 @@ class RequestQueues:
         heapq.heappush(self._heaps[(cls, req.model)], self._key(req))
         self._count += 1
 
-    def count(self, priority: int | None = None) -> int:
-        if priority is None:
-            return self._count
-        if not self.by_class:
-            raise ValueError("queues are not split by class")
-        return sum(len(h) for (c, _), h in self._heaps.items() if c == priority)
-
     def head(self, priority: int | None = None) -> Request | None:
         """The request that comes first (within one class, or overall)."""
         if not self._count:
@@ -90,22 +83,6 @@ class RequestQueues:
         out, _ = pop_items(self._heaps[(cls, model)], max_items, 2)
         self._count -= len(out)
         return out
-
-    def remove_if(self, predicate) -> list[Request]:  # noqa: ANN001 - simple callable
-        """Remove and return every queued request for which ``predicate(req)`` is true."""
-        removed: list[Request] = []
-        for heap in self._heaps.values():
-            keep = []
-            for entry in heap:
-                if predicate(entry[2]):
-                    removed.append(entry[2])
-                else:
-                    keep.append(entry)
-            if len(keep) != len(heap):
-                heapq.heapify(keep)
-                heap[:] = keep  # in place: _class_heaps and _all_heaps hold these lists
-        self._count -= len(removed)
-        return removed
 
     def __iter__(self) -> Iterator[Request]:
         for heap in self._heaps.values():

@@ -67,6 +67,12 @@ class Backend(ABC):
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""  # "cuda" or "cpu"
+    # A backend that can tell when a job's compute and D2H phases start accepts
+    # ``on_phase(job, phase, host_time_s)`` in submit(); the live view then shows observed
+    # phases instead of estimates.
+    reports_phases: ClassVar[bool] = False
+    # A backend that can stop a submitted job has ``cancel(job) -> bool``.
+    can_cancel: ClassVar[bool] = False
 
     @abstractmethod
     def device_info(self) -> dict:

@@ -149,8 +149,11 @@ class TorchCpuBackend(Backend):
                 self.submit(model, batch, s).result()
         del module
 
+    reports_phases = True
+
     def submit(self, model: str, batch: int, stream: int,
-               on_done: Callable[[Job], None] | None = None) -> Job:
+               on_done: Callable[[Job], None] | None = None,
+               on_phase: Callable[[Job, str, float], None] | None = None) -> Job:
         self._check_open()
         key = (model, batch, stream)
         if not 0 <= stream < self.streams:
@@ -160,18 +163,23 @@ class TorchCpuBackend(Backend):
         job = FutureJob(model, batch, stream, on_done)
         buf = self._buffers[key]
         module = self._modules[model]
-        self._lanes[stream].put(lambda: self._run(job, module, buf))
+        self._lanes[stream].put(lambda: self._run(job, module, buf, on_phase))
         return job
 
     @staticmethod
-    def _run(job: FutureJob, module: torch.nn.Module, buf: _Buffers) -> None:
+    def _run(job: FutureJob, module: torch.nn.Module, buf: _Buffers,
+             on_phase: Callable[[Job, str, float], None] | None = None) -> None:
         try:
             t0 = time.perf_counter()
             buf.dev_in.copy_(buf.host_in)
             t1 = time.perf_counter()
+            if on_phase is not None:
+                on_phase(job, "compute", t1)
             with torch.inference_mode():
                 out = module(buf.dev_in)
             t2 = time.perf_counter()
+            if on_phase is not None:
+                on_phase(job, "d2h", t2)
             buf.host_out.copy_(out)
             t3 = time.perf_counter()
         except Exception as exc:

@@ -72,14 +72,21 @@ class FaultInjectingBackend(Backend):
     def prepare(self, model: str, batch: int) -> None:
         self.inner.prepare(model, batch)
 
+    @property
+    def reports_phases(self) -> bool:  # type: ignore[override]
+        return getattr(self.inner, "reports_phases", False)
+
     def submit(self, model: str, batch: int, stream: int,
-               on_done: Callable[[Job], None] | None = None) -> Job:
+               on_done: Callable[[Job], None] | None = None,
+               on_phase: Callable[[Job, str, float], None] | None = None) -> Job:
         with self._lock:
             info = SubmitInfo(self.submits, model, batch, stream)
             self.submits += 1
         if self.interrupt_after is not None and info.index >= self.interrupt_after:
             raise KeyboardInterrupt
         if not self.fail_on(info):
+            if on_phase is not None:
+                return self.inner.submit(model, batch, stream, on_done, on_phase=on_phase)
             return self.inner.submit(model, batch, stream, on_done)
         self.failed.append(info)
         job = FutureJob(model, batch, stream, on_done)

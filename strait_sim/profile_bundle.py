@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -61,7 +61,6 @@ class ProfileBundle:
     kernels: pd.DataFrame | None = None
     utilization: pd.DataFrame | None = None
     content_hash: str = ""
-    _solo_median: dict = field(default_factory=dict, repr=False, compare=False)
 
     # -- model facts ---------------------------------------------------------------------
     @cached_property

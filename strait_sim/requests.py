@@ -53,10 +53,6 @@ class Request:
         self.deadline_s = deadline_s  # absolute time on the run's clock
         self.items = items
 
-    @property
-    def is_high(self) -> bool:
-        return self.priority == HIGH
-
     def __repr__(self) -> str:
         return (f"Request(id={self.id}, model={self.model!r}, "
                 f"priority={PRIORITY_NAMES[self.priority]}, arrival_s={self.arrival_s:.6f}, "

@@ -8,13 +8,13 @@ import pytest
 
 from strait_sim.engine.simulator import SimConfig, simulate
 from strait_sim.experiment import run_simulation
-from strait_sim.policies.registry import make_policy
+from strait_sim.policies.registry import make_policy, policy_names
 from strait_sim.profile_bundle import read_bundle_dir
 from strait_sim.results import load_results
 from strait_sim.synthetic import SyntheticSpec, make_synthetic_bundle
 from strait_sim.workloads.poisson_basic import BasicPoissonWorkload
 
-CORE_POLICIES = ("fifo", "edf", "priority")
+CORE_POLICIES = tuple(sorted(policy_names()))  # every registered policy
 
 
 def _run(bundle, policy: str, *, rate=900.0, duration=10.0, seed=3, slots=2, gpus=1,
@@ -49,15 +49,37 @@ def test_causality(synthetic_bundle, policy):
     assert (s["batch_size"] >= 1).all() and (s["batch_size"] <= 8).all()
 
 
-def test_same_seed_identical_parquet(synthetic_bundle, tmp_path):
-    a = _run(synthetic_bundle, "priority", seed=11)
-    b = _run(synthetic_bundle, "priority", seed=11)
+@pytest.mark.parametrize("policy", CORE_POLICIES)
+def test_same_seed_identical_parquet(synthetic_bundle, tmp_path, policy):
+    a = _run(synthetic_bundle, policy, seed=11, duration=3.0)
+    b = _run(synthetic_bundle, policy, seed=11, duration=3.0)
     a.write(tmp_path / "a")
     b.write(tmp_path / "b")
     assert (tmp_path / "a/requests.parquet").read_bytes() == \
         (tmp_path / "b/requests.parquet").read_bytes()
-    c = _run(synthetic_bundle, "priority", seed=12)
+    c = _run(synthetic_bundle, policy, seed=12, duration=3.0)
     assert not a.requests["finish_s"].equals(c.requests["finish_s"])
+
+
+@pytest.mark.parametrize("policy", ["fifo", "strait"])
+def test_closed_loop_same_seed_identical_and_conserved(synthetic_bundle, tmp_path, policy):
+    from strait_sim.workloads.spec import build_workload
+
+    def run(seed):
+        wl = build_workload({"workload": "closed", "clients": 8, "think_ms": 1.0,
+                             "duration": 2.0}, synthetic_bundle, max_batch=4)
+        return run_simulation(synthetic_bundle, wl, make_policy(policy),
+                              SimConfig(slots=2, max_batch=4, seed=seed))
+
+    a, b = run(4), run(4)
+    a.write(tmp_path / "a")
+    b.write(tmp_path / "b")
+    assert (tmp_path / "a/requests.parquet").read_bytes() == \
+        (tmp_path / "b/requests.parquet").read_bytes()
+    df = a.requests
+    assert len(df) > 100 and (df["status"].astype(str) != "pending").all()
+    served = df["status"].astype(str).isin(["on_time", "late"])
+    assert (df.loc[served, "start_s"] >= df.loc[served, "arrival_s"] - 1e-12).all()
 
 
 def test_results_round_trip(synthetic_bundle, tmp_path):

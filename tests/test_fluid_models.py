@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import simpy
 
-from strait_sim.engine.batch import Batch
-from strait_sim.engine.fluid import ComputeUnit, Link
+from strait_sim.devices.fluid import ComputeUnit, Link, Work
+from strait_sim.driver.batch import Batch
 from strait_sim.requests import LOW, Request
 
 
-def _batch(bid: int, model_idx: int = 0) -> Batch:
+def _batch(bid: int, model_idx: int = 0) -> Work:
     req = Request(bid, f"m{model_idx}", LOW, 0.0, 1.0)
-    return Batch(bid, 0, bid, f"m{model_idx}", model_idx, 1, (req,), 0.0, None)
+    return Work(Batch(bid, 0, bid, f"m{model_idx}", 1, (req,), 0.0, None), model_idx)
+
+
+def _fit(fixed_s: float, bytes_per_s: float, **rule) -> SimpleNamespace:
+    return SimpleNamespace(fixed_ms=fixed_s * 1e3, bytes_per_ms=bytes_per_s / 1e3, **rule)
 
 
 def test_two_equal_transfers_each_take_twice_as_long():
     env = simpy.Environment()
-    link = Link(env, 0, "h2d", fixed_s=0.0, bytes_per_s=1e9)
+    link = Link(env, 0, "h2d", _fit(0.0, 1e9))
     ends: dict[int, float] = {}
     link.start(_batch(0), 1e6, lambda b: ends.__setitem__(b.batch_id, env.now))
     env.run()
     alone = ends[0]
     env = simpy.Environment()
-    link = Link(env, 0, "h2d", fixed_s=0.0, bytes_per_s=1e9)
+    link = Link(env, 0, "h2d", _fit(0.0, 1e9))
     ends.clear()
     for i in (0, 1):
         link.start(_batch(i), 1e6, lambda b: ends.__setitem__(b.batch_id, env.now))
@@ -39,7 +45,7 @@ def test_fixed_cost_alone_and_under_sharing():
     ends = []
     for n in (1, 2):
         env = simpy.Environment()
-        link = Link(env, 0, "d2h", fixed_s=0.5e-3, bytes_per_s=1e9)
+        link = Link(env, 0, "d2h", _fit(0.5e-3, 1e9))
         for i in range(n):
             link.start(_batch(i), 1e6, lambda b, env=env: ends.append(env.now))
         env.run()
@@ -48,7 +54,7 @@ def test_fixed_cost_alone_and_under_sharing():
 
 def test_transfer_joining_midway_is_rerated():
     env = simpy.Environment()
-    link = Link(env, 0, "h2d", fixed_s=0.0, bytes_per_s=1e9)
+    link = Link(env, 0, "h2d", _fit(0.0, 1e9))
     ends: dict[int, float] = {}
     link.start(_batch(0), 2e6, lambda b: ends.__setitem__(b.batch_id, env.now))
 
@@ -133,3 +139,37 @@ def test_truth_lookups_match_the_fitted_tables(synthetic_bundle):
     for k in range(200):
         m, b = k % n, 1 + k % 8
         assert truth.sample_solo_ms(m, b) == float(truth._solo_q[m, b - 1, draws[k]])
+
+
+def test_serial_link_copies_one_at_a_time():
+    """A single copy engine: the second copy waits for the first."""
+    env = simpy.Environment()
+    link = Link(env, 0, "h2d", _fit(0.0, 1e9, sharing="serial"))
+    ends: dict[int, float] = {}
+    for i in (0, 1):
+        link.start(_batch(i), 1e6, lambda w: ends.__setitem__(w.batch_id, env.now))
+    env.run()
+    assert ends[0] == pytest.approx(1e-3) and ends[1] == pytest.approx(2e-3)
+
+
+def test_partial_sharing_and_opposite_direction_coupling():
+    """aggregate(2) = 0.8: two copies share 80% of the bandwidth; an active opposite
+    direction halves it (opposite_factor 0.5) only while it is active."""
+    env = simpy.Environment()
+    link = Link(env, 0, "h2d", _fit(0.0, 1e9, aggregate=lambda n: 0.8 if n > 1 else 1.0))
+    ends: list[float] = []
+    for i in (0, 1):
+        link.start(_batch(i), 1e6, lambda w: ends.append(env.now))
+    env.run()
+    assert ends == pytest.approx([2.5e-3, 2.5e-3])  # 2e6 bytes at 0.8e9 B/s
+    env = simpy.Environment()
+    up = Link(env, 0, "h2d", _fit(0.0, 1e9, opposite_factor=0.5))
+    down = Link(env, 0, "d2h", _fit(0.0, 1e9, opposite_factor=0.5))
+    up.partner, down.partner = down, up
+    got: dict[str, float] = {}
+    up.start(_batch(0), 2e6, lambda w: got.__setitem__("up", env.now))
+    down.start(_batch(1), 0.5e6, lambda w: got.__setitem__("down", env.now))
+    env.run()
+    # both at 0.5e9 B/s until down ends at 1 ms (up did 0.5e6); up's 1.5e6 left at 1e9 B/s
+    assert got["down"] == pytest.approx(1e-3)
+    assert got["up"] == pytest.approx(2.5e-3)

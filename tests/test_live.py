@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from conftest import requires_gpu
 
+from strait_sim.devices.backend import union_length
 from strait_sim.engine.simulator import SimConfig
 from strait_sim.errors import UserError
 from strait_sim.live.busy_check import DeviceBusyError, check_device_idle
-from strait_sim.live.executor import union_length
 from strait_sim.live.runner import LiveOptions, run_live
 from strait_sim.policies.base import Preempt
 from strait_sim.policies.fifo import FifoPolicy

@@ -206,10 +206,13 @@ class Link:
     def in_flight(self) -> int:
         return len(self.sharing)
 
-    def _rate(self) -> float:
-        """Bytes per second each progressing transfer gets now."""
+    def _rate(self, partner_active: bool | None = None) -> float:
+        """Bytes per second each progressing transfer gets (with the partner direction
+        active or not; by default as it is now)."""
         bw = self.bytes_per_s
-        if self.opposite_factor != 1.0 and self.partner is not None and self.partner.sharing:
+        if partner_active is None:
+            partner_active = self.partner is not None and bool(self.partner.sharing)
+        if self.opposite_factor != 1.0 and partner_active:
             bw *= self.opposite_factor
         n = len(self.sharing)
         if self.serial or n <= 1:
@@ -261,25 +264,13 @@ class Link:
         sharing = self.sharing
         if dt <= 0.0 or not sharing:
             return
-        if partner_was is None:
-            rate = self._rate()
-        else:  # the partner just changed: progress so far ran at the other rate
-            rate = self._rate_with_partner(partner_was)
-        moved = dt * rate
+        # When the partner just changed, progress so far ran at the other rate.
+        moved = dt * self._rate(partner_was)
         if self.serial:
             sharing[0].tr_left -= moved
         else:
             for w in sharing:
                 w.tr_left -= moved
-
-    def _rate_with_partner(self, partner_active: bool) -> float:
-        bw = self.bytes_per_s * (self.opposite_factor if partner_active else 1.0)
-        n = len(self.sharing)
-        if self.serial or n <= 1:
-            return bw
-        if self.aggregate is not None:
-            bw *= self.aggregate(n)
-        return bw / n
 
     def _reschedule(self) -> None:
         self.version += 1
@@ -347,6 +338,7 @@ class FluidDevice:
         self.restore = KernelRestore(profile)
         self.work: dict[int, Work] = {}
         self.driver = None
+        self.on_phase = None  # optional: called (batch, phase) as compute and D2H start
 
     def bind(self, driver) -> None:
         self.driver = driver
@@ -365,6 +357,8 @@ class FluidDevice:
         b = w.batch
         b._phase = "compute"
         b._compute_start_s = self.env._now
+        if self.on_phase is not None:
+            self.on_phase(b, "compute")
         w.solo_s = self.truth.sample_solo_ms(w.model_idx, w.size) / 1e3
         w.work_s = w.solo_s * (1.0 - w.credit) if w.credit else w.solo_s
         w.remaining_s = w.work_s
@@ -376,6 +370,8 @@ class FluidDevice:
         b = w.batch
         b._compute_end_s = self.env._now
         b._phase = "d2h"
+        if self.on_phase is not None:
+            self.on_phase(b, "d2h")
         if self.links:
             self.links[w.gpu][1].start(w, self.io_bytes[w.model_idx][1] * w.size,
                                        self._d2h_done)

@@ -16,9 +16,13 @@ millions) summarised as count, mean, p50, p90, p99 and max, in milliseconds:
 
 from __future__ import annotations
 
+import heapq
+import time
 from collections import defaultdict
 
 import numpy as np
+
+from strait_sim.policies.base import WakeAt
 
 
 def distribution(samples: list[float]) -> dict:
@@ -54,3 +58,50 @@ class Overheads:
             "executor_busy_fraction": handling_s / wall_s if wall_s > 0 else None,
             "policy_busy_fraction": policy_s / wall_s if wall_s > 0 else None,
         }
+
+
+class TimedPolicy:
+    """A policy wrapped so that each hook's cost and the lags around it are measured.
+
+    Live runs only: the driver calls this object as it would the policy; in simulation
+    the policy is called directly, so measuring costs nothing there.
+    """
+
+    def __init__(self, policy, clock, stats: Overheads) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._stats = stats
+        self._wakes: list[float] = []
+        self.name = policy.name
+
+    def __getattr__(self, attr: str):  # bind, waiting, params, ctx, ...
+        return getattr(self._policy, attr)
+
+    def _timed(self, hook: str, fn, *args):
+        t = time.perf_counter()
+        actions = fn(*args)
+        self._stats.policy_ms[hook].append((time.perf_counter() - t) * 1e3)
+        if actions:
+            for a in actions:
+                if type(a) is WakeAt:
+                    heapq.heappush(self._wakes, a.time_s)
+        return actions
+
+    def on_arrival(self, request, view):
+        self._stats.release_lag_ms.append((self._clock.wall() - request.arrival_s) * 1e3)
+        return self._timed("arrival", self._policy.on_arrival, request, view)
+
+    def on_completion(self, batch, view):
+        return self._timed("completion", self._policy.on_completion, batch, view)
+
+    def on_preempted(self, batch, view):
+        return self._timed("preempted", self._policy.on_preempted, batch, view)
+
+    def on_timer(self, view):
+        now = self._clock.wall()
+        due = None
+        while self._wakes and self._wakes[0] <= now:
+            due = heapq.heappop(self._wakes)
+        if due is not None:
+            self._stats.timer_lag_ms.append((now - due) * 1e3)
+        return self._timed("timer", self._policy.on_timer, view)

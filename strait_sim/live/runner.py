@@ -3,7 +3,8 @@
 Steps: check the device is idle (:mod:`strait_sim.live.busy_check`), build the profiler's
 backend for the workload's models with one stream per slot (``make_backend``: torch-cuda on
 ``--gpu N``, torch-cpu on ``--cpu``), prepare every (model, batch size) the policy may form
-(1..max_batch) before the clock starts, run the :class:`LiveExecutor`, and summarise with
+(1..max_batch) before the clock starts, run the driver over the wall clock
+(:func:`~strait_sim.live.drive.drive_live`), and summarise with
 the simulator's own summary code, so that live results load, print and compare exactly as
 simulated ones. The summary says ``"mode": "live"`` and adds an ``executor`` block (the
 executor's measured overheads, failures, interruption) and the device's description.
@@ -18,11 +19,12 @@ import sys
 import time
 from dataclasses import dataclass
 
-from strait_sim.engine.simulator import SimConfig, SimOutcome
+from strait_sim.driver.config import SimConfig
+from strait_sim.driver.driver import RunOutcome
 from strait_sim.errors import UserError
 from strait_sim.experiment import build_summary
 from strait_sim.live.busy_check import check_device_idle
-from strait_sim.live.executor import LiveExecutor, LiveOutcome
+from strait_sim.live.drive import drive_live
 from strait_sim.policies.base import Policy
 from strait_sim.profile_bundle import ProfileBundle
 from strait_sim.profiler.backend import Backend, BackendError
@@ -142,17 +144,17 @@ def run_live(bundle: ProfileBundle, workload: Workload, policy: Policy, config: 
                    f"preparing {len(workload.models)} model(s) x batch 1..{config.max_batch}")
         prepare_s = prepare_all(backend, tuple(workload.models), config.max_batch)
         _say(opts, "running (Ctrl-C stops and keeps the results so far)")
-        executor = LiveExecutor(bundle, workload, policy, config, backend,
-                                drain_timeout_s=opts.drain_timeout_s,
-                                handle_sigint=opts.handle_sigint)
-        outcome = executor.run()
+        outcome = drive_live(bundle, workload, policy, config, backend,
+                             drain_timeout_s=opts.drain_timeout_s,
+                             handle_sigint=opts.handle_sigint)
     finally:
         if opts.backend is None:
             backend.close()
-    if outcome.interrupted:
-        _say(opts, f"interrupted: {outcome.unfinished} unfinished request(s) marked failed")
-    if outcome.failed_batches:
-        _say(opts, f"{len(outcome.failed_batches)} batch(es) failed on the device; their "
+    live = outcome.extra
+    if live["interrupted"]:
+        _say(opts, f"interrupted: {live['unfinished']} unfinished request(s) marked failed")
+    if live["failed_batches"]:
+        _say(opts, f"{len(live['failed_batches'])} batch(es) failed on the device; their "
                    f"requests are marked failed")
     df = outcome.records.to_frame(outcome.models)
     summary = live_summary(df, outcome, bundle, workload, policy, config, backend, device,
@@ -160,14 +162,12 @@ def run_live(bundle: ProfileBundle, workload: Workload, policy: Policy, config: 
     return RunResult(df, summary, timeline=outcome.timeline)
 
 
-def live_summary(df, outcome: LiveOutcome, bundle: ProfileBundle, workload: Workload,
+def live_summary(df, outcome: RunOutcome, bundle: ProfileBundle, workload: Workload,
                  policy: Policy, config: SimConfig, backend: Backend, device: dict,
                  busy: dict, prepare_s: float) -> dict:
     """The simulator's summary of the live records, plus what only a live run has."""
-    as_sim = SimOutcome(records=outcome.records, models=outcome.models, end_s=outcome.end_s,
-                        busy_s=[outcome.busy_s], batches=outcome.batches,
-                        preemptions=outcome.preemptions, lost_work_s=outcome.lost_work_s)
-    summary = build_summary(df, as_sim, bundle, workload, policy, config, outcome.wall_s)
+    live = outcome.extra
+    summary = build_summary(df, outcome, bundle, workload, policy, config, live["wall_s"])
     summary["mode"] = "live"
     summary["engine"]["requests_per_wall_s"] = None  # wall time is the run itself
     summary["device"] = device
@@ -177,16 +177,18 @@ def live_summary(df, outcome: LiveOutcome, bundle: ProfileBundle, workload: Work
         "precision": getattr(backend, "precision", None),
         "threads_per_stream": getattr(backend, "threads_per_stream", None),
         "prepare_s": prepare_s,
-        "wall_s": outcome.wall_s,
+        "wall_s": live["wall_s"],
         "busy_check": busy,
-        "interrupted": outcome.interrupted,
-        "unfinished_marked_failed": outcome.unfinished,
-        "abandoned_jobs": outcome.abandoned_jobs,
-        "failed_batches": len(outcome.failed_batches),
-        "failures": outcome.failed_batches[:20],
-        "phase_view": "estimated from the profile while a batch runs (docs/validation.md)",
-        "compute_vs_profile": compute_vs_profile(outcome.batch_log, bundle),
-        **outcome.overheads,
+        "interrupted": live["interrupted"],
+        "unfinished_marked_failed": live["unfinished"],
+        "abandoned_jobs": live["abandoned_jobs"],
+        "failed_batches": len(live["failed_batches"]),
+        "failures": live["failed_batches"][:20],
+        "phase_view": ("observed: the backend reports phase changes"
+                       if getattr(backend, "reports_phases", False) else
+                       "estimated from the profile while a batch runs (docs/validation.md)"),
+        "compute_vs_profile": compute_vs_profile(live["batch_log"], bundle),
+        **live["overheads"],
     }
     return summary
 
