@@ -18,7 +18,7 @@ import pandas as pd
 from strait_sim import __version__
 from strait_sim.atomic import atomic_dir
 from strait_sim.engine.records import CHUNK
-from strait_sim.engine.simulator import Engine, SimConfig, SimOutcome, simulate
+from strait_sim.engine.simulator import SimConfig, SimOutcome, make_sim_driver, simulate
 from strait_sim.metrics import summarize
 from strait_sim.metrics_stream import IN_MEMORY_ROWS, summarize_file
 from strait_sim.policies.base import Policy
@@ -55,10 +55,9 @@ def _run_streamed(profile: ProfileBundle, workload: Workload, policy: Policy,
         path = tmp / "requests.parquet"
         sink = RequestsParquetStream(path)
         t0 = time.perf_counter()
-        # TODO(driver): pass the records in through simulate() once the driver takes them
-        engine = Engine(profile, workload, policy, config, progress)
-        engine.records.stream(sink, engine.models, row_group=row_group)
-        outcome = engine.run()
+        driver = make_sim_driver(profile, workload, policy, config, progress)
+        driver.records.stream(sink, driver.models, row_group=row_group)
+        outcome = driver.run()
         outcome.records.finish_stream()
         sink.close()
         wall = time.perf_counter() - t0
