@@ -42,6 +42,20 @@ class RunResult:
                              f"{self.folder}")
         return write_results(out, self.requests, self.summary, extra_files=extra_files)
 
+    def write_trace(self, path: Path | str) -> Path:
+        """The Perfetto/Chrome trace of a run simulated with a timeline (``--trace-out``;
+        ``simulate(..., timeline=True)``): batches per slot, requests, flows."""
+        from strait_sim.errors import UserError
+
+        if self.timeline is None:
+            raise UserError("this run recorded no timeline: simulate with timeline=True "
+                            "(CLI: --trace-out)")
+        requests = self.requests
+        if requests is None and self.folder is not None:  # streamed: read it back
+            requests = pd.read_parquet(Path(self.folder) / "requests.parquet")
+        self.timeline.write(path, requests, self.summary)  # type: ignore[attr-defined]
+        return Path(path)
+
 
 class RequestsParquetStream:
     """requests.parquet written one row group at a time, with the bytes that

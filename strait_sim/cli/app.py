@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "strait_sim.cli.validate_cmd",
     "strait_sim.cli.sweep_cmd",
     "strait_sim.cli.plan_cmd",
+    "strait_sim.cli.report_cmd",
 )
 
 app = typer.Typer(
@@ -34,7 +35,27 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: Rich markup would swallow every [default: ...] written in a help text,
+    # and Rich's layout prints a type even for flags (--help <bool>).
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 100},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from strait_sim import __version__
+
+        typer.echo(f"strait-sim {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
+) -> None:
+    """Which scheduling policy meets the deadlines when DNN models share a GPU?"""
 
 
 def _register_all() -> None:

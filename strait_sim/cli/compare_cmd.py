@@ -69,6 +69,7 @@ def register(app: typer.Typer) -> None:
     @app.command("compare")
     @workload_options
     def compare(
+        ctx: typer.Context,
         policies: str = typer.Option(..., "--policies", help="Comma-separated policies, "
                                      "e.g. strait,reef,priority (see `strait-sim policies`)."),
         loads: str | None = typer.Option(None, "--loads", help="Sweep the offered load, "
@@ -116,6 +117,17 @@ def register(app: typer.Typer) -> None:
         records = [(*k, s) for k, s in zip(result.keys, result.summaries, strict=True)]
         _report(records, result.folders, names, result.reference, result.loads, out,
                 sweep=result.swept)
+        if out is not None:
+            from strait_sim.cli.command_line import command_line
+            from strait_sim.html_report import COMMAND_FILE
+
+            rep_write_text(command_line(ctx) + "\n", out / COMMAND_FILE)
+
+
+def rep_write_text(text: str, path: Path) -> None:
+    from strait_sim.cli.compare_report import write_text
+
+    write_text(text, path)
 
 
 def _report(records: list, folders: list, names: list[str], ref: str,
@@ -127,10 +139,11 @@ def _report(records: list, folders: list, names: list[str], ref: str,
     ref_table = rep.reference_table(runs, ref, names)
     text = rep.comparison_markdown(table)
     ref_text = rep.reference_markdown(ref_table)
-    typer.echo(text)
-    if ref_text:
-        typer.echo(f"{ref} against each policy (paired over seeds, mean ± 95% CI):\n")
-        typer.echo(ref_text)
+    from rich.console import Console
+
+    console = Console()
+    for rich_table in rep.terminal_tables(table, ref_table):
+        console.print(rich_table)
     if out is None:
         return
     import pandas as pd
@@ -142,7 +155,7 @@ def _report(records: list, folders: list, names: list[str], ref: str,
     rep.write_csv(ref_table, out / "reference.csv")
     rep.write_text("# strait-sim compare\n\n" + text +
                    (f"\n## {ref} against each policy (percentage points, paired over "
-                    f"seeds, mean ± 95% CI)\n\n" + ref_text if ref_text else ""),
+                    f"seeds)\n\n" + ref_text if ref_text else ""),
                    out / "comparison.md")
     written = ["runs.csv", "comparison.csv", "reference.csv", "comparison.md"]
     if sweep:

@@ -12,6 +12,11 @@ in percentage points:
 - ``lp_cost_pp``: the reference's LP violation rate minus the baseline's (positive: the
   reference makes LP pay);
 - ``jain_diff``: the reference's Jain index minus the baseline's (positive: more even).
+
+Intervals: ``*_ci`` is the t half-width (kept for continuity; with two seeds it can
+reach far outside the possible range); ``*_lo``/``*_hi`` a percentile-bootstrap 95%
+interval clipped to the metric's range (rates 0..1, differences -100..100 pp), which the
+printed tables and plots show, so that no table or figure shows an impossible value.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from strait_sim.atomic import atomic_file, atomic_path
+from strait_sim.plotting import bounded_interval, log_axis
 
 CLASSES = ("high", "low")
 SHORT = {"high": "hp", "low": "lp"}
@@ -88,6 +94,8 @@ def comparison_table(runs: pd.DataFrame, policies: Sequence[str]) -> pd.DataFram
             row = {"load": load, "policy": policy, "seeds": len(sel)}
             for col in WITH_CI:
                 row[col], row[f"{col}_ci"] = mean_ci(sel[col].tolist())
+                _, row[f"{col}_lo"], row[f"{col}_hi"], _n = bounded_interval(
+                    sel[col].tolist(), lo=0.0, hi=1.0)
             for col in MEAN_ONLY:
                 row[col] = mean_ci(sel[col].tolist())[0]
             rows.append(row)
@@ -115,9 +123,11 @@ def reference_table(runs: pd.DataFrame, reference: str, policies: Sequence[str]
             jd = (r["jain"].astype(float) - b["jain"].astype(float)).tolist()
             row = {"load": load, "reference": reference, "baseline": other,
                    "seeds": len(seeds)}
-            for name, vals in (("hp_reduction_pp", hp), ("lp_cost_pp", lp),
-                               ("jain_diff", jd)):
+            for name, vals, bound in (("hp_reduction_pp", hp, 100.0),
+                                      ("lp_cost_pp", lp, 100.0), ("jain_diff", jd, 1.0)):
                 row[name], row[f"{name}_ci"] = mean_ci(vals)
+                _, row[f"{name}_lo"], row[f"{name}_hi"], _n = bounded_interval(
+                    vals, lo=-bound, hi=bound)
             row["reference_jain"] = mean_ci(r["jain"].tolist())[0]
             row["baseline_jain"] = mean_ci(b["jain"].tolist())[0]
             rows.append(row)
@@ -149,36 +159,109 @@ def _pm(mean: object, ci: object, scale: float = 1.0, digits: int = 2) -> str:
     return text
 
 
+def _interval(mean: object, lo: object, hi: object, scale: float = 100.0,
+              digits: int = 1) -> str:
+    """``mean (lo–hi)``, scaled (rates as percentages); ``-`` when there is no value."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    text = f"{float(mean) * scale:.{digits}f}"
+    if lo is not None and hi is not None and not (
+            isinstance(lo, float) and math.isnan(lo)) and float(hi) > float(lo):
+        text += f" ({float(lo) * scale:.{digits}f}–{float(hi) * scale:.{digits}f})"
+    return text
+
+
+def _p(r: dict, key: str, scale: float = 100.0, digits: int = 1) -> str:
+    return _interval(r[key], r.get(f"{key}_lo"), r.get(f"{key}_hi"), scale, digits)
+
+
+INTERVAL_NOTE = ("mean over seeds (95% bootstrap interval, kept within the possible "
+                 "range); violated = not on time")
+SIGN_NOTE = ("HP avoided = baseline's HP violation rate minus the reference's: positive "
+             "means the reference misses fewer high-priority deadlines. LP added = the "
+             "reference's LP violation rate minus the baseline's: positive means the "
+             "reference makes low-priority requests pay. pp = percentage points.")
+
+
 def comparison_markdown(table: pd.DataFrame) -> str:
-    head = ("| load | policy | seeds | HP viol % | LP viol % | HP p50/p95/p99 ms | "
-            "LP p50/p95/p99 ms | goodput/s | HP drop | LP drop | busy | Jain |")
+    head = ("| load | policy | seeds | HP violated (%) | LP violated (%) | "
+            "HP p50/p95/p99 (ms) | LP p50/p95/p99 (ms) | goodput (req/s) | HP dropped | "
+            "LP dropped | busy (%) | Jain |")
     lines = [head, "|" + "---|" * 12]
     for r in table.to_dict("records"):
         hp_lat = "/".join(_fmt(r[f"hp_{q}"], 1) for q in ("p50_ms", "p95_ms", "p99_ms"))
         lp_lat = "/".join(_fmt(r[f"lp_{q}"], 1) for q in ("p50_ms", "p95_ms", "p99_ms"))
+        busy = r["gpu_busy"]
         lines.append(
             f"| {_fmt(r['load'])} | {r['policy']} | {r['seeds']} | "
-            f"{_pm(r['hp_violation'], r['hp_violation_ci'], 100)} | "
-            f"{_pm(r['lp_violation'], r['lp_violation_ci'], 100)} | {hp_lat} | {lp_lat} | "
+            f"{_p(r, 'hp_violation')} | {_p(r, 'lp_violation')} | {hp_lat} | {lp_lat} | "
             f"{_fmt(r['goodput_rps'])} | {_fmt(r['hp_dropped'], 1)} | "
-            f"{_fmt(r['lp_dropped'], 1)} | {_fmt(r['gpu_busy'])} | "
-            f"{_pm(r['jain'], r['jain_ci'], 1, 3)} |")
-    return "\n".join(lines) + "\n"
+            f"{_fmt(r['lp_dropped'], 1)} | "
+            f"{'-' if busy is None or busy != busy else f'{100 * busy:.1f}'} | "
+            f"{_p(r, 'jain', 1.0, 3)} |")
+    return "\n".join(lines) + "\n\n" + INTERVAL_NOTE + ".\n"
 
 
 def reference_markdown(table: pd.DataFrame) -> str:
     if table.empty:
         return ""
     ref = table["reference"].iloc[0]
-    lines = [f"| load | {ref} vs | seeds | HP violations fewer (pp) | LP cost (pp) | "
+    lines = [f"| load | {ref} vs | seeds | HP avoided (pp) | LP added (pp) | "
              f"Jain {ref} | Jain baseline | Jain diff |", "|" + "---|" * 8]
     for r in table.to_dict("records"):
         lines.append(
             f"| {_fmt(r['load'])} | {r['baseline']} | {r['seeds']} | "
-            f"{_pm(r['hp_reduction_pp'], r['hp_reduction_pp_ci'])} | "
-            f"{_pm(r['lp_cost_pp'], r['lp_cost_pp_ci'])} | {_fmt(r['reference_jain'], 3)} | "
-            f"{_fmt(r['baseline_jain'], 3)} | {_pm(r['jain_diff'], r['jain_diff_ci'], 1, 3)} |")
-    return "\n".join(lines) + "\n"
+            f"{_p(r, 'hp_reduction_pp', 1.0)} | {_p(r, 'lp_cost_pp', 1.0)} | "
+            f"{_fmt(r['reference_jain'], 3)} | {_fmt(r['baseline_jain'], 3)} | "
+            f"{_p(r, 'jain_diff', 1.0, 3)} |")
+    return "\n".join(lines) + "\n\n" + SIGN_NOTE + "\n"
+
+
+def terminal_tables(table: pd.DataFrame, ref_table: pd.DataFrame) -> list:
+    """Rich tables for the terminal, each readable at 80 columns."""
+    from rich import box
+    from rich.table import Table
+
+    def new(title: str, caption: str, cols: list[tuple[str, str]]) -> Table:
+        t = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, padding=(0, 1),
+                  caption_justify="left", title_justify="left")
+        for name, justify in cols:
+            t.add_column(name, justify=justify)  # type: ignore[arg-type]
+        return t
+
+    swept = table["load"].notna().any()
+    lead = [("load", "right")] if swept else []
+    viol = new("Deadline violations and tail latency", INTERVAL_NOTE + ".",
+               lead + [("policy", "left"), ("seeds", "right"), ("HP violated %", "right"),
+                       ("LP violated %", "right"), ("HP p99 ms", "right"),
+                       ("LP p99 ms", "right")])
+    work = new("Work done", "dropped = dropped or rejected, mean per run.",
+               lead + [("policy", "left"), ("goodput req/s", "right"), ("busy %", "right"),
+                       ("HP dropped", "right"), ("LP dropped", "right"), ("Jain", "right")])
+    for r in table.to_dict("records"):
+        first = [_fmt(r["load"])] if swept else []
+        viol.add_row(*first, str(r["policy"]), str(r["seeds"]), _p(r, "hp_violation"),
+                     _p(r, "lp_violation"), _fmt(r["hp_p99_ms"], 1),
+                     _fmt(r["lp_p99_ms"], 1))
+        busy = r["gpu_busy"]
+        work.add_row(*first, str(r["policy"]), _fmt(r["goodput_rps"]),
+                     "-" if busy is None or busy != busy else f"{100 * busy:.1f}",
+                     _fmt(r["hp_dropped"], 1), _fmt(r["lp_dropped"], 1),
+                     _fmt(r["jain"], 3))
+    out = [viol, work]
+    if not ref_table.empty:
+        ref = ref_table["reference"].iloc[0]
+        paired = new(f"{ref} against each policy, paired over seeds", SIGN_NOTE,
+                     lead + [(f"{ref} vs", "left"), ("seeds", "right"),
+                             ("HP avoided pp", "right"), ("LP added pp", "right"),
+                             ("Jain diff", "right")])
+        for r in ref_table.to_dict("records"):
+            first = [_fmt(r["load"])] if swept else []
+            paired.add_row(*first, str(r["baseline"]), str(r["seeds"]),
+                           _p(r, "hp_reduction_pp", 1.0), _p(r, "lp_cost_pp", 1.0),
+                           _p(r, "jain_diff", 1.0, 3))
+        out.append(paired)
+    return out
 
 
 # -- files -----------------------------------------------------------------------------------
@@ -205,14 +288,23 @@ def plot_violation_vs_load(table: pd.DataFrame, path: Path) -> None:
         s = SHORT[cls]
         for policy, grp in table.groupby("policy", sort=False):
             grp = grp.sort_values("load")
-            ci = grp[f"{s}_violation_ci"].fillna(0).to_numpy(dtype=float) * 100
-            ax.errorbar(grp["load"].astype(float), grp[f"{s}_violation"].astype(float) * 100,
-                        yerr=ci, marker="o", capsize=3, label=policy)
+            mean = grp[f"{s}_violation"].astype(float).to_numpy() * 100
+            lo = grp[f"{s}_violation_lo"].astype(float).fillna(
+                grp[f"{s}_violation"]).to_numpy() * 100
+            hi = grp[f"{s}_violation_hi"].astype(float).fillna(
+                grp[f"{s}_violation"]).to_numpy() * 100
+            seeds = int(grp["seeds"].min())
+            ax.errorbar(grp["load"].astype(float), mean,
+                        yerr=np.vstack([np.clip(mean - lo, 0, None),
+                                        np.clip(hi - mean, 0, None)]),
+                        marker="o", capsize=3, label=f"{policy} (n={seeds} seeds)")
+        ax.set_ylim(-2, 102)
         ax.set_title(f"{cls}-priority requests")
         ax.set_xlabel("offered load (share of solo capacity)")
         ax.set_ylabel("deadline violations (%)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    for ax in axes:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
@@ -232,11 +324,13 @@ def plot_latency_cdfs(latencies: dict[str, dict[str, np.ndarray]], path: Path,
         for policy, by_cls in latencies.items():
             xs = np.sort(by_cls.get(cls, np.empty(0)))
             if len(xs):
-                ax.plot(xs, np.arange(1, len(xs) + 1) / len(xs), label=policy)
-        ax.set_xscale("log")
+                ax.plot(xs, np.arange(1, len(xs) + 1) / len(xs),
+                        label=f"{policy} (n={len(xs):,})")
+        log_axis(ax, "x")
         ax.set_title(f"{cls}-priority: latency of completed requests")
-        ax.set_xlabel("latency (ms, log scale)")
-        ax.set_ylabel("CDF")
+        ax.set_xlabel("latency, arrival to finish (ms, log scale)")
+        ax.set_ylabel("share of completed requests")
+        ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(title)

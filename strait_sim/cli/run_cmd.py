@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     @workload_options
     def run(
+        ctx: typer.Context,
         policy: str = typer.Option("strait", "--policy", "-p", help="Scheduling policy."),
         param: list[str] = typer.Option([], "--param", help="Policy parameter NAME=VALUE "
                                         "(repeatable; see docs/policies.md)."),
@@ -85,8 +86,15 @@ def register(app: typer.Typer) -> None:
                                       out=out)
         if out is not None and result.folder is None:
             result.write(out)
+        if out is not None:
+            from strait_sim.atomic import atomic_file
+            from strait_sim.cli.command_line import command_line
+            from strait_sim.html_report import COMMAND_FILE
+
+            with atomic_file(Path(out) / COMMAND_FILE) as fh:
+                fh.write(command_line(ctx) + "\n")
         if trace_out is not None and result.timeline is not None:
-            result.timeline.write(trace_out)
+            result.write_trace(trace_out)
         if not quiet:
             print_summary(result.summary)
             if out is not None:

@@ -41,7 +41,8 @@ def run(
     scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address "
                                          "(tcp://HOST:PORT); without it, --executor dask "
                                          "starts a local Dask cluster."),
-    force: bool = typer.Option(False, "--force", help="Redo points that are already done."),
+    rerun: bool = typer.Option(False, "--rerun", help="Rerun points that are already done "
+                               "instead of reusing them."),
     out: Path | None = typer.Option(None, "--out", help="Sweep folder (default: the experiment "
                                     "file's out setting)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no table."),
@@ -52,7 +53,7 @@ def run(
 
     exp = load_experiment(file)
     result = run_experiment(exp, workers=workers, executor=executor, scheduler=scheduler,
-                            force=force, out=out, progress=not quiet)
+                            force=rerun, out=out, progress=not quiet)
     failed = result.failed
     ran = len(result.outcomes) - result.skipped
     typer.echo(f"{len(result.outcomes)} points: {ran - len(failed)} run, "

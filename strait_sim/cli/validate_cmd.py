@@ -9,7 +9,6 @@ DIR/report.json, DIR/cdf_<class>.png and both runs (DIR/live, DIR/sim).
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import typer
@@ -110,27 +109,9 @@ def _run_validation(*, live_kind: str, gpu: int | None, policy: str, params: lis
 
 
 def _command_line(ctx: typer.Context) -> str:
-    """The command that reproduces this run: every option given a non-default value.
+    from strait_sim.cli.command_line import command_line
 
-    Rebuilt from the parsed parameters rather than ``sys.argv``, so that it is right
-    however the CLI was entered (console script, ``python -m``, ``main([...])`` in tests).
-    """
-    words = ["strait-sim", ctx.info_name or "validate"]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        opts = getattr(param, "opts", None)
-        if not opts or not opts[0].startswith("-") or value is None \
-                or (value == param.default and param.name != "policy"):
-            continue
-        if getattr(param, "is_flag", False):
-            if value:
-                words.append(opts[0])
-        elif isinstance(value, list | tuple):
-            for item in value:
-                words += [opts[0], str(item)]
-        else:
-            words += [opts[0], str(value)]
-    return shlex.join(words)
+    return command_line(ctx)
 
 
 def _print(report: dict) -> None:

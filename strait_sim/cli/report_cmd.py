@@ -1,0 +1,26 @@
+"""``strait-sim report DIR``: one self-contained HTML page for a result folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    def report(
+        folder: Path = typer.Argument(..., help="A run (--out of run), comparison (--out "
+                                      "of compare) or validation (--out of validate) "
+                                      "folder."),
+        html: Path | None = typer.Option(None, "--html", help="Where to write the page "
+                                         "[default: DIR/report.html]."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+    ) -> None:
+        """Write one self-contained HTML page (tables, figures, the producing command and
+        the profile's provenance) for a run, a comparison or a validation."""
+        from strait_sim.html_report import write_html_report
+
+        path = write_html_report(folder, html)
+        if not quiet:
+            typer.echo(f"report: {path}")

@@ -1,0 +1,410 @@
+"""``strait-sim report DIR``: one self-contained HTML page for a run, a comparison or a
+validation folder.
+
+A folder of Parquet, JSON, CSV and PNG files is complete but not something one mails to a
+colleague or attaches to a paper's artefact. This page is: every table is HTML, every
+figure a PNG embedded as a data URI, so it opens offline in any browser, and it names the
+command that produced the results and where the profile behind them came from (device,
+when and how it was measured, its content hash), so a reader can judge and repeat them.
+
+Which kind of folder it is follows from its files: ``report.json`` (``validate``),
+``comparison.csv`` (``compare``), ``summary.json`` + ``requests.parquet`` (``run``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from strait_sim import __version__
+from strait_sim.atomic import atomic_file
+from strait_sim.errors import UserError
+
+COMMAND_FILE = "command.txt"  # written next to results by the CLI: the producing command
+CLASSES = ("high", "low")
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;
+max-width:60rem;padding:0 1rem;color:#1b1b1b;line-height:1.45}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;
+border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
+th,td{border:1px solid #ccc;padding:.25rem .55rem;text-align:right}
+th{background:#f2f2f2}td.l,th.l{text-align:left}
+code,pre{background:#f6f6f6;padding:.1rem .3rem;border-radius:3px;font-size:.85rem}
+pre{padding:.6rem;white-space:pre-wrap;word-break:break-all}
+figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:.85rem;color:#555}.note{color:#555;font-size:.9rem}
+.warn{color:#8a4b00}
+"""
+
+
+# -- small HTML helpers ---------------------------------------------------------------
+
+
+def esc(value: object) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def table_html(headers: Sequence[str], rows: Iterable[Sequence[object]], *,
+               table_id: str, left: int = 1) -> str:
+    """A table; the first ``left`` columns are left-aligned (labels), the rest numbers."""
+    head = "".join(f'<th class="{"l" if i < left else ""}">{esc(h)}</th>'
+                   for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{esc(c)}</td>'
+                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def figure_html(png: bytes, caption: str, fig_id: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure id="{fig_id}"><img alt="{esc(caption)}" '
+            f'src="data:image/png;base64,{data}"><figcaption>{esc(caption)}</figcaption>'
+            f"</figure>")
+
+
+def pct(v: object) -> str:
+    return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{100 * v:.1f}%"
+
+
+def ms(v: object) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "-"
+    return f"{v:.2f}" if v < 100 else f"{v:.0f}"
+
+
+def num(v: object, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "-"
+    return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+
+
+def pm(mean: object, ci: object, *, scale: float = 1.0, unit: str = "") -> str:
+    if mean is None or (isinstance(mean, float) and np.isnan(mean)):
+        return "-"
+    text = f"{scale * mean:.1f}{unit}"
+    if ci is not None and not (isinstance(ci, float) and np.isnan(ci)):
+        text += f" ± {scale * ci:.1f}"
+    return text
+
+
+# -- provenance -----------------------------------------------------------------------
+
+
+def profile_provenance(info: dict) -> list[tuple[str, str]]:
+    """Rows (what, value) on the profile a run used: from the run's summary, completed by
+    the bundle itself when it can still be found with the same content hash."""
+    rows = [("profile", info.get("name") or "?"), ("device", info.get("device") or "?"),
+            ("device kind", info.get("kind") or "?"),
+            ("content hash", info.get("content_hash") or "?")]
+    name = info.get("name")
+    if not name:
+        return rows
+    try:
+        from strait_sim.profile_bundle import load_bundle
+
+        bundle = load_bundle(name)
+    except Exception:  # a folder that moved, a profile not installed here: say so
+        rows.append(("bundle", "not found on this machine; provenance from the run only"))
+        return rows
+    if info.get("content_hash") and bundle.content_hash != info["content_hash"]:
+        rows.append(("bundle", f"the bundle named '{name}' here has a different content "
+                     "hash; its details are not shown"))
+        return rows
+    meta = bundle.meta
+    backend = meta.get("backend", {})
+    software = meta.get("software", {})
+    rows += [("measured", str(meta.get("created", "?"))),
+             ("backend", ", ".join(f"{k} {v}" for k, v in backend.items()) or "?"),
+             ("software", ", ".join(f"{k} {v}" for k, v in software.items() if v) or "?")]
+    from strait_sim.profile_registry import bundled_profiles
+
+    synthetic = [e.synthetic for e in bundled_profiles() if e.name == name]
+    if synthetic and synthetic[0]:
+        rows.append(("nature", "synthetic test fixture, not a measurement of a device"))
+    for i, session in enumerate(meta.get("sessions", []) or []):
+        if session.get("command"):
+            rows.append((f"measured by (session {i + 1})", session["command"]))
+    if meta.get("notes"):
+        rows.append(("notes", str(meta["notes"])))
+    return rows
+
+
+def command_of(folder: Path, fallback: str) -> str:
+    path = folder / COMMAND_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    return fallback
+
+
+# -- figures --------------------------------------------------------------------------
+
+
+def _png(fig) -> bytes:  # type: ignore[no-untyped-def]
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def latency_cdf_png(requests: pd.DataFrame, title: str) -> bytes | None:
+    """CDF of end-to-end latency of served requests, one line per class (log x)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from strait_sim.plotting import log_axis
+
+    served = requests[np.isfinite(requests["finish_s"].to_numpy(dtype=float))]
+    if served.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+    for cls in CLASSES:
+        lat = np.sort(((served.loc[served["priority"] == cls, "finish_s"]
+                        - served.loc[served["priority"] == cls, "arrival_s"]) * 1e3)
+                      .to_numpy(dtype=float))
+        lat = lat[lat > 0]
+        if len(lat):
+            ax.step(lat, np.arange(1, len(lat) + 1) / len(lat), where="post",
+                    label=f"{cls} priority (n={len(lat):,})")
+    log_axis(ax, "x")
+    ax.set_xlabel("latency, arrival to finish (ms, log scale)")
+    ax.set_ylabel("share of served requests")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return _png(fig)
+
+
+def outcomes_png(summary: dict, title: str) -> bytes:
+    """Stacked shares of on time / late / dropped / rejected per class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = ("on_time", "late", "dropped", "rejected")
+    colors = ("#2e7d32", "#f9a825", "#c62828", "#6a1b9a")
+    fig, ax = plt.subplots(figsize=(7, 2.4), layout="constrained")
+    for row, cls in enumerate(CLASSES):
+        c = summary["by_class"][cls]
+        n = max(int(c["count"]), 1)
+        left = 0.0
+        for part, color in zip(parts, colors, strict=True):
+            share = 100 * c[part] / n
+            ax.barh(row, share, left=left, color=color,
+                    label=part.replace("_", " ") if row == 0 else None)
+            left += share
+    ax.set_yticks(range(len(CLASSES)),
+                  [f"{c} (n={summary['by_class'][c]['count']:,})" for c in CLASSES])
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("share of requests (%)")
+    ax.set_title(title)
+    ax.legend(ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.35), frameon=False)
+    return _png(fig)
+
+
+# -- the three kinds of page ----------------------------------------------------------
+
+
+def _page(title: str, kind: str, command: str, provenance: list[tuple[str, str]],
+          sections: list[str]) -> str:
+    prov = table_html(("what", "value"), provenance, table_id="provenance-table", left=2)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="generator" content="strait-sim {esc(__version__)}">'
+            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+            f'<h1 id="title">{esc(title)}</h1>'
+            f'<p class="note" id="kind">strait-sim {esc(kind)} report</p>'
+            f'<h2>Command</h2><pre id="command">{esc(command)}</pre>'
+            + "".join(sections) +
+            f'<h2>Profile provenance</h2>{prov}'
+            f'<p class="note">Written by strait-sim {esc(__version__)}.</p>'
+            "</body></html>\n")
+
+
+def run_page(folder: Path) -> str:
+    from strait_sim.results import load_results
+
+    result = load_results(folder)
+    s, df = result.summary, result.requests
+    mode = s.get("mode", "sim")
+    device = (s.get("device", {}) or {}).get("name") if mode == "live" else None
+    where = f"live on {device}" if device else "simulated"
+    title = (f"{s.get('policy', '?')} on {s.get('profile', {}).get('name', '?')}, "
+             f"{where} (seed {s.get('seed')})")
+    rows = []
+    for name, c in [(n, s["by_class"][n]) for n in CLASSES] + [("all", s["overall"])]:
+        rows.append((name, f"{c['count']:,}", c["on_time"], c["late"], c["dropped"],
+                     c["rejected"], pct(c.get("violation_rate")), ms(c.get("p50_ms")),
+                     ms(c.get("p95_ms")), ms(c.get("p99_ms"))))
+    classes = table_html(("class", "requests", "on time", "late", "dropped", "rejected",
+                          "violated (%)", "p50 (ms)", "p95 (ms)", "p99 (ms)"), rows,
+                         table_id="classes")
+    wl = s.get("workload", {}) or {}
+    system = s.get("system", {}) or {}
+    setup_rows = [("mode", mode), ("policy", s.get("policy")),
+                  ("policy parameters", json.dumps(s.get("policy_params", {}),
+                                                   sort_keys=True)),
+                  ("workload", wl.get("kind")),
+                  ("duration (s)", num(wl.get("duration_s"))),
+                  ("GPUs × slots", f"{system.get('gpus')} × {system.get('slots')}"),
+                  ("largest batch (items)", system.get("max_batch")),
+                  ("interference, PCIe", f"{system.get('interference')}, "
+                                         f"{system.get('pcie')}"),
+                  ("device busy (%)", pct(s.get("gpu_busy_fraction"))),
+                  ("Jain fairness", num(s.get("jain_fairness")))]
+    setup = table_html(("setting", "value"), setup_rows, table_id="setup", left=2)
+    figures = [figure_html(outcomes_png(s, "outcome of each request, by class"),
+                           "Outcome shares per priority class", "fig-outcomes")]
+    cdf = latency_cdf_png(df, "latency of served requests")
+    if cdf is not None:
+        figures.append(figure_html(cdf, "Latency CDF of served requests per class",
+                                   "fig-latency-cdf"))
+    fallback = (f"strait_sim.simulate(policy={s.get('policy')!r}, "
+                f"profile={s.get('profile', {}).get('name')!r}, seed={s.get('seed')}, ...) "
+                "(no command.txt in the folder: written from Python)")
+    return _page(title, "run", command_of(folder, fallback),
+                 profile_provenance(s.get("profile", {}) or {}),
+                 [f"<h2>Requests by class</h2>{classes}"
+                  '<p class="note">violated = not on time (late, dropped or rejected); '
+                  "latency percentiles over served requests.</p>",
+                  f"<h2>Set-up</h2>{setup}", "<h2>Figures</h2>" + "".join(figures)])
+
+
+def _first_point_summary(folder: Path) -> dict:
+    for path in sorted((folder / "points").glob("*/summary.json")):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+    return {}
+
+
+def comparison_page(folder: Path) -> str:
+    table = pd.read_csv(folder / "comparison.csv")
+    ref_path = folder / "reference.csv"
+    ref = pd.read_csv(ref_path) if ref_path.is_file() else pd.DataFrame()
+
+    def nan_none(v: object) -> object:
+        return None if isinstance(v, float) and np.isnan(v) else v
+
+    rows = []
+    for _, r in table.iterrows():
+        rows.append((num(nan_none(r["load"])), r["policy"], int(r["seeds"]),
+                     pm(nan_none(r["hp_violation"]), nan_none(r["hp_violation_ci"]),
+                        scale=100),
+                     pm(nan_none(r["lp_violation"]), nan_none(r["lp_violation_ci"]),
+                        scale=100),
+                     ms(nan_none(r["hp_p99_ms"])), ms(nan_none(r["lp_p99_ms"])),
+                     num(nan_none(r["goodput_rps"])), pct(nan_none(r["gpu_busy"]))))
+    main = table_html(("load", "policy", "seeds", "HP violated (%)", "LP violated (%)",
+                       "HP p99 (ms)", "LP p99 (ms)", "goodput (req/s)", "busy (%)"), rows,
+                      table_id="comparison", left=2)
+    sections = [f"<h2>Policies side by side</h2>{main}"
+                '<p class="note">mean over seeds ± 95% confidence half-width (t); '
+                "violated = not on time.</p>"]
+    if not ref.empty:
+        ref_rows = [(num(nan_none(r["load"])), r["reference"], r["baseline"], int(r["seeds"]),
+                     pm(nan_none(r["hp_reduction_pp"]), nan_none(r["hp_reduction_pp_ci"])),
+                     pm(nan_none(r["lp_cost_pp"]), nan_none(r["lp_cost_pp_ci"])))
+                    for _, r in ref.iterrows()]
+        sections.append(
+            "<h2>Reference against each policy (paired over seeds)</h2>"
+            + table_html(("load", "reference", "baseline", "seeds",
+                          "HP violations avoided (pp)", "LP violations added (pp)"),
+                         ref_rows, table_id="reference", left=3)
+            + '<p class="note">pp = percentage points. HP violations avoided = the '
+            "baseline's HP violation rate minus the reference's: positive means the "
+            "reference misses fewer high-priority deadlines. LP violations added = the "
+            "reference's LP violation rate minus the baseline's: positive means the "
+            "reference makes low-priority requests pay.</p>")
+    figs = []
+    for png in sorted(folder.glob("*.png")):
+        figs.append(figure_html(png.read_bytes(), png.stem.replace("_", " "),
+                                f"fig-{png.stem}"))
+    if figs:
+        sections.append("<h2>Figures</h2>" + "".join(figs))
+    first = _first_point_summary(folder)
+    policies = ", ".join(dict.fromkeys(table["policy"].astype(str)))
+    title = f"compare {policies}"
+    return _page(title, "comparison",
+                 command_of(folder, "strait_sim.compare(...) (no command.txt in the folder)"),
+                 profile_provenance(first.get("profile", {}) or {}), sections)
+
+
+def validation_page(folder: Path) -> str:
+    try:
+        report = json.loads((folder / "report.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{folder / 'report.json'}: not valid JSON: {exc.msg}") from None
+    setup = report.get("setup", {})
+    rows = []
+    for cls, c in report.get("classes", {}).items():
+        lat, v, k, t = c["latency"], c["violation"], c["ks"], c["tost"]
+        rows.append((cls, ms(lat["p50"]["live_ms"]), ms(lat["p50"]["sim_ms"]),
+                     ms(lat["p99"]["live_ms"]), ms(lat["p99"]["sim_ms"]), pct(v["live"]),
+                     pct(v["sim"]),
+                     "-" if v["diff_pp"] is None else f"{v['diff_pp']:+.1f}",
+                     "-" if k["pvalue"] is None else f"{k['pvalue']:.3g}",
+                     {True: "equivalent", False: "not equivalent", None: "-"}[
+                         t.get("equivalent")]))
+    classes = table_html(("class", "p50 live (ms)", "p50 sim (ms)", "p99 live (ms)",
+                          "p99 sim (ms)", "violated live (%)", "violated sim (%)",
+                          "sim − live (pp)", "KS p", "TOST"), rows, table_id="validation")
+    warnings = "".join(f'<p class="warn">warning: {esc(w)}</p>'
+                       for w in setup.get("warnings", []))
+    figs = [figure_html(p.read_bytes(), f"latency CDF, live vs simulated: {p.stem[4:]}",
+                        f"fig-{p.stem}") for p in sorted(folder.glob("cdf_*.png"))]
+    sim_summary = {}
+    if (folder / "sim" / "summary.json").is_file():
+        sim_summary = json.loads((folder / "sim" / "summary.json").read_text())
+    prov = sim_summary.get("profile") or {"name": setup.get("profile"),
+                                          "device": setup.get("profile_device"),
+                                          "content_hash": setup.get("profile_hash")}
+    title = f"{setup.get('policy', '?')}: live vs simulated on {setup.get('device', '?')}"
+    return _page(title, "validation", report.get("command") or "(not recorded)",
+                 profile_provenance(prov),
+                 [f"<h2>Live against simulated, by class</h2>{classes}{warnings}"
+                  f'<p class="note">TOST equivalence margin {esc(report.get("margin"))} of '
+                  f'the simulated mean, significance level {esc(report.get("alpha"))}.</p>',
+                  "<h2>Figures</h2>" + "".join(figs)])
+
+
+def folder_kind(folder: Path) -> str:
+    if not folder.is_dir():
+        raise UserError(f"{folder}: not a folder")
+    if (folder / "report.json").is_file():
+        return "validation"
+    if (folder / "comparison.csv").is_file():
+        return "comparison"
+    if (folder / "summary.json").is_file():
+        return "run"
+    raise UserError(f"{folder}: not a run, comparison or validation folder (no "
+                    "summary.json, comparison.csv or report.json)")
+
+
+def render_html(folder: Path) -> str:
+    kind = folder_kind(folder)
+    return {"run": run_page, "comparison": comparison_page,
+            "validation": validation_page}[kind](folder)
+
+
+def write_html_report(folder: Path, out: Path | None = None) -> Path:
+    """Write the page to ``out`` (default ``folder/report.html``) atomically."""
+    folder = Path(folder)
+    text = render_html(folder)
+    target = Path(out) if out is not None else folder / "report.html"
+    with atomic_file(target) as fh:
+        fh.write(text)
+    return target
