@@ -147,28 +147,29 @@ def command_of(folder: Path, fallback: str) -> str:
 # -- figures --------------------------------------------------------------------------
 
 
-def _png(fig) -> bytes:  # type: ignore[no-untyped-def]
-    import matplotlib.pyplot as plt
+def _figure(width: float, height: float):  # type: ignore[no-untyped-def]
+    """A figure outside pyplot: the page's figures never touch the caller's backend (a
+    notebook keeps its inline plots) nor pyplot's list of open figures."""
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _png(fig) -> bytes:  # type: ignore[no-untyped-def]
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
     return buf.getvalue()
 
 
 def latency_cdf_png(requests: pd.DataFrame, title: str) -> bytes | None:
     """CDF of end-to-end latency of served requests, one line per class (log x)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from strait_sim.plotting import log_axis
 
     served = requests[np.isfinite(requests["finish_s"].to_numpy(dtype=float))]
     if served.empty:
         return None
-    fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+    fig, ax = _figure(7, 3.6)
     for cls in CLASSES:
         lat = np.sort(((served.loc[served["priority"] == cls, "finish_s"]
                         - served.loc[served["priority"] == cls, "arrival_s"]) * 1e3)
@@ -189,14 +190,9 @@ def latency_cdf_png(requests: pd.DataFrame, title: str) -> bytes | None:
 
 def outcomes_png(summary: dict, title: str) -> bytes:
     """Stacked shares of on time / late / dropped / rejected per class."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     parts = ("on_time", "late", "dropped", "rejected")
     colors = ("#2e7d32", "#f9a825", "#c62828", "#6a1b9a")
-    fig, ax = plt.subplots(figsize=(7, 2.4), layout="constrained")
+    fig, ax = _figure(7, 2.4)
     for row, cls in enumerate(CLASSES):
         c = summary["by_class"][cls]
         n = max(int(c["count"]), 1)
