@@ -5,20 +5,22 @@ measured ones the quantile functions of the two neighbours are interpolated line
 the batch size; beyond the largest (or below the smallest) measured batch the nearest
 quantile function is scaled by the ratio of interpolated/extrapolated medians.
 
-Co-location follows a fluid model: while a batch shares the GPU with co-runners it
-progresses at 1/s of its solo rate. For one co-runner, s is estimated from pairs.csv per
-(model, batch, co_model, co_batch): with solo median S, latency L and overlap O of a
-sample, the fluid model says L - S = O (1 - 1/s); k = 1 - 1/s is fitted by least squares
-over the samples, so partial overlaps (non-zero start offsets) count for what they are.
+Co-location follows a fluid model: while a batch shares the device with co-runners it
+progresses at 1/s of its solo rate. The slowdowns come from the statistical calibration in
+:mod:`strait_sim.truth.colocation` (both views of every pair sample, a fixed cost where the
+data show one, shrinkage across the batch sizes of a model pair, a prior instead of a
+clamp, per-key uncertainty; docs/architecture.md, "Calibration").
 
-Extrapolations (documented in docs/architecture.md):
-- (batch, co_batch) not measured for a measured model pair: the nearest measured key in
-  (log2 batch, log2 co_batch);
-- a model pair never measured: the mean slowdown of that model as victim over its measured
-  co-runners, else the mean over all pairs, else 1 (no pairs at all);
-- more co-runners than measured (slots > 2): excess slowdowns add,
-  s = 1 + sum_i (s_i - 1). Additive excess is the simplest form that reduces to the
-  measured pairwise value for one co-runner and grows with each extra co-runner.
+Extrapolations (counted by :meth:`ComputeTruth.extrapolation`, documented in
+docs/architecture.md):
+- batch sizes between measured ones: bilinear in (log2 batch, log2 co_batch) over the
+  measured grid of the model pair (monotone between neighbours), flat beyond it;
+- a model pair never measured: the mean pooled slowdown of that model as victim over its
+  measured co-runners, else the mean over all pairs, else 1 (no pairs at all);
+- more co-runners than measured: s = 1 + sum_i w^i (s_(i) - 1), excesses largest first,
+  w fitted from 3-way samples where ``profile --slots 3`` measured them, else 1 (additive).
+- each batch draws a slowdown scale once (:meth:`sample_slowdown_scale`) from the
+  residual spread of its victim model, so the simulated tail has the measured spread.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from __future__ import annotations
 import numpy as np
 
 from strait_sim.profile_bundle import ProfileBundle, interp_extrap
+from strait_sim.truth.colocation import Calibration, calibrate_bundle, interpolate_pair
 
 QUANTILES = 64
-MAX_SLOWDOWN = 20.0
 
 
 class ComputeTruth:
@@ -41,8 +43,19 @@ class ComputeTruth:
         self.rng = rng
         self.interference = interference
         self._solo_q = np.stack([self._solo_quantiles(profile, m, max_batch) for m in models])
-        self._slow = self._slowdown_table(profile, models, max_batch) if interference \
-            else np.ones((len(models), max_batch, len(models), max_batch))
+        self.calibration = calibrate_bundle(profile) if interference else Calibration()
+        self._slow = self._slowdown_table_from(self.calibration, models, max_batch) \
+            if interference else np.ones((len(models), max_batch, len(models), max_batch))
+        self._combine = self.calibration.three_way.combine
+        self._additive = self.calibration.three_way.weight == 1.0
+        self._scale_l = [self.calibration.scale_quantiles(m).tolist() for m in models]
+        self._scale_const = [bool(np.all(np.asarray(q) == 1.0)) for q in self._scale_l]
+        # an independent stream for the scales: spawning does not advance ``rng``, so the
+        # solo draws are the same whether or not the caller asks for scales
+        self._scale_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0]) \
+            if hasattr(rng.bit_generator, "seed_seq") else np.random.default_rng(0)
+        self._scale_draws: list[int] = []
+        self._scale_next = 0
         # Nested lists for the per-event lookups: indexing a list is several times
         # cheaper than indexing an array and gives the same doubles.
         self._solo_l: list = self._solo_q.tolist()
@@ -96,60 +109,81 @@ class ComputeTruth:
         table = self._slow_l[model_idx][batch - 1]
         if table is None:
             table = self._slow_l[model_idx][batch - 1] = self._slow[model_idx, batch - 1].tolist()
-        excess = 0.0
-        for cm, cb in co:
-            excess += table[cm][cb - 1] - 1.0
-        return 1.0 + excess
+        if len(co) == 1 or self._additive:
+            excess = 0.0
+            for cm, cb in co:
+                excess += table[cm][cb - 1] - 1.0
+            return 1.0 + excess
+        return self._combine([table[cm][cb - 1] - 1.0 for cm, cb in co])
+
+    def sample_slowdown_scale(self, model_idx: int, size: int) -> float:
+        """One draw (per batch, at its compute start) of the slowdown scale: the engine
+        applies s_eff = 1 + (s - 1) * scale. Mean 1; exactly 1 where the residuals show no
+        spread beyond the solo noise."""
+        if not self.interference or self._scale_const[model_idx]:
+            return 1.0
+        if self._scale_next >= len(self._scale_draws):
+            self._scale_draws = self._scale_rng.integers(0, QUANTILES, 65536).tolist()
+            self._scale_next = 0
+        q = self._scale_draws[self._scale_next]
+        self._scale_next += 1
+        return self._scale_l[model_idx][q]
 
     def pair_slowdown(self, model_idx: int, batch: int, co_idx: int, co_batch: int) -> float:
         return float(self._slow[model_idx, batch - 1, co_idx, co_batch - 1])
 
     @staticmethod
     def fit_pair_slowdowns(profile: ProfileBundle) -> dict[tuple[str, int, str, int], float]:
-        """Least-squares fluid slowdown per measured (model, batch, co_model, co_batch)."""
-        pairs = profile.pairs
-        if pairs is None or len(pairs) == 0:
-            return {}
-        solo = np.array([profile.solo_ms(m, b) for m, b in
-                         zip(pairs["model"], pairs["batch"], strict=True)])
-        df = pairs.assign(excess=pairs["latency_ms"].to_numpy() - solo)
-        df = df[df["overlap_ms"] > 0]
-        out = {}
-        for key, g in df.groupby(["model", "batch", "co_model", "co_batch"]):
-            o = g["overlap_ms"].to_numpy()
-            k = float(np.dot(o, g["excess"].to_numpy()) / np.dot(o, o))
-            k = min(max(k, 0.0), 1.0 - 1.0 / MAX_SLOWDOWN)
-            out[(str(key[0]), int(key[1]), str(key[2]), int(key[3]))] = 1.0 / (1.0 - k)
-        return out
+        """Effective slowdown (fixed cost included) per measured key, truth reps only."""
+        cal = calibrate_bundle(profile)
+        return {k: f.effective_slowdown for k, f in cal.keys.items()}
 
-    @classmethod
-    def _slowdown_table(cls, profile: ProfileBundle, models: tuple[str, ...],
-                        max_batch: int) -> np.ndarray:
-        fitted = cls.fit_pair_slowdowns(profile)
+    @staticmethod
+    def _slowdown_table_from(cal: Calibration, models: tuple[str, ...],
+                             max_batch: int) -> np.ndarray:
         n = len(models)
         table = np.ones((n, max_batch, n, max_batch))
-        if not fitted:
+        if not cal.keys:
             return table
-        global_mean = float(np.mean(list(fitted.values())))
-        by_pair: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+        by_pair: dict[tuple[str, str], dict[tuple[int, int], float]] = {}
+        for (m, b, cm, cb), f in cal.keys.items():
+            by_pair.setdefault((m, cm), {})[(b, cb)] = f.effective_slowdown
+        pooled = {p: float(np.median(list(d.values()))) if not cal.pairs.get(p) else
+                  _pooled_effective(cal, p) for p, d in by_pair.items()}
         by_victim: dict[str, list[float]] = {}
-        for (m, b, cm, cb), s in fitted.items():
-            by_pair.setdefault((m, cm), []).append((np.log2(b), np.log2(cb), s))
+        for (m, _), s in pooled.items():
             by_victim.setdefault(m, []).append(s)
-        logs = np.log2(np.arange(1, max_batch + 1))
+        global_mean = float(np.mean(list(pooled.values())))
         for i, m in enumerate(models):
             for j, cm in enumerate(models):
-                keys = by_pair.get((m, cm))
-                if not keys:
+                fits = by_pair.get((m, cm))
+                if not fits:
                     fallback = float(np.mean(by_victim[m])) if m in by_victim else global_mean
                     table[i, :, j, :] = fallback
                     continue
-                arr = np.array(keys)
-                # nearest measured key in (log2 batch, log2 co_batch), ties to the first
-                d = (logs[:, None, None] - arr[None, None, :, 0]) ** 2 + \
-                    (logs[None, :, None] - arr[None, None, :, 1]) ** 2
-                table[i, :, j, :] = arr[np.argmin(d, axis=2), 2]
+                table[i, :, j, :] = interpolate_pair(fits, pooled[(m, cm)], max_batch)
         return table
+
+    def extrapolation(self) -> dict:
+        """What the truth model had to invent: counts for the run's summary."""
+        cal = self.calibration
+        measured_pairs = {(m, cm) for m, _, cm, _ in cal.keys}
+        names = self.models
+        missing = [(a, b) for a in names for b in names if (a, b) not in measured_pairs]
+        return {"pair_keys": len(cal.keys), "unidentified_keys": len(cal.unidentified),
+                "model_pairs_never_measured": len(missing) if cal.keys else 0,
+                "three_way_weight": cal.three_way.weight,
+                "three_way_points": cal.three_way.points}
+
+
+def _pooled_effective(cal: Calibration, pair: tuple[str, str]) -> float:
+    """The pooled slowdown of a model pair with its fixed cost at the pair's median
+    typical overlap (what unmeasured cells of its grid take)."""
+    p = cal.pairs[pair]
+    xs = [f.typical_overlap for k, f in cal.keys.items() if (k[0], k[2]) == pair]
+    x = float(np.median(xs)) if xs else 0.0
+    k = 1.0 - 1.0 / p.slowdown + (p.fixed_cost / x if x > 0 else 0.0)
+    return float(1.0 / (1.0 - min(k, 0.98)))
 
 
 def solo_median_table(profile: ProfileBundle, models: tuple[str, ...], max_batch: int
