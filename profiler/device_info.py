@@ -3,6 +3,14 @@
 Read-only: nothing here changes clocks, power limits, MIG or MPS; it only asks. NVML is
 used through ``nvidia-ml-py`` (``import pynvml``) where it is installed; without it the
 CUDA fields that torch can answer are still filled and the rest say why they are missing.
+The copy-engine count (how many host<->device copies can run at once, which decides
+whether two same-direction copies share bandwidth or queue) comes from the CUDA runtime
+through ``cuda-bindings`` (``cuda.bindings.runtime``; torch does not expose it). MPS state
+is read from NVML's MPS process list, the MPS environment variables and the process table.
+
+Status: the CUDA and NVML paths have not run on a GPU yet (no GPU in the development
+sessions); the function and enum names were checked against cuda-bindings 13.5 and
+nvidia-ml-py 13.615 installed on a CPU-only machine, where the calls answer "no driver".
 """
 
 from __future__ import annotations
@@ -110,8 +118,69 @@ def nvml_clocks(index: int) -> dict:
         "power_w": (_q(nv.nvmlDeviceGetPowerUsage, h) or 0) / 1000 or None,
         "power_limit_w": (_q(nv.nvmlDeviceGetEnforcedPowerLimit, h) or 0) / 1000 or None,
         "temperature_c": _q(nv.nvmlDeviceGetTemperature, h, nv.NVML_TEMPERATURE_GPU),
-        "throttle_reasons": _q(nv.nvmlDeviceGetCurrentClocksThrottleReasons, h),
+        "throttle_reasons": _q(getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
+                               or nv.nvmlDeviceGetCurrentClocksThrottleReasons, h),
     }
+
+
+def copy_engines(index: int) -> dict:
+    """Copy engines and overlap abilities of GPU ``index`` from the CUDA runtime.
+
+    ``async_engine_count``: 1 means copies in the two directions share one engine (they
+    queue); 2 or more means one engine per direction at least. It does not say how two
+    copies in the *same* direction are served (that the transfers step measures).
+    """
+    try:
+        from cuda.bindings import runtime as rt  # type: ignore[import-not-found]
+        source = "cuda-bindings (cuda.bindings.runtime)"
+    except ImportError:
+        try:
+            from cuda import cudart as rt  # type: ignore[import-not-found,no-redef]
+            source = "cuda-python (cuda.cudart)"
+        except ImportError:
+            return {"source": None, "error": "cuda-bindings not installed"}
+    out: dict = {"source": source}
+    for key, attr in (("async_engine_count", "cudaDevAttrAsyncEngineCount"),
+                      ("concurrent_kernels", "cudaDevAttrConcurrentKernels"),
+                      ("gpu_overlap", "cudaDevAttrGpuOverlap")):
+        try:
+            err, value = rt.cudaDeviceGetAttribute(getattr(rt.cudaDeviceAttr, attr), index)
+        except Exception as exc:  # a missing driver library raises instead of returning
+            out[f"{key}_error"] = f"{type(exc).__name__}: {exc}"[:200]
+            continue
+        if err == rt.cudaError_t.cudaSuccess:
+            out[key] = int(value)
+        else:
+            out[f"{key}_error"] = str(err)
+    return out
+
+
+def _processes_named(names: tuple[str, ...]) -> list[int]:
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() in names:
+                pids.append(int(comm.parent.name))
+        except (OSError, ValueError):
+            continue
+    return sorted(pids)
+
+
+def mps_state(nv: object | None = None, handle: object | None = None) -> dict:
+    """Is the CUDA Multi-Process Service in play? (read-only: nothing is started)."""
+    env = {k: os.environ[k] for k in ("CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY",
+                                      "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE") if k in os.environ}
+    pipe_dir = Path(env.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps"))
+    out: dict = {"env": env, "pipe_dir": str(pipe_dir), "pipe_dir_exists": pipe_dir.exists(),
+                 "control_daemon_pids": _processes_named(("nvidia-cuda-mps-control",)),
+                 "server_pids": _processes_named(("nvidia-cuda-mps-server",))}
+    if nv is not None and handle is not None:
+        fn = getattr(nv, "nvmlDeviceGetMPSComputeRunningProcesses", None)
+        procs = _q(fn, handle) if fn is not None else None
+        out["nvml_mps_processes"] = None if procs is None else len(procs)
+    out["active"] = bool(out["control_daemon_pids"] or out["server_pids"]
+                         or out.get("nvml_mps_processes"))
+    return out
 
 
 def cuda_device_info(index: int) -> dict:
@@ -130,10 +199,12 @@ def cuda_device_info(index: int) -> dict:
         "driver": None,
         "uuid": str(getattr(props, "uuid", "")) or None,
     }
+    info["copy_engines"] = copy_engines(index)
     nv = _nvml()
     if nv is None:
         info["clocks"] = {"nvml": "unavailable (pip install nvidia-ml-py)"}
         info["driver_note"] = "driver version needs nvidia-ml-py"
+        info["mps"] = mps_state()
         return info
     h = nv.nvmlDeviceGetHandleByIndex(index)
     info["driver"] = _q(nv.nvmlSystemGetDriverVersion)
@@ -145,6 +216,7 @@ def cuda_device_info(index: int) -> dict:
     mig = _q(nv.nvmlDeviceGetMigMode, h)
     info["mig_mode"] = list(mig) if isinstance(mig, list | tuple) else mig
     info["compute_mode"] = _q(nv.nvmlDeviceGetComputeMode, h)
+    info["mps"] = mps_state(nv, h)
     info["persistence_mode"] = _q(nv.nvmlDeviceGetPersistenceMode, h)
     procs = _q(nv.nvmlDeviceGetComputeRunningProcesses, h) or []
     info["other_processes"] = [{"pid": p.pid, "used_memory": getattr(p, "usedGpuMemory", None)}
