@@ -135,7 +135,7 @@ def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
              seed: int = 0, gpus: int = 1, slots: int = 2, max_batch: int = 8,
              interference: bool = True, pcie: bool = True, timeline: bool = False,
              progress: Callable[[int, float], None] | None = None,
-             out: str | Path | None = None,
+             out: str | Path | None = None, nodes: int = 1, router: str = "least-loaded",
              **workload_keywords: Any) -> RunResult:
     """Simulate one workload under one policy: ``strait-sim run`` from Python.
 
@@ -145,6 +145,8 @@ def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
     summary.json dict), ``.write(folder)`` and, with ``timeline=True``, ``.timeline``
     (``.timeline.write("t.json")`` for Perfetto). With ``out`` the results stream into
     that folder while the run goes on (``--out``; memory holds only requests in flight).
+    ``nodes`` above 1 simulates a cluster of ``nodes`` x ``gpus`` GPUs behind ``router``
+    (docs/architecture.md, "Clusters").
 
     >>> r = simulate(policy="priority", profile="synthetic-tiny", rate=40, duration=1)
     >>> r.summary["policy"], int(r.summary["overall"]["count"]) == len(r.requests)
@@ -159,11 +161,22 @@ def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
         raise UserError("give the workload as an object or as keywords, not both "
                         f"(got {', '.join(sorted(workload_keywords))})")
     if workload is None:
-        workload = describe_workload(bundle, gpus=gpus, max_batch=max_batch,
+        workload = describe_workload(bundle, gpus=gpus * nodes, max_batch=max_batch,
                                      **workload_keywords)
+    if router not in _router_names():
+        from strait_sim.errors import UnknownNameError
+
+        raise UnknownNameError("router", router, _router_names())
     config = SimConfig(gpus=gpus, slots=slots, max_batch=max_batch, seed=seed,
-                       interference=interference, pcie=pcie, record_timeline=timeline)
+                       interference=interference, pcie=pcie, record_timeline=timeline,
+                       nodes=nodes, router=router)
     return run_simulation(bundle, workload, pol, config, progress=progress, out=out)
+
+
+def _router_names() -> list[str]:
+    from strait_sim.policies.routing import ROUTERS
+
+    return sorted(ROUTERS)
 
 
 def load_run(folder: str | Path) -> RunResult:

@@ -94,7 +94,10 @@ def build_summary(df: pd.DataFrame | None, outcome: SimOutcome, profile: Profile
                     "kind": profile.device_kind, "content_hash": profile.content_hash},
         "workload": workload.describe(),
         "system": {"gpus": config.gpus, "slots": config.slots, "max_batch": config.max_batch,
-                   "interference": config.interference, "pcie": config.pcie},
+                   "interference": config.interference, "pcie": config.pcie,
+                   **({"nodes": config.nodes, "router": config.router,
+                       "requests_per_node": outcome.extra.get("requests_per_node")}
+                      if config.nodes > 1 else {})},
         "engine": {"end_s": span, "batches": outcome.batches,
                    "preemptions": outcome.preemptions, "lost_work_s": outcome.lost_work_s,
                    "wall_s": wall_s,

@@ -24,7 +24,12 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same results)."),
         out: Path | None = typer.Option(None, "--out", help="Write requests.parquet and "
                                            "summary.json into this folder."),
-        gpus: int = typer.Option(1, "--gpus", help="GPUs in the simulated node."),
+        gpus: int = typer.Option(1, "--gpus", help="GPUs in each simulated node."),
+        nodes: int = typer.Option(1, "--nodes", help="Nodes in the simulated cluster "
+                                  "(each with --gpus GPUs and its own policy)."),
+        router: str = typer.Option("least-loaded", "--router", help="Cluster: how requests "
+                                   "are spread over nodes (least-loaded, round-robin, "
+                                   "two-choices)."),
         slots: int = typer.Option(2, "--slots", help="Concurrent execution slots per GPU."),
         max_batch: int = typer.Option(8, "--max-batch", help="Largest batch (items)."),
         no_interference: bool = typer.Option(False, "--no-interference",
@@ -58,7 +63,8 @@ def register(app: typer.Typer) -> None:
                 check_writable_parent(target)
         pol = api.make_policy(policy, **api.parse_policy_params(param, [policy])[policy])
         bundle = api.load_profile(profile)
-        workload = workload_from_options(workload_opts, bundle, gpus=gpus, max_batch=max_batch)
+        workload = workload_from_options(workload_opts, bundle, gpus=gpus * max(nodes, 1),
+                                         max_batch=max_batch)
         if live or gpu is not None or cpu:
             from strait_sim.live.runner import LiveOptions, run_live
 
@@ -66,6 +72,8 @@ def register(app: typer.Typer) -> None:
                 raise UserError("--gpu and --cpu choose the device of a live run: add --live")
             if (gpu is None) == (not cpu):
                 raise UserError("a live run needs exactly one of --gpu N or --cpu")
+            if nodes != 1:
+                raise UserError(f"live mode drives one device: --nodes must be 1, got {nodes}")
             config = SimConfig(gpus=gpus, slots=slots, max_batch=max_batch, seed=seed,
                                interference=not no_interference, pcie=not no_pcie,
                                record_timeline=trace_out is not None)
@@ -83,7 +91,7 @@ def register(app: typer.Typer) -> None:
                                       slots=slots, max_batch=max_batch,
                                       interference=not no_interference, pcie=not no_pcie,
                                       timeline=trace_out is not None, progress=progress,
-                                      out=out)
+                                      out=out, nodes=nodes, router=router)
         if out is not None and result.folder is None:
             result.write(out)
         if out is not None:

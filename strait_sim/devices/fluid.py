@@ -311,19 +311,28 @@ class Link:
             w.tr_done(w)
 
 
+def make_truth(profile: ProfileBundle, models: tuple[str, ...],
+               config: SimConfig) -> ComputeTruth:
+    """The run's truth model, drawing from its own stream derived from the seed."""
+    truth_rng = np.random.default_rng([config.seed, 0x7275_7468])  # "truth" stream
+    return ComputeTruth(profile, models, config.max_batch, truth_rng,
+                        interference=config.interference)
+
+
 class FluidDevice:
     """The driver's device over the truth model: GPUs of slots, and their PCIe links."""
 
     can_cancel = True
 
     def __init__(self, env: simpy.Environment, profile: ProfileBundle,
-                 models: tuple[str, ...], config: SimConfig) -> None:
+                 models: tuple[str, ...], config: SimConfig,
+                 truth: ComputeTruth | None = None) -> None:
         self.env = env
         self.models = models
         self.model_index = {m: i for i, m in enumerate(models)}
-        truth_rng = np.random.default_rng([config.seed, 0x7275_7468])  # "truth" stream
-        self.truth = ComputeTruth(profile, models, config.max_batch, truth_rng,
-                                  interference=config.interference)
+        if truth is None:
+            truth = make_truth(profile, models, config)
+        self.truth = truth
         self._scale = getattr(self.truth, "sample_slowdown_scale", None)
         self.units = [ComputeUnit(env, g, self.truth, self._compute_done)
                       for g in range(config.gpus)]

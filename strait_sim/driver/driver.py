@@ -83,7 +83,8 @@ class Driver:
 
     def __init__(self, clock, device, profile: ProfileBundle, workload: Workload,
                  policy: Policy, config: SimConfig, *, mode: str = "sim",
-                 progress: Callable[[int, float], None] | None = None) -> None:
+                 progress: Callable[[int, float], None] | None = None,
+                 cluster=None, node: int = 0) -> None:
         self.clock = clock
         self.device = device
         self.profile = profile
@@ -100,10 +101,19 @@ class Driver:
         # idle (gpu, slot) pairs, kept sorted: the view hands out copies without a scan
         self.free: list[tuple[int, int]] = [(g, k) for g in range(config.gpus)
                                             for k in range(config.slots)]
-        self.records = RequestRecords()
-        self.states = RequestStates()
-        self.arrivals = Arrivals(self.records, self.models, config.max_batch, self._deliver)
-        self.timeline = Timeline() if config.record_timeline else None
+        if cluster is None:  # a single node: this driver owns the run's records
+            self.records = RequestRecords()
+            self.states = RequestStates()
+            self.arrivals = Arrivals(self.records, self.models, config.max_batch,
+                                     self._deliver)
+            self.timeline = Timeline() if config.record_timeline else None
+        else:  # one node of a cluster (driver/cluster.py): records shared by all nodes
+            self.records = cluster.records
+            self.states = cluster.states
+            self.arrivals = cluster.arrivals
+            self.timeline = cluster.timeline
+        self.node = node
+        self.gpu_offset = node * config.gpus  # this node's GPUs in the run's numbering
         self.next_batch = 0
         self.ended = 0
         self.preemptions = 0
@@ -202,10 +212,11 @@ class Driver:
         cols = self.records.cols
         start, gpus, slots = cols["start_s"], cols["gpu"], cols["slot"]
         preds, sizes = cols["predicted_ms"], cols["batch_size"]
+        gpu_id = gpu + self.gpu_offset
         for r in reqs:
             c, i = r.id >> CHUNK_BITS, r.id & MASK
             start[c][i] = now
-            gpus[c][i] = gpu
+            gpus[c][i] = gpu_id
             slots[c][i] = slot
             preds[c][i] = pred
             sizes[c][i] = size
@@ -274,8 +285,9 @@ class Driver:
         now = self.clock._now
         stopped, kept, kept_s = self.device.cancel(b, restore)
         if self.timeline is not None:
-            self.timeline.add(b._gpu, f"slot {b._slot}", f"PREEMPTED {b._model} x{b._size}",
-                              b._dispatch_s, now, b._batch_id)
+            self.timeline.add(b._gpu + self.gpu_offset, f"slot {b._slot}",
+                              f"PREEMPTED {b._model} x{b._size}", b._dispatch_s, now,
+                              b._batch_id)
         self.preemptions += 1
         self.lost_work_s += max(now - b._dispatch_s - kept_s, 0.0)
         rec = self.records
@@ -319,7 +331,8 @@ class Driver:
             return
         del self._resets[b._batch_id]
         if self.timeline is not None:
-            self.timeline.add(b._gpu, f"slot {b._slot}", "reset", b._dispatch_s,
+            self.timeline.add(b._gpu + self.gpu_offset, f"slot {b._slot}", "reset",
+                              b._dispatch_s,
                               self.clock._now, -1)
         self._free_slot(b)
         if self.active:
@@ -353,9 +366,10 @@ class Driver:
         if self.timeline is not None:
             label = f"{b._model} x{b._size}"
             tl = self.timeline
-            tl.add(b._gpu, "h2d", label, b._submit_s, cs, b._batch_id)
-            tl.add(b._gpu, f"slot {b._slot}", label, cs, ce, b._batch_id)
-            tl.add(b._gpu, "d2h", label, ce, fin_t, b._batch_id)
+            g = b._gpu + self.gpu_offset
+            tl.add(g, "h2d", label, b._submit_s, cs, b._batch_id)
+            tl.add(g, f"slot {b._slot}", label, cs, ce, b._batch_id)
+            tl.add(g, "d2h", label, ce, fin_t, b._batch_id)
         if not self.active:
             return
         done = CompletedBatch(  # positional: this runs once per batch
@@ -380,8 +394,9 @@ class Driver:
             self.states.set(r.id, ENDED)
         self.ended += len(b._requests)
         if self.timeline is not None:
-            self.timeline.add(b._gpu, f"slot {b._slot}", f"FAILED {b._model} x{b._size}",
-                              b._dispatch_s, now, b._batch_id)
+            self.timeline.add(b._gpu + self.gpu_offset, f"slot {b._slot}",
+                              f"FAILED {b._model} x{b._size}", b._dispatch_s, now,
+                              b._batch_id)
         done = CompletedBatch(b._batch_id, b._gpu, b._slot, b._model, b._size, b._requests,
                               b._dispatch_s, now, now, now, b._predicted_ms, (), True, message)
         if self.active:

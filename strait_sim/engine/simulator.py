@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from strait_sim.devices.fluid import FluidDevice
+from strait_sim.devices.fluid import FluidDevice, make_truth
 from strait_sim.driver.clocks import VirtualClock
+from strait_sim.driver.cluster import ClusterDriver
 from strait_sim.driver.config import SimConfig
 from strait_sim.driver.driver import Driver, RunOutcome
 from strait_sim.errors import UserError
 from strait_sim.policies.base import Policy
+from strait_sim.policies.routing import make_router
 from strait_sim.profile_bundle import ProfileBundle
 from strait_sim.workloads.base import Workload
 
@@ -31,8 +33,10 @@ __all__ = ["SimConfig", "SimOutcome", "make_sim_driver", "simulate"]
 
 def make_sim_driver(profile: ProfileBundle, workload: Workload, policy: Policy,
                     config: SimConfig,
-                    progress: Callable[[int, float], None] | None = None) -> Driver:
-    """The driver of one simulated run, ready to ``run()``."""
+                    progress: Callable[[int, float], None] | None = None
+                    ) -> Driver | ClusterDriver:
+    """The driver of one simulated run, ready to ``run()`` (a cluster's with
+    ``config.nodes`` above 1: one policy copy per node behind ``config.router``)."""
     models = tuple(workload.models)
     for m in models:
         profile.require_model(m)
@@ -40,6 +44,12 @@ def make_sim_driver(profile: ProfileBundle, workload: Workload, policy: Policy,
         raise UserError(f"profile '{profile.name}' has no pairs.csv, so co-location "
                         f"cannot be modelled: use --slots 1 or --no-interference")
     clock = VirtualClock()
+    if config.nodes > 1:
+        truth = make_truth(profile, models, config)  # one truth stream for the cluster
+        devices = [FluidDevice(clock, profile, models, config, truth)
+                   for _ in range(config.nodes)]
+        return ClusterDriver(clock, devices, profile, workload, policy,
+                             make_router(config.router), config, progress=progress)
     device = FluidDevice(clock, profile, models, config)
     return Driver(clock, device, profile, workload, policy, config, mode="sim",
                   progress=progress)
