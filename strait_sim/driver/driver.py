@@ -204,17 +204,21 @@ class Driver:
         cfg = self.config
         busy = 0 <= gpu < cfg.gpus and 0 <= slot < cfg.slots \
             and self.slots[gpu][slot] is not None
-        model, size = check_dispatch(self.policy.name, a, gpus=cfg.gpus, slots=cfg.slots,
-                                     slot_busy=busy, max_batch=cfg.max_batch)
-        self.states.move(self.policy.name, "Dispatch", reqs, IN_FLIGHT)
+        model, size = check_dispatch(self.policy.name, a, cfg.gpus, cfg.slots, busy,
+                                     cfg.max_batch)
         now = self.clock._now
         pred = math.nan if a.predicted_ms is None else a.predicted_ms
         cols = self.records.cols
         start, gpus, slots = cols["start_s"], cols["gpu"], cols["slot"]
         preds, sizes = cols["predicted_ms"], cols["batch_size"]
         gpu_id = gpu + self.gpu_offset
-        for r in reqs:
-            c, i = r.id >> CHUNK_BITS, r.id & MASK
+        chunks = self.states.chunks
+        for r in reqs:  # the state check and move, inlined: this runs for every request
+            rid = r.id
+            c, i = rid >> CHUNK_BITS, rid & MASK
+            if rid < 0 or c >= len(chunks) or chunks[c][i] != WAITING:
+                self.states.move(self.policy.name, "Dispatch", (r,), IN_FLIGHT)  # raises
+            chunks[c][i] = IN_FLIGHT
             start[c][i] = now
             gpus[c][i] = gpu_id
             slots[c][i] = slot

@@ -20,7 +20,7 @@ from strait_sim.errors import UserError
 from strait_sim.policies.base import Dispatch
 
 
-def check_dispatch(policy_name: str, a: Dispatch, *, gpus: int, slots: int,
+def check_dispatch(policy_name: str, a: Dispatch, gpus: int, slots: int,
                    slot_busy: bool, max_batch: int) -> tuple[str, int]:
     """Validate a dispatch's shape; return (model, batch size in items)."""
     gpu, slot, reqs = a.gpu, a.slot, a.requests
