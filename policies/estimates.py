@@ -220,7 +220,9 @@ class FastRls:
 @dataclass(slots=True)
 class Believed:
     """What a policy believes of one batch it dispatched: when its compute phase and its
-    D2H copy end (seconds), and the earliest deadline among its requests."""
+    D2H copy end (seconds), the earliest deadline among its requests, and (``slow``) the
+    mean slowdown believed over the rest of its compute phase, so that its remaining solo
+    work is ``(compute_end_s - max(now, compute_start_s)) / slow``."""
 
     model: str
     size: int
@@ -229,6 +231,7 @@ class Believed:
     compute_end_s: float
     end_s: float
     deadline_s: float
+    slow: float = 1.0
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:

@@ -11,12 +11,18 @@ Decisions, each time a slot is free (an arrival, a completion):
    EDF heaps per (class, model), so only heads need checking.
 2. **HP before LP, EDF within a class**: the class's model whose head deadline is the
    earliest forms the batch.
-3. **Latency estimate** of a candidate batch of ``b`` items on GPU ``g``: H2D time with the
-   copies already in flight on g's link (fair share), plus compute time from the
-   interference predictor (``rls`` by default, updated online from every co-located
-   completion) given the batches running on g and their expected overlap (until their
-   predicted compute end), plus D2H time. Wait is zero for a batch dispatched now; the
-   expected wait of an HP request that would find no free slot enters the LP guard (5).
+3. **Latency estimate** of a candidate batch of ``b`` items on GPU ``g``
+   (:class:`~strait_sim.policies.occupancy.OccupancyEstimator`): H2D time with the copies
+   already in flight on g's link (fair share); compute time replayed over the batch's whole
+   expected life, slowed by the batches running on g until their (revised) predicted ends
+   and, after each slot frees, by the expected stream of batches that refill it (at once
+   when requests are queued, after the learned refill gap and the expected next arrival
+   otherwise); plus D2H time. Pair rates come from the interference predictor (``pairs``
+   by default: per profiled pair, fitted on the predictors' half of pairs.csv, refined
+   online from every co-located completion's observed overlaps). Beliefs about running
+   batches are revised whenever their co-runners change. Wait is zero for a batch
+   dispatched now; the expected wait of an HP request that would find no free slot enters
+   the LP guard (5).
 4. **Batch size**: the largest ``b`` (up to the run's max batch and ``max_batch``) whose
    predicted finish, scaled by ``safety`` plus ``margin_ms``, meets the earliest deadline
    in the batch; if even ``b = 1`` cannot, the largest batch (the head is late anyway,
@@ -56,13 +62,12 @@ from strait_sim.policies.base import (
 from strait_sim.policies.classqueues import ClassQueues
 from strait_sim.policies.estimates import (
     Believed,
-    ServiceEstimator,
     build_predictor,
     check_fraction,
     check_max_batch,
     check_positive,
 )
-from strait_sim.predictors.base import CoRunner
+from strait_sim.policies.occupancy import OccupancyEstimator
 from strait_sim.requests import HIGH, LOW, Request
 
 
@@ -71,9 +76,10 @@ class StraitPolicy(Policy):
 
     name = "strait"
     summary = ("priority- and interference-aware (our reading of Strait): HP first, EDF, "
-               "LP only when predicted HP deadlines hold; online rls predictor")
+               "LP only when predicted HP deadlines hold; occupancy-aware estimates, online "
+               "per-pair predictor")
 
-    def __init__(self, predictor: str = "rls", predictor_params: dict | None = None,
+    def __init__(self, predictor: str = "pairs", predictor_params: dict | None = None,
                  drop_early: bool = True, safety: float = 1.0, margin_ms: float = 0.0,
                  hp_guard: bool = True, hp_lookahead: bool = True, hp_risk: float = 0.1,
                  max_batch: int | None = None, lp_model_tries: int = 0,
@@ -105,10 +111,10 @@ class StraitPolicy(Policy):
         pred, self.predictor_used = build_predictor(self.predictor, ctx.profile,
                                                     self.predictor_params)
         self.predictor_samples = getattr(pred, "samples_used", "unknown")
-        self.est = ServiceEstimator(ctx, pred, self.max_batch)
+        self.est = OccupancyEstimator(ctx, pred, self.max_batch, rate_alpha=self.rate_alpha)
         self.q = ClassQueues(ctx.models, order="deadline")
         self.beliefs: dict[int, Believed] = {}  # first request id of a running batch
-        self.by_gpu: list[list[Believed]] = [[] for _ in range(ctx.n_gpus)]
+        self.by_gpu: list[list[Believed]] = self.est.by_gpu
         est = self.est
         # service time (ms) alone on an idle link, per model and batch size: the fast path
         self._svc0 = {m: [0.0] + [est.solo_service_ms(m, b) for b in range(1, ctx.max_batch + 1)]
@@ -136,18 +142,23 @@ class StraitPolicy(Policy):
     # -- events ------------------------------------------------------------------------------
     def on_arrival(self, request: Request, view: SystemView) -> Sequence[Action]:
         self.q.push(request)
+        self.est.note_arrival(request.arrival_s)
         if request.priority == HIGH:
             self._note_hp(request)
         free = view.free_slots()
         return self._schedule(view, free) if free else NO_ACTIONS
 
     def on_completion(self, batch: CompletedBatch, view: SystemView) -> Sequence[Action]:
-        self._forget(batch.requests[0].id, batch.gpu)
-        self.est.observe(batch)
+        est = self.est
+        est.observe(batch)
+        self._forget(batch.requests[0].id, batch.gpu, batch.slot, view.now)
         if not len(self.q):
+            est.settle(view.now, 0)
             return NO_ACTIONS
         free = view.free_slots()
-        return self._schedule(view, free) if free else NO_ACTIONS
+        acts = self._schedule(view, free) if free else NO_ACTIONS
+        est.settle(view.now, len(self.q))
+        return acts
 
     def on_timer(self, view: SystemView) -> Sequence[Action]:
         free = view.free_slots()
@@ -155,19 +166,17 @@ class StraitPolicy(Policy):
 
     def on_preempted(self, batch: RunningBatch, view: SystemView) -> Sequence[Action]:
         # Strait never preempts; a live driver may still hand work back (device error).
-        self._forget(batch.requests[0].id, batch.gpu)
+        self._forget(batch.requests[0].id, batch.gpu, batch.slot, view.now)
         for r in batch.requests:
             self.q.push(r)
-        return self.on_timer(view)
+        acts = self.on_timer(view)
+        self.est.settle(view.now, len(self.q))
+        return acts
 
-    def _forget(self, key: int, gpu: int) -> None:
+    def _forget(self, key: int, gpu: int, slot: int, now: float) -> None:
         bel = self.beliefs.pop(key, None)
         if bel is not None:
-            row = self.by_gpu[gpu]
-            for i, c in enumerate(row):
-                if c is bel:
-                    del row[i]
-                    break
+            self.est.release(now, gpu, bel, len(self.q), slot)
 
     # -- HP arrival statistics (for the look-ahead) --------------------------------------------
     def _note_hp(self, req: Request) -> None:
@@ -225,24 +234,24 @@ class StraitPolicy(Policy):
         if len(free) > 1 and view.n_gpus > 1:
             free = sorted(free, key=lambda gs: len(by_gpu[gs[0]]))
         h2d: dict[int, int] = {}
-        refused: set[int] = set()
+        refused: tuple[int, ...] = ()
         left = len(free)
         max_batch = view.max_batch
+        est = self.est
         for gpu, slot in free:
-            if gpu in refused:
+            if refused and gpu in refused:
                 continue
-            flight = h2d.get(gpu)
+            flight = h2d.get(gpu) if h2d else None
             if flight is None:
                 flight = view.transfers_in_flight(gpu, "h2d")
-            co = by_gpu[gpu]
             if counts[HIGH]:
-                choice = self._pick_hp(now, co, flight)
+                choice = self._pick_hp(now, gpu, flight)
             elif counts[LOW]:
                 choice = self._pick_lp(now, by_gpu, gpu, flight, left - 1)
             else:
                 break
             if choice is None:
-                refused.add(gpu)
+                refused += (gpu,)
                 self.held_back += 1
                 continue
             cls, model, size, svc, cstart, comp = choice
@@ -251,38 +260,24 @@ class StraitPolicy(Policy):
                 size = min(reqs[0].items, max_batch)
             else:
                 size = min(sum(r.items for r in reqs), max_batch)
-            cend = cstart + comp / 1e3
-            if co:
-                self._stretch(co, model, size, now, cstart, cend)
-            bel = Believed(model, size, cls, cstart, cend, now + svc / 1e3, reqs[0].deadline_s)
+            solo = est.solo[model][size]
+            bel = Believed(model, size, cls, cstart, cstart + comp / 1e3, now + svc / 1e3,
+                           reqs[0].deadline_s, comp / solo if solo > 0 else 1.0)
             self.beliefs[reqs[0].id] = bel
-            co.append(bel)
+            est.commit(now, gpu, bel, len(q), slot)
             h2d[gpu] = flight + 1
             left -= 1
             actions.append(Dispatch(gpu, slot, reqs, svc))
         return actions
 
-    def _predict(self, now: float, co: list[Believed], model: str, size: int, h2d_flight: int
+    def _predict(self, now: float, gpu: int, model: str, size: int, h2d_flight: int
                  ) -> tuple[float, float, float]:
-        """(service ms, compute start s, compute ms) of a batch dispatched now."""
-        est = self.est
-        solo = est.solo[model][size]
-        if not co and not h2d_flight:  # alone on an idle link: table look-up
-            svc = self._svc0[model][size]
-            return svc, now + est.h2d_ms(model, size) / 1e3, solo
-        h2d = est.h2d_ms(model, size, h2d_flight)
-        cstart = now + h2d / 1e3
-        cos = None
-        for c in co:
-            ov = (c.compute_end_s - cstart) * 1e3
-            if ov > 0.0:
-                if cos is None:
-                    cos = []
-                cos.append(CoRunner(c.model, c.size, ov if ov < solo else solo))
-        comp = est.compute_ms(model, size, cos) if cos else solo
-        return h2d + comp + est.d2h_ms(model, size), cstart, comp
+        """(service ms, compute start s, compute ms) of a batch dispatched now on ``gpu``
+        (:class:`~strait_sim.policies.occupancy.OccupancyEstimator`)."""
+        queued = len(self.q) - size
+        return self.est.predict(now, gpu, model, size, h2d_flight, queued if queued > 0 else 0)
 
-    def _largest(self, now: float, co: list[Believed], model: str, bmax: int,
+    def _largest(self, now: float, gpu: int, model: str, bmax: int,
                  deadline: float, h2d_flight: int, guard: tuple | None = None):  # noqa: ANN202
         """Largest b in [1, bmax] whose prediction meets ``deadline`` (or bmax when even
         b = 1 cannot: the head is late anyway) and, with ``guard``, passes the LP guard;
@@ -291,18 +286,18 @@ class StraitPolicy(Policy):
         limit = (deadline - now - self.margin_ms / 1e3) * 1e3 / self.safety  # ms
         memo: list = [None] * (bmax + 1)
         predict = self._predict
-        p = memo[bmax] = predict(now, co, model, bmax, h2d_flight)
+        p = memo[bmax] = predict(now, gpu, model, bmax, h2d_flight)
         if p[0] <= limit:
             top = bmax
         else:
-            p1 = memo[1] = predict(now, co, model, 1, h2d_flight) if bmax > 1 else p
+            p1 = memo[1] = predict(now, gpu, model, 1, h2d_flight) if bmax > 1 else p
             if p1[0] > limit:
                 top = bmax
             else:
                 lo, hi = 1, bmax
                 while hi - lo > 1:
                     mid = (lo + hi) // 2
-                    pm = memo[mid] = predict(now, co, model, mid, h2d_flight)
+                    pm = memo[mid] = predict(now, gpu, model, mid, h2d_flight)
                     if pm[0] <= limit:
                         lo = mid
                     else:
@@ -315,14 +310,14 @@ class StraitPolicy(Policy):
             return top, memo[top]
         if top == 1:
             return None
-        p1 = memo[1] or predict(now, co, model, 1, h2d_flight)
+        p1 = memo[1] or predict(now, gpu, model, 1, h2d_flight)
         memo[1] = p1
         if not safe(now, *guard, model, 1, p1):
             return None
         lo, hi = 1, top
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            pm = memo[mid] or predict(now, co, model, mid, h2d_flight)
+            pm = memo[mid] or predict(now, gpu, model, mid, h2d_flight)
             memo[mid] = pm
             if safe(now, *guard, model, mid, pm):
                 lo = mid
@@ -330,10 +325,10 @@ class StraitPolicy(Policy):
                 hi = mid
         return lo, memo[lo]
 
-    def _pick_hp(self, now: float, co: list[Believed], h2d_flight: int):  # noqa: ANN202
+    def _pick_hp(self, now: float, gpu: int, h2d_flight: int):  # noqa: ANN202
         model, head = self.q.first(HIGH)  # type: ignore[misc]
         bmax = min(self.est.max_batch, self.q.waiting_items(HIGH, model))
-        size, (svc, cstart, comp) = self._largest(now, co, model, bmax, head.deadline_s,
+        size, (svc, cstart, comp) = self._largest(now, gpu, model, bmax, head.deadline_s,
                                                   h2d_flight)
         return HIGH, model, size, svc, cstart, comp
 
@@ -353,7 +348,7 @@ class StraitPolicy(Policy):
         first = q.first(LOW)[0]  # type: ignore[index]
         head = q.head(LOW, first)
         bmax = min(self.est.max_batch, q.waiting_items(LOW, first))
-        found = self._largest(now, co, first, bmax, head.deadline_s, h2d_flight, guard)
+        found = self._largest(now, gpu, first, bmax, head.deadline_s, h2d_flight, guard)
         if found is not None:
             size, (svc, cstart, comp) = found
             return LOW, first, size, svc, cstart, comp
@@ -367,7 +362,7 @@ class StraitPolicy(Policy):
                 continue
             head = q.head(LOW, model)
             bmax = min(self.est.max_batch, q.waiting_items(LOW, model))
-            found = self._largest(now, co, model, bmax, head.deadline_s, h2d_flight, guard)
+            found = self._largest(now, gpu, model, bmax, head.deadline_s, h2d_flight, guard)
             if found is not None:
                 size, (svc, cstart, comp) = found
                 return LOW, model, size, svc, cstart, comp
@@ -378,17 +373,15 @@ class StraitPolicy(Policy):
                  ) -> bool:
         """The LP guard (module docstring, step 5)."""
         svc, cstart, comp = p
-        cend = cstart + comp / 1e3
         if self.hp_guard:
             safety, margin = self.safety, self.margin_ms / 1e3
             for c in co:
                 if c.priority != HIGH or c.end_s > c.deadline_s:
                     continue  # LP work, or HP already predicted late either way
-                ov = min(c.compute_end_s, cend) - max(c.compute_start_s, cstart)
-                if ov <= 0.0:
+                if c.compute_end_s <= cstart:
                     continue
-                s = self.est.pair_slowdown(c.model, c.size, model, size)
-                new_end = c.end_s + ov * (s - 1.0)
+                new_end = c.end_s + (self.est.end_with(c, model, size, cstart)
+                                     - c.compute_end_s)
                 if now + safety * (new_end - now) + margin > c.deadline_s:
                     return False
         if self.hp_lookahead and free_after == 0:
@@ -400,15 +393,3 @@ class StraitPolicy(Policy):
                 if exposed > 0.0 and 1.0 - math.exp(-rate * exposed) > self.hp_risk:
                     return False
         return True
-
-    def _stretch(self, co: list[Believed], model: str, size: int, now: float, cstart: float,
-                 cend: float) -> None:
-        """Push back the predicted ends of the batches the new one will slow down."""
-        est = self.est
-        for c in co:
-            ov = min(c.compute_end_s, cend) - max(c.compute_start_s, cstart, now)
-            if ov > 0.0:
-                extra = ov * (est.pair_slowdown(c.model, c.size, model, size) - 1.0)
-                if extra > 0.0:
-                    c.compute_end_s += extra
-                    c.end_s += extra

@@ -21,6 +21,7 @@ learners (``sgd``, ``rls``), which start from this fit and change ``w`` on ``upd
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import mul
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -91,6 +92,12 @@ class LinearPredictor(InterferencePredictor):
                 for i, p in enumerate(phi):
                     x[i] += f * p
         return x
+
+    def pair_rate(self, model: str, batch: int, co_model: str, co_batch: int) -> float:
+        """Latency added per ms of overlap with (co_model, co_batch): ``w . phi``, the fluid
+        model's ``k = 1 - 1/s`` (not clamped)."""
+        assert self.features is not None, "fit() first"
+        return sum(map(mul, self.w, self.features(model, batch, co_model, co_batch)))
 
     def predict(self, model: str, batch: int, co_runners: Sequence[CoRunner] = ()) -> float:
         assert self.solo is not None, "fit() first"

@@ -22,6 +22,7 @@ from strait_sim.predictors.ewma import EwmaPredictor
 from strait_sim.predictors.gbt import GbtPredictor
 from strait_sim.predictors.gpulet import GpuletPredictor
 from strait_sim.predictors.linear import LinearPredictor
+from strait_sim.predictors.pairs import PairPredictor
 from strait_sim.predictors.rls import RlsPredictor
 from strait_sim.predictors.sgd import SgdPredictor
 from strait_sim.predictors.solo import SoloPredictor
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 PREDICTORS: dict[str, type[InterferencePredictor]] = {
     cls.name: cls for cls in (SoloPredictor, GpuletPredictor, EwmaPredictor, LinearPredictor,
-                              SgdPredictor, RlsPredictor, GbtPredictor)
+                              SgdPredictor, RlsPredictor, PairPredictor, GbtPredictor)
 }
 
 DESCRIPTIONS = {
@@ -43,6 +44,7 @@ DESCRIPTIONS = {
     "linear": "fine-grained linear (overlap fraction x intensities), static",
     "sgd": "fine-grained linear, updated online by normalised SGD",
     "rls": "fine-grained linear, updated online by RLS with forgetting",
+    "pairs": "fluid rate per profiled pair (nearest key, else linear), online NLMS per pair",
     "gbt": "gradient-boosted trees (scikit-learn), static non-linear reference",
 }
 
