@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 import strait_sim
-from strait_sim.plotting import bounded_interval
+from strait_sim.plotting import bounded_interval, clamp_ylim
 
 out = Path("runs/examples")
 out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ for ax, (cls, col) in zip(axes, (("high", "hp_violation"), ("low", "lp_violation
                     label=f"{policy} (n={stats[0][3]} seeds)")
     ax.set_title(f"{cls}-priority requests")
     ax.set_xlabel("offered load (share of solo capacity)")
-    ax.set_ylim(-2, 102)
+    clamp_ylim(ax, 0.0, 100.0)
     ax.grid(alpha=0.3)
 axes[0].set_ylabel("deadline violations (%)")
 axes[0].legend(fontsize=8)

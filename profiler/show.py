@@ -68,12 +68,20 @@ def print_summary(bundle: ProfileBundle, console: Console | None = None) -> None
         console.print("no transfers measured")
 
 
+def label_colour(rgba: tuple[float, float, float, float]) -> str:
+    """Black on a light cell, white on a dark one (relative luminance, Rec. 709)."""
+    r, g, b, _a = rgba
+    return "white" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5 else "black"
+
+
 def write_plots(bundle: ProfileBundle, folder: Path) -> list[Path]:
     """Draw the three plots into ``folder``; return the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from strait_sim.plotting import bytes_axis, integer_axis, log_axis
 
     folder = Path(folder)
     written = []
@@ -88,17 +96,21 @@ def write_plots(bundle: ProfileBundle, folder: Path) -> list[Path]:
     mat = slowdown_matrix(bundle)
     if len(mat):
         fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(mat.columns), 1 + 0.6 * len(mat)))
-        im = ax.imshow(mat.to_numpy(dtype=float), cmap="magma_r")
+        values = mat.to_numpy(dtype=float)
+        im = ax.imshow(values, cmap="magma_r")
         ax.set_xticks(range(len(mat.columns)), [str(c) for c in mat.columns], rotation=45,
                       ha="right")
         ax.set_yticks(range(len(mat.index)), [str(i) for i in mat.index])
-        for (i, j), v in np.ndenumerate(mat.to_numpy(dtype=float)):
+        for (i, j), v in np.ndenumerate(values):
             if not np.isnan(v):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="tab:cyan")
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
+                        color=label_colour(im.cmap(im.norm(v))))
         ax.set_xlabel("co-runner")
         ax.set_ylabel("model")
-        ax.set_title(f"Mean slowdown, {bundle.name}")
-        fig.colorbar(im, ax=ax, shrink=0.8)
+        ax.set_title(f"Mean slowdown of the model beside each co-runner, {bundle.name}",
+                     fontsize=10)
+        bar = fig.colorbar(im, ax=ax, shrink=0.8)
+        bar.set_label("mean slowdown (× solo latency)")
         save(fig, "slowdown_heatmap.png")
 
     solo = solo_summary(bundle)
@@ -107,8 +119,9 @@ def write_plots(bundle: ProfileBundle, folder: Path) -> list[Path]:
         ax.plot(g["batch"], g["median_ms"], marker="o", label=str(model))
         ax.fill_between(g["batch"], g["p5_ms"], g["p95_ms"], alpha=0.2)
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("batch size")
+    integer_axis(ax, "x", sorted(int(b) for b in solo["batch"].unique()))
+    log_axis(ax, "y")
+    ax.set_xlabel("batch size (items)")
     ax.set_ylabel("solo latency (ms), median and p5-p95")
     ax.set_title(f"Latency vs batch, {bundle.name}")
     ax.legend(fontsize=8)
@@ -130,9 +143,9 @@ def write_plots(bundle: ProfileBundle, folder: Path) -> list[Path]:
                 xs = np.array(sorted(g["bytes"].unique()), dtype=float)
                 ax.plot(xs, f.fixed_ms + xs / (f.gbps * 1e6), "k--", lw=1,
                         label=f"fit: {f.fixed_ms * 1e3:.1f} us + B/{f.gbps:.1f} GB/s")
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_xlabel("bytes")
+            bytes_axis(ax, "x")
+            log_axis(ax, "y")
+            ax.set_xlabel("copy size (bytes, log scale)")
             ax.set_title(direction)
             ax.legend(fontsize=7)
         axes[0].set_ylabel("copy time (ms), median")

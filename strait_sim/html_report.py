@@ -86,12 +86,21 @@ def num(v: object, digits: int = 3) -> str:
     return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
 
 
-def pm(mean: object, ci: object, *, scale: float = 1.0, unit: str = "") -> str:
-    if mean is None or (isinstance(mean, float) and np.isnan(mean)):
+def _missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v))
+
+
+def interval(row: object, key: str, *, scale: float = 1.0) -> str:
+    """``mean (lo–hi)`` from a table row's ``key``, ``key_lo``, ``key_hi`` (the interval
+    kept within the metric's range); the mean alone where the folder has no such
+    interval (written by an older version: its t half-width could leave the range)."""
+    get = row.get  # type: ignore[attr-defined]
+    mean, lo, hi = get(key), get(f"{key}_lo"), get(f"{key}_hi")
+    if _missing(mean):
         return "-"
-    text = f"{scale * mean:.1f}{unit}"
-    if ci is not None and not (isinstance(ci, float) and np.isnan(ci)):
-        text += f" ± {scale * ci:.1f}"
+    text = f"{scale * mean:.1f}"
+    if not _missing(lo) and not _missing(hi) and hi > lo:
+        text += f" ({scale * lo:.1f}–{scale * hi:.1f})"
     return text
 
 
@@ -298,22 +307,19 @@ def comparison_page(folder: Path) -> str:
     rows = []
     for _, r in table.iterrows():
         rows.append((num(nan_none(r["load"])), r["policy"], int(r["seeds"]),
-                     pm(nan_none(r["hp_violation"]), nan_none(r["hp_violation_ci"]),
-                        scale=100),
-                     pm(nan_none(r["lp_violation"]), nan_none(r["lp_violation_ci"]),
-                        scale=100),
+                     interval(r, "hp_violation", scale=100),
+                     interval(r, "lp_violation", scale=100),
                      ms(nan_none(r["hp_p99_ms"])), ms(nan_none(r["lp_p99_ms"])),
                      num(nan_none(r["goodput_rps"])), pct(nan_none(r["gpu_busy"]))))
     main = table_html(("load", "policy", "seeds", "HP violated (%)", "LP violated (%)",
                        "HP p99 (ms)", "LP p99 (ms)", "goodput (req/s)", "busy (%)"), rows,
                       table_id="comparison", left=2)
     sections = [f"<h2>Policies side by side</h2>{main}"
-                '<p class="note">mean over seeds ± 95% confidence half-width (t); '
-                "violated = not on time.</p>"]
+                '<p class="note">mean over seeds (95% bootstrap interval, kept within the '
+                "possible range); violated = not on time.</p>"]
     if not ref.empty:
         ref_rows = [(num(nan_none(r["load"])), r["reference"], r["baseline"], int(r["seeds"]),
-                     pm(nan_none(r["hp_reduction_pp"]), nan_none(r["hp_reduction_pp_ci"])),
-                     pm(nan_none(r["lp_cost_pp"]), nan_none(r["lp_cost_pp_ci"])))
+                     interval(r, "hp_reduction_pp"), interval(r, "lp_cost_pp"))
                     for _, r in ref.iterrows()]
         sections.append(
             "<h2>Reference against each policy (paired over seeds)</h2>"

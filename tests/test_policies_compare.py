@@ -50,7 +50,8 @@ def test_compare_writes_tables_plots_and_runs(tmp_path, capsys, synthetic_bundle
                  "--duration", "0.2", "--out", str(out), "-q"])
     text = capsys.readouterr().out
     assert code == 0
-    assert "strait against each policy" in text
+    assert "strait against each policy" not in text and f"under {out}" in text  # -q
+    assert "positive means the reference misses fewer" in (out / "comparison.md").read_text()
     for name in ("comparison.csv", "comparison.md", "reference.csv", "runs.csv",
                  "violation_vs_load.png", "latency_cdf_load0.8.png",
                  "latency_cdf_load1.2.png"):

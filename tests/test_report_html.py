@@ -91,7 +91,7 @@ def test_validation_page(validation_dir):
 
 def test_report_cli_and_bad_folder(run_dir, tmp_path, capsys):
     target = tmp_path / "page.html"
-    assert main(["report", str(run_dir), "--html", str(target), "--quiet"]) == 0
+    assert main(["report", str(run_dir), "--html", str(target)]) == 0
     assert target.read_text() == render_html(run_dir)
     assert main(["report", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -137,7 +137,7 @@ def test_sweep_file_then_report(tmp_path, capsys):
 
     assert main(["sweep", "report", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert "violation_rate" in out and "± " in out
+    assert "violated %" in out and "–" in out  # percentages, an interval
     report = tmp_path / "out" / "report"
     table = pd.read_csv(report / "summary.csv")
     assert len(table) == 2 * 2 * 3  # policy x rate x class; seeds averaged

@@ -94,7 +94,9 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, "--workers", help="Runs in parallel (processes)."),
         rerun: bool = typer.Option(False, "--rerun", help="Rerun points already in --out "
                                    "instead of reusing them."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        quiet: bool = typer.Option(False, "--quiet", "-q",
+                                   help="No progress bar, no tables: only the line saying "
+                                   "what was written, and errors."),
         workload_opts: dict = None,  # filled by @workload_options
     ) -> None:
         """Compare policies on identical workloads: violations per class with confidence
@@ -116,7 +118,7 @@ def register(app: typer.Typer) -> None:
                                 if v is not None})
         records = [(*k, s) for k, s in zip(result.keys, result.summaries, strict=True)]
         _report(records, result.folders, names, result.reference, result.loads, out,
-                sweep=result.swept)
+                sweep=result.swept, quiet=quiet)
         if out is not None:
             from strait_sim.cli.command_line import command_line
             from strait_sim.html_report import COMMAND_FILE
@@ -131,7 +133,7 @@ def rep_write_text(text: str, path: Path) -> None:
 
 
 def _report(records: list, folders: list, names: list[str], ref: str,
-            load_list: list, out: Path | None, *, sweep: bool) -> None:
+            load_list: list, out: Path | None, *, sweep: bool, quiet: bool = False) -> None:
     from strait_sim.cli import compare_report as rep
 
     runs = rep.runs_frame(records)
@@ -142,8 +144,9 @@ def _report(records: list, folders: list, names: list[str], ref: str,
     from rich.console import Console
 
     console = Console()
-    for rich_table in rep.terminal_tables(table, ref_table):
-        console.print(rich_table)
+    if not quiet:
+        for rich_table in rep.terminal_tables(table, ref_table):
+            console.print(rich_table)
     if out is None:
         return
     import pandas as pd

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from strait_sim.atomic import atomic_file, atomic_path
-from strait_sim.plotting import bounded_interval, log_axis
+from strait_sim.plotting import bounded_interval, clamp_ylim, log_axis
 
 CLASSES = ("high", "low")
 SHORT = {"high": "hp", "low": "lp"}
@@ -298,7 +298,7 @@ def plot_violation_vs_load(table: pd.DataFrame, path: Path) -> None:
                         yerr=np.vstack([np.clip(mean - lo, 0, None),
                                         np.clip(hi - mean, 0, None)]),
                         marker="o", capsize=3, label=f"{policy} (n={seeds} seeds)")
-        ax.set_ylim(-2, 102)
+        clamp_ylim(ax, 0.0, 100.0)
         ax.set_title(f"{cls}-priority requests")
         ax.set_xlabel("offered load (share of solo capacity)")
         ax.set_ylabel("deadline violations (%)")

@@ -15,10 +15,10 @@ def _ms(v: float | None) -> str:
 def summary_table(summary: dict, title: str | None = None) -> Table:
     table = Table(title=title or f"{summary.get('policy', '?')} on "
                   f"{summary.get('profile', {}).get('name', '?')} (seed {summary.get('seed')})")
-    table.caption = ("n requests; on time / late / dropped / rejected counts; "
-                     "violated = not on time; latency percentiles in ms")
-    for col in ("class", "n", "on time", "late", "drop", "rej", "violated",
-                "p50", "p95", "p99"):
+    table.caption = ("n = requests; on time / late / dropped / rejected: counts; "
+                     "violated = not on time; latency percentiles of served requests")
+    for col in ("class", "n", "on time", "late", "drop", "rej", "violated %",
+                "p50 ms", "p95 ms", "p99 ms"):
         table.add_column(col, justify="right" if col != "class" else "left",
                          min_width=len(col))
     rows = [(name, summary["by_class"][name]) for name in ("high", "low")]

@@ -15,12 +15,10 @@ def register(app: typer.Typer) -> None:
                                       "folder."),
         html: Path | None = typer.Option(None, "--html", help="Where to write the page "
                                          "[default: DIR/report.html]."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
     ) -> None:
         """Write one self-contained HTML page (tables, figures, the producing command and
         the profile's provenance) for a run, a comparison or a validation."""
         from strait_sim.html_report import write_html_report
 
         path = write_html_report(folder, html)
-        if not quiet:
-            typer.echo(f"report: {path}")
+        typer.echo(f"report: {path}")

@@ -37,7 +37,9 @@ def register(app: typer.Typer) -> None:
         no_pcie: bool = typer.Option(False, "--no-pcie", help="Make copies free."),
         trace_out: Path | None = typer.Option(
             None, "--trace-out", help="Chrome/Perfetto trace of the timeline (JSON)."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No table, no progress bar."),
+        quiet: bool = typer.Option(False, "--quiet", "-q",
+                                   help="No progress bar, no tables: only the line saying "
+                                   "what was written, and errors."),
         live: bool = typer.Option(False, "--live", help="Run on the real device instead of "
                                   "simulating (with --gpu N or --cpu)."),
         gpu: int | None = typer.Option(None, "--gpu", help="Live: CUDA device index."),
@@ -105,7 +107,7 @@ def register(app: typer.Typer) -> None:
             result.write_trace(trace_out)
         if not quiet:
             print_summary(result.summary)
-            if out is not None:
-                typer.echo(f"results: {out}/requests.parquet, {out}/summary.json")
+        if out is not None:
+            typer.echo(f"results: {out}/requests.parquet, {out}/summary.json")
         if result.summary.get("executor", {}).get("interrupted"):
             raise typer.Exit(130)  # Ctrl-C: results so far are written, but say so

@@ -45,7 +45,9 @@ def run(
                                "instead of reusing them."),
     out: Path | None = typer.Option(None, "--out", help="Sweep folder (default: the experiment "
                                     "file's out setting)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q",
+                                help="No progress bar, no tables: only the line saying "
+                                "what was written, and errors."),
 ) -> None:
     """Run every point of an experiment's grid; finished points are reused."""
     from strait_sim.sweep.experiment_file import load_experiment
@@ -79,7 +81,9 @@ def report(
     folder: Path = typer.Argument(..., help="A sweep folder (holds results.parquet)."),
     metric: list[str] | None = typer.Option(None, "--metric", "-m", help="Metric to report "
                                              "(repeatable; default: the experiment's)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Write files, print no table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q",
+                                help="No progress bar, no tables: only the line saying "
+                                "what was written, and errors."),
 ) -> None:
     """Tables and plots (mean over seeds with 95% CI) into DIR/report/."""
     from strait_sim.sweep.report import write_report
@@ -97,20 +101,25 @@ def _print_report(rep) -> None:  # type: ignore[no-untyped-def]
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="mean over seeds ± 95% CI")
+    from strait_sim.sweep.report import metric_info, short_header
+
+    table = Table(title="mean over seeds (95% bootstrap interval, within the possible "
+                  "range)")
     cols = [c for c in ([rep.x] if rep.x else []) + rep.series + ["class", "seeds"]]
     for c in cols:
         table.add_column(c)
     for m in rep.metrics:
-        table.add_column(m, justify="right")
+        table.add_column(short_header(m), justify="right")
     shown = rep.table.head(MAX_ROWS)
     for _, row in shown.iterrows():
         cells = [str(row[c]) for c in cols]
         for m in rep.metrics:
-            mean, ci = row[f"{m}_mean"], row[f"{m}_ci95"]
-            text = "-" if math.isnan(mean) else f"{mean:.4g}"
-            if not math.isnan(ci):
-                text += f" ± {ci:.2g}"
+            scale = metric_info(m)[1]
+            mean, lo, hi = (row[f"{m}_mean"], row.get(f"{m}_lo", math.nan),
+                            row.get(f"{m}_hi", math.nan))
+            text = "-" if math.isnan(mean) else f"{scale * mean:.3g}"
+            if not (math.isnan(lo) or math.isnan(hi)) and hi > lo:
+                text += f" ({scale * lo:.3g}–{scale * hi:.3g})"
             cells.append(text)
         table.add_row(*cells)
     Console().print(table)

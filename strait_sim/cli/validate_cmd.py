@@ -50,7 +50,9 @@ def register(app: typer.Typer) -> None:
         busy_threshold: float | None = typer.Option(
             None, "--busy-threshold", help="Busy above this (CPU: load per core, default "
             "0.5; GPU: utilisation fraction, default 0.1)."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No tables."),
+        quiet: bool = typer.Option(False, "--quiet", "-q",
+                                   help="No progress bar, no tables: only the line saying "
+                                   "what was written, and errors."),
         workload_opts: dict = None,  # filled by @workload_options
     ) -> None:
         """Compare a live run with its simulation: latency percentiles, violations, KS, TOST."""
@@ -68,7 +70,7 @@ def register(app: typer.Typer) -> None:
             result = rerender(report, margin=margin, alpha=alpha)
             if not quiet:
                 _print(result)
-                typer.echo(f"report: {report}/report.md")
+            typer.echo(f"report: {report}/report.md")
             return
         if not live:
             raise UserError("validate needs --live (with --gpu N or --cpu) to run a "
@@ -105,7 +107,7 @@ def _run_validation(*, live_kind: str, gpu: int | None, policy: str, params: lis
                           **{k: v for k, v in (workload_opts or {}).items() if v is not None})
     if not quiet:
         _print(report)
-        typer.echo(f"report: {out}/report.md")
+    typer.echo(f"report: {out}/report.md")
 
 
 def _command_line(ctx: typer.Context) -> str:
@@ -115,29 +117,43 @@ def _command_line(ctx: typer.Context) -> str:
 
 
 def _print(report: dict) -> None:
+    """Two tables, each readable at 80 columns: latency, then deadline violations."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
-
-    table = Table(title=f"{report['setup']['policy']}: live vs simulated "
-                  f"({report['setup']['device']})")
-    for col in ("class", "p50 live", "p50 sim", "p99 live", "p99 sim", "viol. live",
-                "viol. sim", "diff pp", "KS p", "TOST"):
-        table.add_column(col, justify="left" if col == "class" else "right")
 
     def ms(v):
         return "-" if v is None else f"{v:.2f}"
 
     def pct(v):
-        return "-" if v is None else f"{100 * v:.1f}%"
+        return "-" if v is None else f"{100 * v:.1f}"
 
+    title = (f"{report['setup']['policy']}: live vs simulated "
+             f"({report['setup']['device']})")
+    lat = Table(title=f"{title}: latency of completed requests", box=box.SIMPLE_HEAD,
+                title_justify="left", caption_justify="left",
+                caption="KS p: two-sample Kolmogorov-Smirnov p-value; TOST: equivalence "
+                f"of the means within ±{100 * report.get('margin', 0.1):g}% of the "
+                "simulated mean")
+    for col in ("class", "p50 live ms", "p50 sim ms", "p99 live ms", "p99 sim ms",
+                "KS p", "TOST"):
+        lat.add_column(col, justify="left" if col in ("class", "TOST") else "right")
+    viol = Table(title=f"{title}: deadline violations", box=box.SIMPLE_HEAD,
+                 title_justify="left", caption_justify="left",
+                 caption="sim − live in percentage points: positive means the simulator "
+                 "predicts more violations than the device had")
+    for col in ("class", "violated live %", "violated sim %", "sim − live pp"):
+        viol.add_column(col, justify="left" if col == "class" else "right")
     for cls, c in report["classes"].items():
-        lat, v, k, t = c["latency"], c["violation"], c["ks"], c["tost"]
-        table.add_row(cls, ms(lat["p50"]["live_ms"]), ms(lat["p50"]["sim_ms"]),
-                      ms(lat["p99"]["live_ms"]), ms(lat["p99"]["sim_ms"]), pct(v["live"]),
-                      pct(v["sim"]), "-" if v["diff_pp"] is None else f"{v['diff_pp']:+.1f}",
-                      "-" if k["pvalue"] is None else f"{k['pvalue']:.3g}",
-                      {True: "equivalent", False: "not equiv.", None: "-"}[t.get("equivalent")])
+        lt, v, k, t = c["latency"], c["violation"], c["ks"], c["tost"]
+        lat.add_row(cls, ms(lt["p50"]["live_ms"]), ms(lt["p50"]["sim_ms"]),
+                    ms(lt["p99"]["live_ms"]), ms(lt["p99"]["sim_ms"]),
+                    "-" if k["pvalue"] is None else f"{k['pvalue']:.3g}",
+                    {True: "equivalent", False: "not equiv.", None: "-"}[t.get("equivalent")])
+        viol.add_row(cls, pct(v["live"]), pct(v["sim"]),
+                     "-" if v["diff_pp"] is None else f"{v['diff_pp']:+.1f}")
     console = Console()
-    console.print(table)
+    console.print(lat)
+    console.print(viol)
     for w in report["setup"].get("warnings", []):
         console.print(f"warning: {w}")

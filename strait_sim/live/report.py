@@ -283,9 +283,12 @@ def cdf_png(live: np.ndarray, sim: np.ndarray, title: str) -> bytes:
             xs = np.sort(values)
             ax.step(xs, np.arange(1, len(xs) + 1) / len(xs), style, where="post",
                     label=f"{label} (n={len(xs)})")
-    ax.set_xscale("log")
-    ax.set_xlabel("latency (ms, arrival to end of D2H)")
-    ax.set_ylabel("fraction of completed requests")
+    from strait_sim.plotting import log_axis
+
+    log_axis(ax, "x")
+    ax.set_xlabel("latency, arrival to end of D2H (ms, log scale)")
+    ax.set_ylabel("share of completed requests")
+    ax.set_ylim(0, 1.02)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")

@@ -1,9 +1,12 @@
 """``strait-sim sweep report DIR``: tables and plots from a finished sweep folder.
 
 The unit of replication is the seed: for every setting (the grid's varied parameters other
-than ``seed``) and class, each metric's mean over seeds is shown with a 95% confidence
-interval from Student's t distribution (n - 1 degrees of freedom; no interval with one
-seed). The x axis of the plots is ``load`` when the grid varies it (else ``rate``,
+than ``seed``) and class, each metric's mean over seeds is shown with a 95% interval.
+``summary.csv`` keeps the Student's t half-width (``_ci95``, n - 1 degrees of freedom) and
+adds a percentile-bootstrap interval clipped to the metric's possible range (``_lo``,
+``_hi``): with two seeds a t interval of a violation rate can reach -80%, which no plot or
+table shows. Plots use the bounded interval, say n, and label axes with units; rates are
+percentages. The x axis of the plots is ``load`` when the grid varies it (else ``rate``,
 ``hp_fraction``, ``slo``, the first numeric varied parameter, or the policy itself); each
 line is a policy (and any other varied parameter).
 """
@@ -20,12 +23,47 @@ import pandas as pd
 
 from strait_sim.atomic import atomic_dir
 from strait_sim.errors import UserError
+from strait_sim.plotting import bounded_interval, clamp_ylim
 from strait_sim.sweep.experiment_file import CLASS_METRICS, DEFAULT_METRICS
 from strait_sim.sweep.table import RESULTS_FILE
 
 MANIFEST = "sweep.json"
 REPORT_DIR = "report"
 X_PREFERENCE = ("load", "rate", "hp_fraction", "slo")
+
+# metric -> (axis label with unit, scale for display, lower bound, upper bound)
+METRIC_INFO: dict[str, tuple[str, float, float | None, float | None]] = {
+    "violation_rate": ("deadline violations (%)", 100.0, 0.0, 1.0),
+    "p50_ms": ("p50 latency (ms)", 1.0, 0.0, None),
+    "p90_ms": ("p90 latency (ms)", 1.0, 0.0, None),
+    "p95_ms": ("p95 latency (ms)", 1.0, 0.0, None),
+    "p99_ms": ("p99 latency (ms)", 1.0, 0.0, None),
+    "mean_ms": ("mean latency (ms)", 1.0, 0.0, None),
+    "goodput_rps": ("goodput (requests/s on time)", 1.0, 0.0, None),
+    "jain_fairness": ("Jain fairness index (0-1)", 1.0, 0.0, 1.0),
+    "gpu_busy_fraction": ("device busy (%)", 100.0, 0.0, 1.0),
+}
+AXIS_LABEL = {"load": "offered load (share of solo capacity)", "rate": "arrival rate (req/s)",
+              "hp_fraction": "share of high-priority requests", "slo": "deadline (× solo latency)",
+              "policy": "policy"}
+
+
+SHORT_HEADER = {"violation_rate": "violated %", "goodput_rps": "goodput req/s",
+                "gpu_busy_fraction": "busy %", "jain_fairness": "Jain (0-1)"}
+
+
+def short_header(metric: str) -> str:
+    """A column header for the terminal: short, with its unit."""
+    if metric in SHORT_HEADER:
+        return SHORT_HEADER[metric]
+    if metric.endswith("_ms"):
+        return f"{metric[:-3]} ms"
+    return metric.replace("_", " ")
+
+
+def metric_info(metric: str) -> tuple[str, float, float | None, float | None]:
+    """Label, display scale and range of a metric (counts: requests, 0 and up)."""
+    return METRIC_INFO.get(metric, (f"{metric.replace('_', ' ')} (requests)", 1.0, 0.0, None))
 
 
 @dataclass
@@ -95,6 +133,8 @@ def summarize_sweep(df: pd.DataFrame, manifest: dict, metrics: list[str] | None 
             vals = part[m].dropna().to_numpy(dtype=float)
             row[f"{m}_mean"] = float(vals.mean()) if len(vals) else math.nan
             row[f"{m}_ci95"] = ci95(vals)
+            _label, _scale, lo, hi = metric_info(m)
+            _, row[f"{m}_lo"], row[f"{m}_hi"], _n = bounded_interval(vals, lo=lo, hi=hi)
         rows.append(row)
     return Report(pd.DataFrame(rows), x, series, metrics, failed)
 
@@ -118,21 +158,29 @@ def plot_metric(report: Report, metric: str, target: Path) -> None:
         part = table[table["class"] == cls]
         labels = part.apply(lambda r: series_label(r, report.series), axis=1) \
             if len(part) else pd.Series(dtype=str)
+        label_text, scale, lo, hi = metric_info(metric)
         for label in sorted(set(labels)):
             line = part[labels == label].sort_values(report.x)
-            ys = line[f"{metric}_mean"].to_numpy(dtype=float)
-            err = np.nan_to_num(line[f"{metric}_ci95"].to_numpy(dtype=float))
+            ys = line[f"{metric}_mean"].to_numpy(dtype=float) * scale
+            low = line[f"{metric}_lo"].to_numpy(dtype=float) * scale
+            high = line[f"{metric}_hi"].to_numpy(dtype=float) * scale
+            err = np.vstack([np.nan_to_num(np.clip(ys - low, 0, None)),
+                             np.nan_to_num(np.clip(high - ys, 0, None))])
             xs = line[report.x].to_numpy()
             numeric = pd.api.types.is_numeric_dtype(line[report.x])
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label,
+            seeds = int(line["seeds"].min()) if len(line) else 0
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3,
+                        label=f"{label} (n={seeds} seeds)",
                         linestyle="-" if numeric else "none")  # no lines between categories
         ax.set_title({"high": "high priority", "low": "low priority"}.get(cls, cls))
-        ax.set_xlabel(report.x)
-        ax.set_ylabel(metric)
+        ax.set_xlabel(AXIS_LABEL.get(report.x, report.x))
+        ax.set_ylabel(label_text)
+        clamp_ylim(ax, None if lo is None else lo * scale, None if hi is None else hi * scale)
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend(fontsize="small")
-    fig.suptitle(f"{metric} vs {report.x} (mean over seeds, 95% CI)")
+    fig.suptitle(f"{metric_info(metric)[0]} vs {AXIS_LABEL.get(report.x, report.x)}\n"
+                 "mean over seeds, 95% bootstrap interval within the possible range")
     fig.tight_layout()
     fig.savefig(target, dpi=110)
     plt.close(fig)
