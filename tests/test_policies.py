@@ -86,10 +86,10 @@ def _cli(args: list[str], capsys) -> tuple[int, str, str]:
     return code, cap.out, cap.err
 
 
-def test_policies_command_lists_one_line_each(capsys):
+def test_policies_command_lists_each_once(capsys):
     code, out, _ = _cli(["policies"], capsys)
     assert code == 0
-    lines = [ln for ln in out.splitlines() if ln.strip()]
+    lines = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith(" ")]
     names = [ln.split()[0] for ln in lines]
     assert set(names) >= EXPECTED
     assert len(names) == len(set(names))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -14,10 +15,12 @@ def _ms(v: float | None) -> str:
 
 def summary_table(summary: dict, title: str | None = None) -> Table:
     table = Table(title=title or f"{summary.get('policy', '?')} on "
-                  f"{summary.get('profile', {}).get('name', '?')} (seed {summary.get('seed')})")
+                  f"{summary.get('profile', {}).get('name', '?')} (seed {summary.get('seed')})",
+                  box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False,
+                  caption_justify="left")
     table.caption = ("n = requests; on time / late / dropped / rejected: counts; "
-                     "violated = not on time; latency percentiles of served requests")
-    for col in ("class", "n", "on time", "late", "drop", "rej", "violated %",
+                     "viol. = violated, not on time; latency percentiles of served requests")
+    for col in ("class", "n", "on time", "late", "drop", "rej", "viol. %",
                 "p50 ms", "p95 ms", "p99 ms"):
         table.add_column(col, justify="right" if col != "class" else "left",
                          min_width=len(col))
@@ -27,7 +30,7 @@ def summary_table(summary: dict, title: str | None = None) -> Table:
         vr = c.get("violation_rate")
         table.add_row(name, str(c["count"]), str(c["on_time"]), str(c["late"]),
                       str(c["dropped"]), str(c["rejected"]),
-                      "-" if vr is None else f"{100 * vr:.1f}%",
+                      "-" if vr is None else f"{100 * vr:.1f}",
                       _ms(c["p50_ms"]), _ms(c["p95_ms"]), _ms(c["p99_ms"]))
     return table
 
