@@ -58,7 +58,7 @@ def test_param_is_accepted_everywhere_in_both_forms(path, capsys):
 
 
 def test_force_only_means_a_busy_device(capsys):
-    for path in (["compare"], ["sweep", "run"]):
+    for path in (["compare"], ["sweep", "run"], ["plan"]):
         text = help_text(path, capsys)
         assert "--force" not in text and "--rerun" in text, path
     for path in (["run"], ["validate"]):

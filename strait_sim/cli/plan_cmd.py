@@ -53,7 +53,8 @@ def register(app: typer.Typer) -> None:
                                              help="Dask scheduler address (with dask)."),
         out: Path | None = typer.Option(None, "--out", help="Keep every simulation (resumable) "
                                         "and write the report files into this folder."),
-        force: bool = typer.Option(False, "--force", help="Rerun simulations already in --out."),
+        force: bool = typer.Option(False, "--rerun", help="Rerun simulations already in "
+                                   "--out instead of reusing them."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-round lines."),
         workload_opts: dict = None,  # filled by @workload_options
     ) -> None:
