@@ -204,6 +204,8 @@ class Comparison:
     folders: list[Path | None] = field(repr=False, default_factory=list)
     keys: list[tuple] = field(repr=False, default_factory=list)
     swept: bool = False
+    out: Path | None = None  # where the tables, plots and runs were written
+    written: list[str] = field(repr=False, default_factory=list)
 
 
 def parse_policy_params(items: Sequence[str], policies: Sequence[str]) -> dict[str, dict]:
@@ -222,12 +224,15 @@ def compare(policies: Sequence[str] | str, profile: str | Path | None = None, *,
             reference: str | None = None, gpus: int = 1, slots: int = 2,
             max_batch: int = 8, interference: bool = True, pcie: bool = True,
             out: str | Path | None = None, workers: int = 1, rerun: bool = False,
-            progress: bool = False, **workload_keywords: Any) -> Comparison:
+            progress: bool = False, command: str | None = None,
+            **workload_keywords: Any) -> Comparison:
     """Compare policies on identical workloads over seeds (and loads).
 
     ``params`` maps a policy name to its parameters (``{"strait": {"hp_risk": 0.02}}``).
     With ``out`` every run's folder is kept and reused by a later identical call unless
-    ``rerun``. Workload keywords are the CLI's (``rate=30, duration=5``).
+    ``rerun``, and the tables (CSV, Markdown) and plots are written there, as
+    ``strait-sim compare --out`` writes them (``report(out)`` makes the HTML page).
+    Workload keywords are the CLI's (``rate=30, duration=5``).
 
     >>> c = compare(["fifo", "priority"], "synthetic-tiny", seeds=2, rate=40, duration=1)
     >>> list(c.table["policy"])
@@ -292,12 +297,18 @@ def compare(policies: Sequence[str] | str, profile: str | Path | None = None, *,
     records = [(*k, o.summary) for k, o in zip(keys, outcomes, strict=True)]
     runs = rep.runs_frame(records)
     labels = load_list if loads is not None else [wl.get("load")]
-    return Comparison(policies=names, reference=ref, loads=labels, runs=runs,
-                      table=rep.comparison_table(runs, names),
-                      reference_table=rep.reference_table(runs, ref, names),
-                      summaries=[o.summary for o in outcomes],
-                      folders=[o.folder for o in outcomes], keys=keys,
-                      swept=loads is not None)
+    result = Comparison(policies=names, reference=ref, loads=labels, runs=runs,
+                        table=rep.comparison_table(runs, names),
+                        reference_table=rep.reference_table(runs, ref, names),
+                        summaries=[o.summary for o in outcomes],
+                        folders=[o.folder for o in outcomes], keys=keys,
+                        swept=loads is not None,
+                        out=None if out is None else Path(out))
+    if out is not None:
+        result.written = rep.write_comparison(Path(out), result, command or _python_call(
+            "compare", policies=names, profile=profile, loads=loads, seeds=seeds, seed=seed,
+            **workload_keywords))
+    return result
 
 
 def validate(policy: str = "strait", device: str | int = "cpu", *, out: str | Path,

@@ -105,3 +105,16 @@ def test_plain_param_when_one_policy_runs():
         {"strait": {"hp_risk": 0.02}}
     with pytest.raises(UserError, match="POLICY.NAME=VALUE"):
         api.parse_policy_params(["hp_risk=0.02"], ["strait", "fifo"])
+
+
+def test_compare_from_python_writes_what_the_cli_writes(tmp_path):
+    out = tmp_path / "cmp"
+    c = api.compare(["fifo", "priority"], "synthetic-tiny", seeds=2, loads=[0.5, 1.0],
+                    duration=1, out=out)
+    assert c.out == out and "comparison.csv" in c.written
+    for name in ("runs.csv", "comparison.csv", "reference.csv", "comparison.md",
+                 "violation_vs_load.png", "latency_cdf_load0.5.png", "command.txt"):
+        assert (out / name).is_file(), name
+    assert (out / "command.txt").read_text().startswith("strait_sim.compare(policies=")
+    page = api.report(out).read_text()
+    assert "strait_sim.compare(policies=" in page and 'id="reference"' in page

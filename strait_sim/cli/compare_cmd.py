@@ -103,6 +103,7 @@ def register(app: typer.Typer) -> None:
         intervals over seeds, latency percentiles, goodput, drops, busy time, fairness."""
         from strait_sim import api
         from strait_sim.atomic import check_writable_parent
+        from strait_sim.cli.command_line import command_line
 
         names = list(dict.fromkeys(parse_list(policies, "--policies")))
         params = api.parse_policy_params(param, names) if param else {}
@@ -113,70 +114,22 @@ def register(app: typer.Typer) -> None:
                              reference=reference, gpus=gpus, slots=slots,
                              max_batch=max_batch, interference=not no_interference,
                              pcie=not no_pcie, out=out, workers=workers, rerun=rerun,
-                             progress=not quiet,
+                             progress=not quiet, command=command_line(ctx),
                              **{k: v for k, v in (workload_opts or {}).items()
                                 if v is not None})
-        records = [(*k, s) for k, s in zip(result.keys, result.summaries, strict=True)]
-        _report(records, result.folders, names, result.reference, result.loads, out,
-                sweep=result.swept, quiet=quiet)
-        if out is not None:
-            from strait_sim.cli.command_line import command_line
-            from strait_sim.html_report import COMMAND_FILE
-
-            rep_write_text(command_line(ctx) + "\n", out / COMMAND_FILE)
+        _report(result, quiet=quiet)
 
 
-def rep_write_text(text: str, path: Path) -> None:
-    from strait_sim.cli.compare_report import write_text
-
-    write_text(text, path)
-
-
-def _report(records: list, folders: list, names: list[str], ref: str,
-            load_list: list, out: Path | None, *, sweep: bool, quiet: bool = False) -> None:
-    from strait_sim.cli import compare_report as rep
-
-    runs = rep.runs_frame(records)
-    table = rep.comparison_table(runs, names)
-    ref_table = rep.reference_table(runs, ref, names)
-    text = rep.comparison_markdown(table)
-    ref_text = rep.reference_markdown(ref_table)
+def _report(result, *, quiet: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Print the tables (unless quiet) and the line saying what was written."""
     from rich.console import Console
 
-    console = Console()
-    if not quiet:
-        for rich_table in rep.terminal_tables(table, ref_table):
-            console.print(rich_table)
-    if out is None:
-        return
-    import pandas as pd
+    from strait_sim.cli import compare_report as rep
 
-    out.mkdir(parents=True, exist_ok=True)
-    runs = runs.assign(folder=[str(f) if f is not None else None for f in folders])
-    rep.write_csv(runs, out / "runs.csv")
-    rep.write_csv(table, out / "comparison.csv")
-    rep.write_csv(ref_table, out / "reference.csv")
-    rep.write_text("# strait-sim compare\n\n" + text +
-                   (f"\n## {ref} against each policy (percentage points, paired over "
-                    f"seeds)\n\n" + ref_text if ref_text else ""),
-                   out / "comparison.md")
-    written = ["runs.csv", "comparison.csv", "reference.csv", "comparison.md"]
-    if sweep:
-        rep.plot_violation_vs_load(table, out / "violation_vs_load.png")
-        written.append("violation_vs_load.png")
-    for load in load_list:
-        lat: dict = {}
-        for name in names:
-            parts = [pd.read_parquet(Path(f) / "requests.parquet",
-                                     columns=["priority", "status", "arrival_s", "finish_s"])
-                     for (ld, pol, _s, _sum), f in zip(records, folders, strict=True)
-                     if pol == name and ld == load and f is not None
-                     and (Path(f) / "requests.parquet").is_file()]
-            if parts:
-                lat[name] = rep.completed_latencies(pd.concat(parts, ignore_index=True))
-        if lat:
-            fname = "latency_cdf.png" if not sweep else f"latency_cdf_load{load:g}.png"
-            title = "all seeds pooled" + ("" if load is None else f", load {load:g}")
-            rep.plot_latency_cdfs(lat, out / fname, title)
-            written.append(fname)
-    typer.echo(f"wrote {', '.join(written)} and {len(records)} run folder(s) under {out}")
+    if not quiet:
+        console = Console()
+        for rich_table in rep.terminal_tables(result.table, result.reference_table):
+            console.print(rich_table)
+    if result.out is not None:
+        typer.echo(f"wrote {', '.join(result.written)} and {len(result.summaries)} run "
+                   f"folder(s) under {result.out}")

@@ -278,12 +278,10 @@ def write_text(text: str, path: Path) -> None:
 
 def plot_violation_vs_load(table: pd.DataFrame, path: Path) -> None:
     """Violation rate (%) against offered load, one line per policy, 95% CI error bars."""
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: a notebook keeps its backend
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=False)
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2, sharey=False)
     for ax, cls in zip(axes, CLASSES, strict=True):
         s = SHORT[cls]
         for policy, grp in table.groupby("policy", sort=False):
@@ -308,18 +306,15 @@ def plot_violation_vs_load(table: pd.DataFrame, path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
 
 
 def plot_latency_cdfs(latencies: dict[str, dict[str, np.ndarray]], path: Path,
                       title: str) -> None:
     """Latency CDF per class, one line per policy (completed requests, pooled over seeds)."""
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: a notebook keeps its backend
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     for ax, cls in zip(axes, CLASSES, strict=True):
         for policy, by_cls in latencies.items():
             xs = np.sort(by_cls.get(cls, np.empty(0)))
@@ -337,7 +332,6 @@ def plot_latency_cdfs(latencies: dict[str, dict[str, np.ndarray]], path: Path,
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
 
 
 def completed_latencies(requests: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -347,3 +341,45 @@ def completed_latencies(requests: pd.DataFrame) -> dict[str, np.ndarray]:
     lat = (done["finish_s"] - done["arrival_s"]).to_numpy() * 1e3
     prio = done["priority"].astype(str).to_numpy()
     return {cls: lat[prio == cls] for cls in CLASSES}
+
+
+def write_comparison(out: Path, comparison, command: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """Write the comparison's files into ``out`` (tables as CSV and Markdown, the plots,
+    the producing command); return the names written."""
+    from strait_sim.html_report import COMMAND_FILE
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names, ref = comparison.policies, comparison.reference
+    table, ref_table = comparison.table, comparison.reference_table
+    records = [(*k, s) for k, s in zip(comparison.keys, comparison.summaries, strict=True)]
+    folders = comparison.folders
+    text, ref_text = comparison_markdown(table), reference_markdown(ref_table)
+    runs = comparison.runs.assign(folder=[str(f) if f is not None else None for f in folders])
+    write_csv(runs, out / "runs.csv")
+    write_csv(table, out / "comparison.csv")
+    write_csv(ref_table, out / "reference.csv")
+    write_text("# strait-sim compare\n\n" + text +
+               (f"\n## {ref} against each policy (percentage points, paired over "
+                f"seeds)\n\n" + ref_text if ref_text else ""), out / "comparison.md")
+    write_text(command + "\n", out / COMMAND_FILE)
+    written = ["runs.csv", "comparison.csv", "reference.csv", "comparison.md", COMMAND_FILE]
+    if comparison.swept:
+        plot_violation_vs_load(table, out / "violation_vs_load.png")
+        written.append("violation_vs_load.png")
+    for load in comparison.loads:
+        lat: dict = {}
+        for name in names:
+            parts = [pd.read_parquet(Path(f) / "requests.parquet",
+                                     columns=["priority", "status", "arrival_s", "finish_s"])
+                     for (ld, pol, _s, _sum), f in zip(records, folders, strict=True)
+                     if pol == name and ld == load and f is not None
+                     and (Path(f) / "requests.parquet").is_file()]
+            if parts:
+                lat[name] = completed_latencies(pd.concat(parts, ignore_index=True))
+        if lat:
+            fname = "latency_cdf.png" if not comparison.swept else f"latency_cdf_load{load:g}.png"
+            title = "all seeds pooled" + ("" if load is None else f", load {load:g}")
+            plot_latency_cdfs(lat, out / fname, title)
+            written.append(fname)
+    return written
