@@ -55,7 +55,9 @@ def register(app: typer.Typer) -> None:
                                         "and write the report files into this folder."),
         force: bool = typer.Option(False, "--rerun", help="Rerun simulations already in "
                                    "--out instead of reusing them."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-round lines."),
+        quiet: bool = typer.Option(False, "--quiet", "-q",
+                                   help="No progress bar, no tables: only the line saying "
+                                   "what was written, and errors."),
         workload_opts: dict = None,  # filled by @workload_options
     ) -> None:
         """Find the fewest GPUs (cheapest configuration) per policy that meets the targets
@@ -91,7 +93,8 @@ def register(app: typer.Typer) -> None:
                       interference=not no_interference, pcie=not no_pcie, workers=workers,
                       executor=executor, scheduler=scheduler, out=out, force=force,
                       verify_seeds=verify_seeds, log=log)
-        _print(result)
+        if not quiet:  # --quiet: no per-round lines, no tables (one meaning everywhere)
+            _print(result)
         if out is not None:
             from strait_sim.plan.report import write_outputs
 
