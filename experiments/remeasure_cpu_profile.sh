@@ -7,8 +7,9 @@
 # the hand-written fingerprints differ). Simulations on it still work.
 #
 # Run it on the QUIET development machine (nothing else running: the timings are the
-# profile). About 8-9 minutes on the 2-vCPU AMD EPYC VM; it refuses to start when the CPU
-# is busy (the live busy check), unless BUSY_CHECK=0.
+# profile). About 9 minutes on the 2-vCPU AMD EPYC VM (an estimate: the old bundle's
+# 603 s with 90 s less for pairs); it refuses to start when the CPU is busy (the live busy
+# check), unless BUSY_CHECK=0.
 #
 #   experiments/remeasure_cpu_profile.sh
 #
@@ -18,9 +19,11 @@
 #
 # Environment (the defaults are the bundled profile's settings):
 #   TARGET         bundle folder to replace (default strait_sim/profiles/cpu-epyc2-fp32)
-#   MODELS         default: the zoo's DEFAULT_MODELS (the paper's five + MobileNetV2,
-#                  EfficientNet-B0, DenseNet-121)
-#   BATCHES (1,2,4)  REPS (6)  PAIR_REPS (2)  OFFSETS (0,0.5)  PAIR_BUDGET_S (330)
+#   MODELS         default: the models the target bundle lists (the bundled profile's six:
+#                  resnet50, mobilenet_v2, vgg16, densenet121, efficientnet_b0, bert_base,
+#                  now the zoo's definitions), so every doc that names them stays valid;
+#                  the zoo's DEFAULT_MODELS where the target has no models.csv
+#   BATCHES (1,2,4)  REPS (6)  PAIR_REPS (2)  OFFSETS (0,0.25,0.5,0.75)  PAIR_BUDGET_S (450)
 #   TRANSFER_REPS (3)  MAX_TRANSFER_MIB (64)  KERNEL_ROWS (120)  PYTHON (.venv/bin/python)
 #   BUSY_CHECK (1)  NOTE (an extra line for profile.json notes)
 # Tests run it at tiny scale (tests/test_gpu_session.py) with TARGET in a temporary folder.
@@ -29,12 +32,17 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-.venv/bin/python}
 TARGET=${TARGET:-strait_sim/profiles/cpu-epyc2-fp32}
-MODELS=${MODELS:-$("$PY" -c 'from strait_sim.profiler.zoo import DEFAULT_MODELS as m; print(",".join(m))')}
+MODELS=${MODELS:-$("$PY" -c '
+import sys, pathlib, pandas as pd
+from strait_sim.profiler.zoo import DEFAULT_MODELS
+f = pathlib.Path(sys.argv[1]) / "models.csv"
+print(",".join(pd.read_csv(f)["model"].astype(str)) if f.is_file() else ",".join(DEFAULT_MODELS))
+' "$TARGET")}
 BATCHES=${BATCHES:-1,2,4}
 REPS=${REPS:-6}
 PAIR_REPS=${PAIR_REPS:-2}
-OFFSETS=${OFFSETS:-0,0.5}
-PAIR_BUDGET_S=${PAIR_BUDGET_S:-330}
+OFFSETS=${OFFSETS:-0,0.25,0.5,0.75}
+PAIR_BUDGET_S=${PAIR_BUDGET_S:-450}
 TRANSFER_REPS=${TRANSFER_REPS:-3}
 MAX_TRANSFER_MIB=${MAX_TRANSFER_MIB:-64}
 KERNEL_ROWS=${KERNEL_ROWS:-120}

@@ -150,7 +150,9 @@ def test_link_sharing_tells_fair_share_from_serialization() -> None:
 @pytest.mark.slow
 def test_remeasure_script_at_tiny_scale(tmp_path: Path) -> None:
     target = tmp_path / "cpu-tiny"
-    env = {**os.environ, "TARGET": str(target), "MODELS": "tiny_mlp,tiny_cnn", "BATCHES": "1",
+    target.mkdir()  # by default it re-measures the models the target lists
+    (target / "models.csv").write_text("model,params\ntiny_mlp,1\ntiny_cnn,1\n")
+    env = {**os.environ, "TARGET": str(target), "BATCHES": "1",
            "REPS": "2", "PAIR_REPS": "1", "PAIR_BUDGET_S": "2", "TRANSFER_REPS": "1",
            "MAX_TRANSFER_MIB": "0.0625", "KERNEL_ROWS": "5", "BUSY_CHECK": "0",
            "PYTHON": sys.executable, "TMPDIR": str(tmp_path)}
@@ -161,5 +163,6 @@ def test_remeasure_script_at_tiny_scale(tmp_path: Path) -> None:
 
     bundle = read_bundle_dir(target)
     assert set(bundle.model_names) == {"tiny_mlp", "tiny_cnn"}
+    assert bundle.models["params"].gt(1).all()  # replaced by the measurement
     assert "remeasure_cpu_profile.sh" in bundle.meta["notes"]
     assert not list(tmp_path.glob("remeasure-cpu.*"))  # the scratch folder is removed

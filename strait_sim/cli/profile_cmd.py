@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         gpu: int | None = typer.Option(None, "--gpu", help="Profile CUDA GPU N."),
         cpu: bool = typer.Option(False, "--cpu", help="Profile the CPU (torch-cpu)."),
         models: str | None = typer.Option(
-            None, help="Comma-separated models (default: the six zoo models)."),
+            None, help="Comma-separated models (default: the zoo's eight default models)."),
         batches: str | None = typer.Option(
             None, help=f"Batch sizes (default GPU {GPU_DEFAULT_BATCHES}, CPU "
                        f"{CPU_DEFAULT_BATCHES})."),
