@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import requires_gpu
 
 from strait_sim.profiler import gpu_session
 from strait_sim.profiler.transfer_sharing import link_sharing
@@ -166,3 +167,38 @@ def test_remeasure_script_at_tiny_scale(tmp_path: Path) -> None:
     assert bundle.models["params"].gt(1).all()  # replaced by the measurement
     assert "remeasure_cpu_profile.sh" in bundle.meta["notes"]
     assert not list(tmp_path.glob("remeasure-cpu.*"))  # the scratch folder is removed
+
+
+@pytest.mark.gpu
+@requires_gpu
+def test_device_report_reads_copy_engines_and_mps_on_a_gpu(tmp_path: Path) -> None:
+    """Never run yet (no GPU in the development sessions)."""
+    from strait_sim.profiler.device_report import main
+
+    assert main(["--gpu", "0", "--models", "vgg19,densenet121", "--out",
+                 str(tmp_path / "d.json")]) == 0
+    doc = json.loads((tmp_path / "d.json").read_text())
+    engines = doc["device"]["copy_engines"]
+    if engines.get("source"):  # cuda-bindings installed
+        assert isinstance(engines.get("async_engine_count"), int), engines
+    assert isinstance(doc["device"]["mps"]["active"], bool)
+    cross = doc["zoo_vs_torchvision"]
+    if cross.get("available"):
+        for row in cross["models"].values():
+            assert row["params_equal"] and row["output_rel_error"] < 1e-4, row
+
+
+@pytest.mark.gpu
+@requires_gpu
+@pytest.mark.parametrize("name", ["resnet50", "vit_b16", "roberta_base"])
+def test_paper_models_capture_as_cuda_graphs(name: str) -> None:
+    """Never run yet (no GPU in the development sessions)."""
+    from strait_sim.profiler.backends import make_backend
+
+    backend = make_backend("torch-cuda", device=0, models=[name], streams=1)
+    try:
+        backend.prepare(name, 2)
+        assert backend.eager_fallbacks == {}  # type: ignore[attr-defined]
+        assert backend.submit(name, 2, 0).result(timeout=120).compute_ms > 0
+    finally:
+        backend.close()
