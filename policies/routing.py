@@ -35,7 +35,7 @@ class RouterContext:
 
 
 class ClusterView(Protocol):
-    nodes: int
+    loads: list[int]  # per node: requests routed there that have not ended (read only)
 
     def load(self, node: int) -> int:
         """Requests routed to ``node`` that have not ended."""
@@ -83,17 +83,13 @@ class LeastLoaded(Router):
         self._last = -1
 
     def route(self, request: Request, view: ClusterView) -> int:
-        n = self.ctx.nodes
-        start = (self._last + 1) % n
-        best, best_load = start, view.load(start)
-        if best_load:
-            for k in range(1, n):
-                node = (start + k) % n
-                load = view.load(node)
-                if load < best_load:
-                    best, best_load = node, load
-                    if not load:
-                        break
+        loads = view.loads
+        least = min(loads)  # C-level scans: a few microseconds at 1,000 nodes
+        start = self._last + 1
+        try:
+            best = loads.index(least, start)
+        except ValueError:
+            best = loads.index(least)
         self._last = best
         return best
 
@@ -116,7 +112,8 @@ class TwoChoices(Router):
         if len(self._draws) < 2:
             self._draws = self._rng.integers(0, self.ctx.nodes, 8192).tolist()
         a, b = self._draws.pop(), self._draws.pop()
-        return a if view.load(a) <= view.load(b) else b
+        loads = view.loads
+        return a if loads[a] <= loads[b] else b
 
 
 ROUTERS: dict[str, type[Router]] = {r.name: r for r in (LeastLoaded, RoundRobin, TwoChoices)}

@@ -80,3 +80,15 @@ def test_two_choices_is_deterministic_and_spreads(synthetic_bundle):
     out, df = _run(synthetic_bundle, "fifo", nodes=8, gpus=1, router="two-choices")
     counts = np.array(out.extra["requests_per_node"])
     assert counts.min() > 0.5 * counts.mean()
+
+
+def test_node_loads_return_to_zero_when_every_request_ended(synthetic_bundle):
+    from strait_sim.engine.simulator import make_sim_driver
+
+    wl = build_workload({"load": 1.2, "duration": 2.0, "hp_fraction": 0.3}, synthetic_bundle,
+                        gpus=4, max_batch=4)
+    driver = make_sim_driver(synthetic_bundle, wl, make_policy("clockwork"),
+                             SimConfig(gpus=1, nodes=4, slots=2, max_batch=4, seed=3))
+    out = driver.run()
+    assert driver.loads == [0, 0, 0, 0]
+    assert sum(out.extra["requests_per_node"]) == out.records.count

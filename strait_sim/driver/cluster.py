@@ -54,11 +54,12 @@ class ClusterDriver:
                              policy if k == 0 else copy.deepcopy(policy), config, mode=mode,
                              cluster=self, node=k) for k in range(config.nodes)]
         self.routed = [0] * config.nodes
+        self.loads = [0] * config.nodes  # routed and not ended, per node (kept by the nodes)
         self.policy = policy
 
     # -- what the router sees --------------------------------------------------------------
     def load(self, node: int) -> int:
-        return self.routed[node] - self.nodes[node].ended
+        return self.loads[node]
 
     def free_slots(self, node: int) -> int:
         return len(self.nodes[node].free)
@@ -69,6 +70,7 @@ class ClusterDriver:
             raise PolicyError(f"router {self.router.name}: request {req.id} routed to node "
                               f"{k!r} (rule: a node index below {self.config.nodes})")
         self.routed[k] += 1
+        self.loads[k] += 1
         self.nodes[k]._deliver(req)
         if self.progress is not None and req.id % 8192 == 0:
             self.progress(self.ended, self.clock._now)

@@ -113,6 +113,7 @@ class Driver:
             self.arrivals = cluster.arrivals
             self.timeline = cluster.timeline
         self.node = node
+        self._cluster = cluster
         self.gpu_offset = node * config.gpus  # this node's GPUs in the run's numbering
         self.next_batch = 0
         self.ended = 0
@@ -254,6 +255,8 @@ class Driver:
             if self._credit:
                 self._credit.pop(r.id, None)
         self.ended += len(reqs)
+        if self._cluster is not None:
+            self._cluster.loads[self.node] -= len(reqs)
         self._next_of_session(reqs, now)
 
     def _wake_at(self, time_s: float) -> None:
@@ -367,6 +370,8 @@ class Driver:
             status[c][i] = ON_TIME if fin_t <= r.deadline_s else LATE
             chunks[c][i] = ENDED
         self.ended += len(b._requests)
+        if self._cluster is not None:
+            self._cluster.loads[self.node] -= len(b._requests)
         if self.timeline is not None:
             label = f"{b._model} x{b._size}"
             tl = self.timeline
@@ -397,6 +402,8 @@ class Driver:
             rec.set("status", r.id, FAILED)
             self.states.set(r.id, ENDED)
         self.ended += len(b._requests)
+        if self._cluster is not None:
+            self._cluster.loads[self.node] -= len(b._requests)
         if self.timeline is not None:
             self.timeline.add(b._gpu + self.gpu_offset, f"slot {b._slot}",
                               f"FAILED {b._model} x{b._size}", b._dispatch_s, now,
