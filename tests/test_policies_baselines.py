@@ -28,7 +28,7 @@ def test_reef_preempts_lp_for_hp_and_restarts_it_first(synthetic_bundle):
     view.now = 0.001
     hp = ids.req("synth_small", HIGH, 0.001, 0.003)
     acts = pol.on_arrival(hp, view)
-    assert acts == [Preempt(0, 0, 0.2)]
+    assert acts == [Preempt(0, 0, 0.2, "kernel")]  # REEF resets the kernels in flight
     victim, after = view.preempt(pol, acts[0])
     assert dispatches(after) == []  # the slot is resetting
     assert pol.waiting() == 3
@@ -53,7 +53,84 @@ def test_reef_spares_batches_copying_out(synthetic_bundle):
     assert pol.on_arrival(ids.req("synth_small", HIGH, 0.0, 0.01), view) == []
     pol2 = bind(ReefPolicy(preempt_d2h=True), synthetic_bundle, view)
     pol2.q.push(ids.req("synth_small", HIGH, 0.0, 0.01))
-    assert pol2._preempt_for_hp(view) == [Preempt(0, 0, 0.1)]
+    assert pol2._preempt_for_hp(view) == [Preempt(0, 0, 0.1, "kernel")]
+
+
+def test_reef_resumes_a_reset_batch_as_the_same_set(synthetic_bundle):
+    """Kernel restore keeps a reset batch's requests together, so the simulator can resume
+    it; the restart option puts them back in the queue, where they merge with others."""
+    for restore, expect_same in (("kernel", True), ("restart", False)):
+        view = FakeView(slots_per_gpu=1)
+        pol = bind(ReefPolicy(restore=restore), synthetic_bundle, view)
+        ids = Ids()
+        a, b, c = (ids.req("synth_large", LOW, 0.0, 1.0) for _ in range(3))
+        pol.q.push(a)
+        pol.q.push(b)
+        (d,) = dispatches(pol.on_timer(view))
+        view.dispatch(d)
+        assert d.requests == (a, b)
+        assert pol.on_arrival(c, view) == ()
+        view.now = 0.001
+        (pre,) = pol.on_arrival(ids.req("synth_small", HIGH, 0.001, 0.01), view)
+        assert pre.restore == restore
+        view.preempt(pol, pre)
+        assert pol.waiting() == 4
+        (d,) = dispatches(view.reset_done(pol, 0, 0))
+        assert d.requests[0].priority == HIGH
+        view.dispatch(d)
+        (d,) = dispatches(view.complete(pol, 0, 0, at=0.002))
+        assert (d.requests == (a, b)) is expect_same
+        assert d.requests[:2] == (a, b)  # either way they go first
+
+
+def test_reef_padding_bounds_lp_interference_beside_hp(synthetic_bundle):
+    # HP runs on slot 0; an LP batch that would slow it beyond the bound waits.
+    def setup(**params):
+        view = FakeView()
+        pol = bind(ReefPolicy(**params), synthetic_bundle, view)
+        ids = Ids()
+        (d,) = dispatches(pol.on_arrival(ids.req("synth_large", HIGH, 0.0, 0.1), view))
+        view.dispatch(d)
+        return view, pol, ids
+
+    view, pol, ids = setup(pad_slowdown=1.0000001)
+    s = pol._hp_slowdown("synth_large", 1, "synth_large", 1)
+    assert s > 1.0000001
+    assert dispatches(pol.on_arrival(ids.req("synth_large", LOW, 0.0, 1.0), view)) == []
+    assert pol.waiting() == 1
+    view, pol, ids = setup(pad_slowdown=s + 0.01)
+    assert len(dispatches(pol.on_arrival(ids.req("synth_large", LOW, 0.0, 1.0), view))) == 1
+    view, pol, ids = setup(pad_slowdown=None)
+    assert len(dispatches(pol.on_arrival(ids.req("synth_large", LOW, 0.0, 1.0), view))) == 1
+    # An HP batch dispatched beside a running LP batch that slows it too much resets it.
+    view = FakeView()
+    pol = bind(ReefPolicy(pad_slowdown=1.0000001), synthetic_bundle, view)
+    ids = Ids()
+    (d,) = dispatches(pol.on_arrival(ids.req("synth_large", LOW, 0.0, 1.0), view))
+    view.dispatch(d)
+    acts = pol.on_arrival(ids.req("synth_large", HIGH, 0.0, 0.1), view)
+    assert len(dispatches(acts)) == 1
+    assert [a for a in acts if isinstance(a, Preempt)] == [Preempt(0, 0, 0.1, "kernel")]
+
+
+def test_reef_kernel_restore_loses_only_the_kernels_in_flight(synthetic_bundle):
+    """Same workload and seed: resetting only the kernel in flight loses a small part of
+    what restarting whole batches loses (the bundle has no kernels.csv: 50 equal
+    kernels, so about half a kernel, 1%, of a batch's work per reset)."""
+    from strait_sim.engine.simulator import SimConfig
+    from strait_sim.experiment import run_simulation
+    from strait_sim.workloads.poisson_basic import BasicPoissonWorkload
+
+    lost = {}
+    for restore in ("kernel", "restart"):
+        wl = BasicPoissonWorkload(synthetic_bundle.model_names, rate=1500, duration_s=1.0)
+        res = run_simulation(synthetic_bundle, wl,
+                             ReefPolicy(preempt_cost_ms=0.05, restore=restore),
+                             SimConfig(slots=1, seed=2))
+        eng = res.summary["engine"]
+        assert eng["preemptions"] > 0
+        lost[restore] = eng["lost_work_s"] / eng["preemptions"]
+    assert 0 < lost["kernel"] < 0.2 * lost["restart"]
 
 
 def test_reef_accounts_lost_work_in_the_engine(synthetic_bundle):
