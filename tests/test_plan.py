@@ -13,7 +13,7 @@ from strait_sim.errors import UserError
 from strait_sim.plan.confidence import MEETS, MISSES, UNSURE, bound
 from strait_sim.plan.evaluate import Evaluator, PointResult, fixed_workload
 from strait_sim.plan.front import pareto_front
-from strait_sim.plan.search import FamilySearch, search
+from strait_sim.plan.search import FamilySearch, grid_search, search
 from strait_sim.plan.space import (
     Config,
     Family,
@@ -125,6 +125,11 @@ def test_search_prunes_within_a_policy_and_runs_policies_side_by_side():
     assert any({c.family.policy for c in batch} == {"edf", "fifo"} for batch in calls)
     evaluated = {p.config for p in result.points}
     assert len(evaluated) < space.size() / 5
+    # the whole grid gives the same answers, with every configuration simulated
+    grid = grid_search(space, gpu_count_cost, fake_evaluator(thresholds, []), [0, 1])
+    assert {n: g.best.config if g.best else None for n, g in grid.groups.items()} == \
+        {n: g.best.config if g.best else None for n, g in result.groups.items()}
+    assert len(grid.points) == space.size()
 
 
 def test_cost_pruning_uses_the_cost_not_the_gpu_count():

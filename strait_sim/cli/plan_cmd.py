@@ -42,6 +42,8 @@ def register(app: typer.Typer) -> None:
                                          "one-sided bound over seeds."),
         verify_seeds: int = typer.Option(0, "--verify-seeds", help="Check each policy's "
                                          "answer and one GPU fewer on this many fresh seeds."),
+        exhaustive: bool = typer.Option(False, "--exhaustive", help="Simulate the whole "
+                                        "grid instead of searching (to check a search)."),
         profile: str | None = typer.Option(
             None, "--profile", help="Bundled profile name or bundle folder."),
         no_interference: bool = typer.Option(False, "--no-interference",
@@ -92,7 +94,7 @@ def register(app: typer.Typer) -> None:
                       first_seed=seed, confidence=confidence,
                       interference=not no_interference, pcie=not no_pcie, workers=workers,
                       executor=executor, scheduler=scheduler, out=out, force=force,
-                      verify_seeds=verify_seeds, log=log)
+                      verify_seeds=verify_seeds, exhaustive=exhaustive, log=log)
         if not quiet:  # --quiet: no per-round lines, no tables (one meaning everywhere)
             _print(result)
         if out is not None:

@@ -16,7 +16,7 @@ from typing import Any
 from strait_sim.errors import UserError
 from strait_sim.plan.evaluate import Evaluator, PointResult, fixed_workload, offered_gpus
 from strait_sim.plan.front import pareto_front
-from strait_sim.plan.search import SearchResult, search
+from strait_sim.plan.search import SearchResult, grid_search, search
 from strait_sim.plan.space import Config, CostFunction, SearchSpace, check_cost, gpu_count_cost
 from strait_sim.plan.targets import Target
 
@@ -61,14 +61,15 @@ def plan(profile: str, workload: dict[str, Any], targets: list[Target], space: S
          confidence: float = 0.95, interference: bool = True, pcie: bool = True,
          workers: int = 1, executor: str = "local", scheduler: str | None = None,
          out: Path | None = None, force: bool = False, verify_seeds: int = 0,
-         log: Callable[[str], None] | None = None) -> PlanResult:
+         exhaustive: bool = False, log: Callable[[str], None] | None = None) -> PlanResult:
     """Find the cheapest configuration of ``space`` per policy that meets ``targets``.
 
     ``workload`` holds workload options as the CLI flags name them (``rate``, ``load`` in
     GPUs of solo work, ``workload``, ``window``, ...). A configuration meets the targets
     when each target's one-sided ``confidence`` bound over ``seeds`` seeds is on the right
     side (:mod:`strait_sim.plan.confidence`). With ``out``, every simulation is kept as a
-    hashed point there and reused when the plan runs again.
+    hashed point there and reused when the plan runs again. ``exhaustive`` evaluates
+    the whole grid instead of searching (to check the search's answer).
     """
     from strait_sim.profile_registry import default_profile_name
 
@@ -98,7 +99,10 @@ def plan(profile: str, workload: dict[str, Any], targets: list[Target], space: S
     start = math.ceil(work) if work is not None else None
     if log is not None and work is not None:
         log(f"offered solo work: {work:.2f} GPUs; the search starts at {start}")
-    result = search(space, cost, evaluator.evaluate, seed_list, start=start, log=log)
+    if exhaustive:
+        result = grid_search(space, cost, evaluator.evaluate, seed_list, log=log)
+    else:
+        result = search(space, cost, evaluator.evaluate, seed_list, start=start, log=log)
     verification, verify_list = [], []
     if verify_seeds:
         verify_list = list(range(first_seed + seeds, first_seed + seeds + verify_seeds))

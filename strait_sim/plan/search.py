@@ -212,3 +212,33 @@ def _describe(round_no: int, point: PointResult) -> str:
         side = b.lower if target.higher_is_better else b.upper
         parts.append(f"{target.cls} {target.metric} {b.mean:.4g} (bound {side:.4g})")
     return f"round {round_no}: {point.config.label()}: {point.verdict}; " + ", ".join(parts)
+
+
+def grid_search(space: SearchSpace, cost: CostFunction, evaluate: EvaluateFn,
+                seeds: list[int], *, group_of: Callable[[Family], str] = lambda f: f.policy,
+                log: Callable[[str], None] | None = None) -> SearchResult:
+    """Every configuration of the space, no assumption: the reference the search is checked
+    against (``strait-sim plan --exhaustive``). Per family the answer is the smallest GPU
+    count that meets the targets; a family whose counts are not monotone shows up as a
+    meets-then-misses pattern in the points table."""
+    configs = [Config(f, g) for f in space.families for g in space.gpu_counts]
+    points = evaluate(configs, seeds)
+    groups: dict[str, GroupResult] = {}
+    by_family: dict[Family, list[PointResult]] = {}
+    for p in points:
+        by_family.setdefault(p.config.family, []).append(p)
+    for family in space.families:
+        group = groups.setdefault(group_of(family), GroupResult(group_of(family)))
+        fam_points = by_family[family]
+        met = [p for p in fam_points if p.meets]
+        answer = min(met, key=lambda p: p.config.gpus) if met else None
+        group.families.append(FamilyOutcome(
+            family, answer.config.gpus if answer else None,
+            [p.config.gpus for p in fam_points], "found" if answer else "none in range"))
+        cheapest = min(met, key=lambda p: (p.cost, p.config.gpus)) if met else None
+        if cheapest is not None and (group.best is None or cheapest.cost < group.best.cost):
+            group.best = cheapest
+        if log is not None:
+            log(f"grid: {family.label()}: "
+                + " ".join(f"{p.config.gpus}:{p.verdict[0]}" for p in fam_points))
+    return SearchResult(groups, points, 1)
