@@ -131,15 +131,21 @@ def _print(result) -> None:  # type: ignore[no-untyped-def]
         ftable.add_row(*[_fmt(row[c]) for c in cols])
     console.print(ftable)
     for v in result.verification:
-        fewer = (f"; {v.one_fewer.config.gpus} GPU(s): {v.one_fewer.verdict} "
-                 f"(HP on time {v.one_fewer.on_time['high']:.4f})" if v.one_fewer else "")
+        fewer = (f"; {v.one_fewer.config.gpus} GPU(s): {_judged(v.one_fewer)}"
+                 if v.one_fewer else "")
         console.print(f"check {v.group} on {len(result.verify_seeds)} fresh seeds: "
-                      f"{v.answer.config.gpus} GPU(s): {v.answer.verdict} (HP on time "
-                      f"{v.answer.on_time['high']:.4f}){fewer}")
+                      f"{v.answer.config.gpus} GPU(s): {_judged(v.answer)}{fewer}")
     console.print(f"simulations: {result.search_simulations} for the search against "
                   f"{result.grid_simulations} for the full grid "
                   f"({result.grid_simulations / max(1, result.search_simulations):.1f}x fewer); "
                   f"{result.simulations_run} run now, {result.simulations_reused} reused")
+
+
+def _judged(point) -> str:  # type: ignore[no-untyped-def]
+    """``misses (high on_time 0.9858 [0.9841, 0.9875], ...)``: means and both bounds."""
+    parts = [f"{t.cls} {t.metric} {b.mean:.4g} [{b.lower:.4g}, {b.upper:.4g}]"
+             for t, b in point.bounds.items()]
+    return f"{point.verdict} ({', '.join(parts)})"
 
 
 def _fmt(value) -> str:  # type: ignore[no-untyped-def]

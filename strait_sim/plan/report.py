@@ -149,12 +149,9 @@ def write_html(result: PlanResult, path: Path, png: Path) -> None:
     if result.verification:
         rows = []
         for v in result.verification:
-            rows.append({"policy": v.group, "gpus": v.answer.config.gpus,
-                         "verdict": v.answer.verdict,
-                         "hp_on_time": v.answer.on_time["high"],
-                         "one_fewer_verdict": v.one_fewer.verdict if v.one_fewer else "-",
-                         "one_fewer_hp_on_time": v.one_fewer.on_time["high"]
-                         if v.one_fewer else None})
+            for p in (v.answer, v.one_fewer):
+                if p is not None:
+                    rows.append({"policy": v.group, **point_row(p)})
         parts += [f"<h2>Check on {len(result.verify_seeds)} fresh seeds</h2>",
                   _html_table(pd.DataFrame(rows))]
     parts += ["<h2>Pareto front (cost vs HP and LP on-time share)</h2>",
