@@ -36,7 +36,8 @@ def point_row(p: PointResult) -> dict:
     for t, b in p.bounds.items():
         name = f"{t.cls}_{t.metric}"
         row[f"{name}_mean"] = _num(b.mean)
-        row[f"{name}_bound"] = _num(b.lower if t.higher_is_better else b.upper)
+        row[f"{name}_lower"] = _num(b.lower)  # one-sided bounds at the plan's confidence
+        row[f"{name}_upper"] = _num(b.upper)
     return row
 
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from strait_sim.plan.evaluate import EvaluateFn, PointResult
 from strait_sim.plan.space import Config, CostFunction, Family, SearchSpace
 
+VERDICT_MARKS = {"meets": "M", "misses": "x", "unsure": "?"}  # for the --exhaustive lines
+
 
 class FamilySearch:
     """The smallest GPU count in [gmin, cap] at which one family meets the targets."""
@@ -240,5 +242,5 @@ def grid_search(space: SearchSpace, cost: CostFunction, evaluate: EvaluateFn,
             group.best = cheapest
         if log is not None:
             log(f"grid: {family.label()}: "
-                + " ".join(f"{p.config.gpus}:{p.verdict[0]}" for p in fam_points))
+                + " ".join(f"{p.config.gpus}:{VERDICT_MARKS[p.verdict]}" for p in fam_points))
     return SearchResult(groups, points, 1)
