@@ -118,3 +118,21 @@ def test_compare_from_python_writes_what_the_cli_writes(tmp_path):
     assert (out / "command.txt").read_text().startswith("strait_sim.compare(policies=")
     page = api.report(out).read_text()
     assert "strait_sim.compare(policies=" in page and 'id="reference"' in page
+
+
+def test_the_api_leaves_the_callers_matplotlib_backend_alone(tmp_path):
+    """A notebook plots inline: simulate, compare(out=...) and report must not switch
+    matplotlib to Agg under it."""
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        api.compare(["fifo", "edf"], "synthetic-tiny", seeds=1, loads=[0.5, 1.0],
+                    duration=1, out=tmp_path / "cmp")
+        api.report(tmp_path / "cmp")
+        api.simulate("fifo", "synthetic-tiny", rate=20, duration=1).write(tmp_path / "run")
+        api.report(tmp_path / "run")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)

@@ -272,12 +272,10 @@ def _busy_text(b: dict) -> str:
 
 def cdf_png(live: np.ndarray, sim: np.ndarray, title: str) -> bytes:
     """One CDF overlay, live vs simulated latency, as PNG bytes."""
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: a notebook keeps its backend
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.add_subplot()
     for values, label, style in ((live, "live", "-"), (sim, "simulated", "--")):
         if len(values):
             xs = np.sort(values)
@@ -295,7 +293,6 @@ def cdf_png(live: np.ndarray, sim: np.ndarray, title: str) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()
 
 

@@ -38,6 +38,8 @@ def plot_accuracy(acc: pd.DataFrame, path: Path, title: str) -> None:
 
 
 def plot_learning_curves(curves: pd.DataFrame, path: Path, title: str) -> None:
+    from strait_sim.plotting import log_axis
+
     plt = _plt()
     scenarios = list(curves["scenario"].drop_duplicates())
     fig, axes = plt.subplots(1, len(scenarios), figsize=(4.2 * len(scenarios), 3.6),
@@ -48,8 +50,8 @@ def plot_learning_curves(curves: pd.DataFrame, path: Path, title: str) -> None:
             ax.plot(g["observations"], g["block_mape_pct"], marker="o", ms=3, label=name)
         ax.set_title(sc)
         ax.set_xlabel("test observations seen")
-        ax.set_ylabel("MAPE of block (%)")
-        ax.set_yscale("log")
+        ax.set_ylabel("MAPE of block (%, log scale)")
+        log_axis(ax, "y")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7)
     fig.suptitle(title)
