@@ -57,8 +57,9 @@ from strait_sim.live.busy_check import check_device_idle
 try:
     check_device_idle("cpu", None, threshold=None, force=False)
 except UserError as exc:
-    print(f"remeasure: refused: {exc}. A profile taken now would time the other work too; "
-          "BUSY_CHECK=0 skips this check.", file=sys.stderr)
+    why = str(exc).split(": live latencies")[0]  # its advice (--force) is the live runs'
+    print(f"remeasure: refused: {why}; a profile taken now would time the other work too "
+          "(BUSY_CHECK=0 skips this check)", file=sys.stderr)
     sys.exit(2)
 EOF
 fi
