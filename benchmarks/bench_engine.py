@@ -18,6 +18,14 @@ moves these figures between runs: quote ratios from one run, and say so.
     .venv/bin/python benchmarks/bench_engine.py                       # 200k requests each
     .venv/bin/python benchmarks/bench_engine.py --gpus 1 --policies fifo --requests 10000000
     .venv/bin/python benchmarks/bench_engine.py --policies strait --gpus 1,64
+    .venv/bin/python benchmarks/bench_engine.py --gpus 1 --policies fifo --stream \
+        --requests 100000000                   # results streamed to disk, as --out does
+
+With ``--stream`` each run writes its results folder (requests.parquet streamed in row
+groups, summary.json from the file) into a temporary folder, as ``strait-sim run --out``
+does, instead of building the results table in memory: peak memory then holds only the
+requests in flight. The reference runs at most ``--reference-requests`` requests (its
+rate per request does not depend on the count).
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ def make_bundle(folder: Path) -> Path:
 
 
 def child(bundle: str, policy: str, requests: int, load: float, seed: int,
-          gpus: int = 1) -> dict:
+          gpus: int = 1, stream_to: str | None = None) -> dict:
     from strait_sim.engine.simulator import SimConfig
     from strait_sim.experiment import run_simulation
     from strait_sim.policies.registry import make_policy
@@ -63,7 +71,8 @@ def child(bundle: str, policy: str, requests: int, load: float, seed: int,
                               hp_fraction=0.2, slo=5.0, max_requests=requests)
     t0, c0 = time.perf_counter(), time.process_time()
     res = run_simulation(profile, wl, make_policy(policy),
-                         SimConfig(gpus=gpus, slots=2, max_batch=8, seed=seed))
+                         SimConfig(gpus=gpus, slots=2, max_batch=8, seed=seed),
+                         out=None if stream_to is None else Path(stream_to) / "run")
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
     n = res.summary["requests"]
@@ -95,33 +104,41 @@ def main() -> None:
     ap.add_argument("--gpus", default="1,64,1024", help="comma-separated GPU counts")
     ap.add_argument("--load", type=float, default=0.8, help="offered load per GPU")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stream", action="store_true",
+                    help="stream each run's results to a temporary folder (as --out)")
+    ap.add_argument("--reference-requests", type=int, default=1_000_000,
+                    help="requests of the reference run (at most --requests)")
     ap.add_argument("--child", nargs=2, metavar=("BUNDLE", "POLICY"), help=argparse.SUPPRESS)
     ap.add_argument("--child-gpus", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--child-stream-to", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.requests, args.load,
-                               args.seed, args.child_gpus)))
+                               args.seed, args.child_gpus, args.child_stream_to)))
         return
     gpu_counts = [int(g) for g in args.gpus.split(",")]
     policies = args.policies.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         bundle = make_bundle(Path(tmp))
-        refs = [_reference(args.requests)]
+        ref_n = min(args.requests, args.reference_requests)
+        refs = [_reference(ref_n)]
         rows: list[dict | str] = []
         for policy in policies:
             for g in gpu_counts:
                 rows.append(_run_child(
                     [__file__, "--child", str(bundle), policy, "--child-gpus", str(g),
                      "--requests", str(args.requests), "--load", str(args.load),
-                     "--seed", str(args.seed)]))
-        refs.append(_reference(args.requests))
+                     "--seed", str(args.seed)]
+                    + (["--child-stream-to", tmp] if args.stream else [])))
+        refs.append(_reference(ref_n))
     ok_refs = [r for r in refs if isinstance(r, dict)]
     if not ok_refs:
         sys.exit(f"the reference failed: {refs[0]}")
     ref = max(r["requests_per_cpu_s"] for r in ok_refs)
     print(f"{args.requests:,} requests per run; 6 models, 2 slots per GPU, max batch 8, "
-          f"offered load {args.load} per GPU (batch-1 solo work); one run, a shared machine")
-    print("reference (SimPy M/M/1: a Store and one server process): "
+          f"offered load {args.load} per GPU (batch-1 solo work); one run, a shared machine"
+          + ("; results streamed to disk" if args.stream else ""))
+    print(f"reference (SimPy M/M/1: a Store and one server process, {ref_n:,} requests): "
           + ", ".join(f"{r['requests_per_cpu_s']:,.0f}" for r in ok_refs)
           + f" requests/CPU-s (before, after); ratios use {ref:,.0f}")
     print(f"{'policy':<9} {'GPUs':>5} {'req/CPU-s':>10} {'x ref':>6} {'us/req':>7} "

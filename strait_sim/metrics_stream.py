@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from strait_sim.metrics import STATUSES, jain_index, label_mask, summarize
 from strait_sim.requests import PRIORITY_NAMES
 
-IN_MEMORY_ROWS = 1 << 22
+IN_MEMORY_ROWS = 1 << 20
 COLUMNS = ["priority", "status", "arrival_s", "start_s", "finish_s", "predicted_ms"]
 PERCENTILES = (50, 90, 95, 99)
 COLLECT_LIMIT = 1 << 20  # a bucket this small is collected and sorted
