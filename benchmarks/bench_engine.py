@@ -10,9 +10,12 @@ The yardstick (issue 15) is benchmarks/reference_mm1.py, the leanest SimPy M/M/1
 would write, measured in the same run (before and after the engine runs; ratios use the
 faster of the two, so they are conservative). Every engine run and the reference run in
 their own child process, so each peak resident memory is its own. Reported per run:
-requests per CPU second, its ratio to the reference, CPU microseconds per request and its
-ratio to the same policy at 1 GPU. Targets (issue 15): fifo >= 1.0x the reference, strait
->= 0.5x, per-request cost at 1,024 GPUs <= 1.25x that at 1 GPU. A shared, busy machine
+requests per CPU second of the event loop, its ratio to the reference, CPU microseconds
+per request and its ratio to the same policy at 1 GPU; beside them the run's fixed costs
+in CPU seconds (setup: the driver and the truth model's calibration; results: the table
+and the summary), which do not depend on the requests' count in the same way. Targets
+(issue 15): fifo >= 1.0x the reference, strait >= 0.5x, per-request cost at 1,024 GPUs
+<= 1.25x that at 1 GPU. A shared, busy machine
 moves these figures between runs: quote ratios from one run, and say so.
 
     .venv/bin/python benchmarks/bench_engine.py                       # 200k requests each
@@ -57,8 +60,12 @@ def make_bundle(folder: Path) -> Path:
 
 def child(bundle: str, policy: str, requests: int, load: float, seed: int,
           gpus: int = 1, stream_to: str | None = None) -> dict:
-    from strait_sim.engine.simulator import SimConfig
-    from strait_sim.experiment import run_simulation
+    """One engine run, timed in three parts: setup (building the driver, the truth model's
+    calibration included: a fixed cost per run), the event loop (what the per-request
+    figures use) and the results (table and summary). With ``stream_to`` the run goes
+    through ``run_simulation(out=...)`` as ``--out`` does, timed as one part."""
+    from strait_sim.engine.simulator import SimConfig, make_sim_driver
+    from strait_sim.experiment import build_summary, run_simulation
     from strait_sim.policies.registry import make_policy
     from strait_sim.profile_bundle import read_bundle_dir
     from strait_sim.workloads.poisson_basic import BasicPoissonWorkload
@@ -69,19 +76,34 @@ def child(bundle: str, policy: str, requests: int, load: float, seed: int,
     rate = load * gpus / mean_work_s
     wl = BasicPoissonWorkload(models, rate=rate, duration_s=1.2 * requests / rate,
                               hp_fraction=0.2, slo=5.0, max_requests=requests)
+    config = SimConfig(gpus=gpus, slots=2, max_batch=8, seed=seed)
+    pol = make_policy(policy)
     t0, c0 = time.perf_counter(), time.process_time()
-    res = run_simulation(profile, wl, make_policy(policy),
-                         SimConfig(gpus=gpus, slots=2, max_batch=8, seed=seed),
-                         out=None if stream_to is None else Path(stream_to) / "run")
+    if stream_to is not None:
+        summary = run_simulation(profile, wl, pol, config,
+                                 out=Path(stream_to) / "run").summary
+        c1 = c2 = c0
+    else:
+        driver = make_sim_driver(profile, wl, pol, config)
+        c1 = time.process_time()
+        outcome = driver.run()
+        c2 = time.process_time()
+        df = outcome.records.to_frame(outcome.models, release=True)
+        summary = build_summary(df, outcome, profile, wl, pol, config,
+                                time.perf_counter() - t0)
     wall = time.perf_counter() - t0
-    cpu = time.process_time() - c0
-    n = res.summary["requests"]
-    return {"policy": policy, "gpus": gpus, "requests": n, "wall_s": wall, "cpu_s": cpu,
-            "requests_per_s": n / wall, "requests_per_cpu_s": n / cpu,
+    c3 = time.process_time()
+    n = summary["requests"]
+    loop = c2 - c1 if stream_to is None else c3 - c0
+    return {"policy": policy, "gpus": gpus, "requests": n, "wall_s": wall,
+            "cpu_s": loop, "setup_cpu_s": None if stream_to else c1 - c0,
+            "results_cpu_s": None if stream_to else c3 - c2,
+            "total_cpu_s": c3 - c0,
+            "requests_per_s": n / wall, "requests_per_cpu_s": n / loop,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "gpu_busy": res.summary["gpu_busy_fraction"],
-            "hp_violation": res.summary["by_class"]["high"]["violation_rate"],
-            "lp_violation": res.summary["by_class"]["low"]["violation_rate"]}
+            "gpu_busy": summary["gpu_busy_fraction"],
+            "hp_violation": summary["by_class"]["high"]["violation_rate"],
+            "lp_violation": summary["by_class"]["low"]["violation_rate"]}
 
 
 def _run_child(args: list[str]) -> dict | str:
@@ -90,6 +112,10 @@ def _run_child(args: list[str]) -> dict | str:
     if out.returncode != 0:
         return "FAILED: " + " ".join(out.stderr.strip().splitlines()[-1:])
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _fixed(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.2f}"
 
 
 def _reference(requests: int) -> dict | str:
@@ -141,9 +167,11 @@ def main() -> None:
     print(f"reference (SimPy M/M/1: a Store and one server process, {ref_n:,} requests): "
           + ", ".join(f"{r['requests_per_cpu_s']:,.0f}" for r in ok_refs)
           + f" requests/CPU-s (before, after); ratios use {ref:,.0f}")
+    print("req/CPU-s and us/req: the event loop (with --stream: the whole run); setup "
+          "(driver and truth model) and results (table, summary) in CPU seconds beside")
     print(f"{'policy':<9} {'GPUs':>5} {'req/CPU-s':>10} {'x ref':>6} {'us/req':>7} "
-          f"{'x 1 GPU':>8} {'wall s':>7} {'peak MiB':>9} {'busy':>5} {'HP viol':>8} "
-          f"{'LP viol':>8}")
+          f"{'x 1 GPU':>8} {'setup s':>8} {'results s':>9} {'wall s':>7} {'peak MiB':>9} "
+          f"{'busy':>5} {'HP viol':>8} {'LP viol':>8}")
     base_cost: dict[str, float] = {}
     verdicts: list[str] = []
     i = 0
@@ -160,7 +188,8 @@ def main() -> None:
             flat = cost_us / base_cost[policy] if policy in base_cost else float("nan")
             x_ref = r["requests_per_cpu_s"] / ref
             print(f"{policy:<9} {g:>5} {r['requests_per_cpu_s']:>10,.0f} {x_ref:>6.2f} "
-                  f"{cost_us:>7.1f} {flat:>8.2f} {r['wall_s']:>7.1f} "
+                  f"{cost_us:>7.1f} {flat:>8.2f} {_fixed(r['setup_cpu_s']):>8} "
+                  f"{_fixed(r['results_cpu_s']):>9} {r['wall_s']:>7.1f} "
                   f"{r['peak_rss_mib']:>9.0f} {r['gpu_busy']:>5.2f} "
                   f"{r['hp_violation']:>8.3f} {r['lp_violation']:>8.3f}")
             if g == 1 and policy in TARGET_REF:
