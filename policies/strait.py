@@ -46,7 +46,7 @@ never blocks when nothing else runs, so the queues always drain.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from strait_sim.policies.base import (
     NO_ACTIONS,
@@ -231,11 +231,11 @@ class StraitPolicy(Policy):
         if not (counts[0] or counts[1]):
             return actions
         by_gpu = self.by_gpu
-        if len(free) > 1 and view.n_gpus > 1:
-            free = sorted(free, key=lambda gs: len(by_gpu[gs[0]]))
+        left = len(free)
+        if left > 1 and view.n_gpus > 1:
+            free = _least_occupied_first(free, by_gpu)
         h2d: dict[int, int] = {}
         refused: tuple[int, ...] = ()
-        left = len(free)
         max_batch = view.max_batch
         est = self.est
         for gpu, slot in free:
@@ -393,3 +393,25 @@ class StraitPolicy(Policy):
                 if exposed > 0.0 and 1.0 - math.exp(-rate * exposed) > self.hp_risk:
                     return False
         return True
+
+
+def _least_occupied_first(free: list[tuple[int, int]], by_gpu) -> Iterator[tuple[int, int]]:
+    """``sorted(free, key=lambda gs: len(by_gpu[gs[0]]))``, lazily: the schedule usually
+    stops after a few slots, so on 1,024 GPUs sorting all free slots per call was most of
+    the policy's cost (issue 15). Each GPU's occupancy is read once, at its first slot,
+    which comes before any dispatch to that GPU: the order is the sort's exactly."""
+    occupancy: dict[int, int] = {}
+    rest = free
+    level = 0
+    while rest:
+        later = []
+        for gs in rest:
+            k = occupancy.get(gs[0])
+            if k is None:
+                k = occupancy[gs[0]] = len(by_gpu[gs[0]])
+            if k == level:
+                yield gs
+            else:
+                later.append(gs)
+        rest = later
+        level += 1
