@@ -190,6 +190,7 @@ def test_interrupt_keeps_every_result_so_far(tiny_bundle, cpu_backend, tmp_path)
     assert "pending" not in set(df["status"].astype(str))
     assert ex["unfinished_marked_failed"] == int((df["status"] == "failed").sum()) > 0
     assert int(df["status"].isin(["on_time", "late"]).sum()) > 0  # served before the stop
+    assert ex["abandoned_jobs"] == 0  # the drain waited for real jobs only
     load_results(result.write(tmp_path / "stopped"))
 
 

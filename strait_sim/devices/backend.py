@@ -77,8 +77,6 @@ class BackendDevice:
         batch._submit_s = clock._now
         if not self.reports_phases:
             batch._phase_fn = self._estimated_phase
-        self.inflight[batch] = None
-        clock.outstanding += 1
         done = partial(self._post_done, batch)
         try:
             if self.reports_phases:
@@ -93,6 +91,10 @@ class BackendDevice:
             batch._job = job
             job.set_error(exc)
             clock.post(self._job_done, (batch, job))
+        # In flight only once submitted: an interruption inside submit() leaves nothing
+        # for the drain to wait for (the driver marks the batch's requests failed).
+        self.inflight[batch] = None
+        clock.outstanding += 1
 
     def _post_done(self, batch: Batch, job) -> None:  # a backend thread
         self.clock.post(self._job_done, (batch, job))
