@@ -5,6 +5,21 @@ and failed requests all count. Latency percentiles are over completed requests (
 or late), from arrival to the end of the device-to-host copy. Goodput is on-time requests
 per second of run time. Jain's index compares the two classes' deadline satisfaction
 (share on time): 1 is perfectly even, 0.5 is as uneven as two classes can be.
+
+The ``slo`` block (:func:`slo_view`) adds what serving papers report and the class view
+above hides:
+
+- percentiles with every unserved request (dropped, rejected, failed) counted as never
+  served, an infinite latency, so that dropping cannot flatter a tail (``None`` where a
+  percentile falls among them), and the SLO attainment (share on time);
+- a per-model breakdown (the class metrics per model, and each model's violation rate
+  per class);
+- fairness beyond two class means: Jain's index over every (model, class) group's
+  on-time share, weighted by the group's requests (``jain_model_class``);
+- goodput over the arrival window (first to last arrival), not the run's span, which
+  includes the drain after the last arrival.
+
+Runs too large to summarise in memory (``metrics_stream``) carry no ``slo`` block.
 """
 
 from __future__ import annotations
@@ -96,4 +111,102 @@ def summarize(df: pd.DataFrame, *, duration_s: float, busy_fraction: float | Non
         "gpu_busy_fraction": busy_fraction,
         "prediction": prediction_error(df),
         "duration_s": duration_s,
+        "slo": slo_view(df, duration_s),
+    }
+
+
+# -- the SLO-attainment view, per-model breakdown, fairness, goodput over arrivals -----------
+
+
+def slo_percentiles(df: pd.DataFrame, rows: np.ndarray | None = None) -> dict:
+    """Latency percentiles with every request that was not served (dropped, rejected,
+    failed) counted as never served: an infinite latency, so a policy cannot improve its
+    tail by dropping (the SLO-attainment view of serving papers). A percentile that falls
+    among the unserved requests is ``None`` (unbounded)."""
+    status = df["status"]
+    done = label_mask(status, "on_time", "late")
+    n = len(df) if rows is None else int(np.count_nonzero(rows))
+    if rows is not None:
+        done &= rows
+    lat = np.sort((df["finish_s"].to_numpy()[done] - df["arrival_s"].to_numpy()[done]) * 1e3)
+    served = len(lat)
+    on_time = label_mask(status, "on_time")
+    if rows is not None:
+        on_time &= rows
+    out: dict = {"count": n, "served": served,
+                 "slo_attainment": int(np.count_nonzero(on_time)) / n if n else None}
+    for q in (50, 90, 95, 99):
+        out[f"p{q}_ms"] = _pct_with_unserved(lat, n, q)
+    return out
+
+
+def _pct_with_unserved(lat_sorted: np.ndarray, n: int, q: float) -> float | None:
+    """numpy's "linear" percentile of ``lat_sorted`` padded with ``n - len`` infinities
+    (``None`` when it involves one of them)."""
+    if n == 0:
+        return None
+    pos = q / 100.0 * (n - 1)
+    lo = int(math.floor(pos))
+    frac = pos - lo
+    served = len(lat_sorted)
+    if lo >= served or (frac > 0 and lo + 1 >= served):
+        return None
+    a = float(lat_sorted[lo])
+    if frac == 0:
+        return a
+    return float(np.percentile(lat_sorted[lo:lo + 2], frac * 100.0))
+
+
+def weighted_jain(shares: list[float], weights: list[float]) -> float | None:
+    """Jain's index of ``shares`` weighted by ``weights``:
+    ``(sum w x)^2 / (sum w * sum w x^2)``; 1 when every group gets the same share."""
+    pairs = [(x, w) for x, w in zip(shares, weights, strict=True)
+             if w > 0 and x is not None and not math.isnan(x)]
+    if not pairs:
+        return None
+    sw = sum(w for _, w in pairs)
+    swx = sum(w * x for x, w in pairs)
+    swx2 = sum(w * x * x for x, w in pairs)
+    return swx * swx / (sw * swx2) if swx2 > 0 else None
+
+
+def slo_view(df: pd.DataFrame, duration_s: float) -> dict:
+    """The ``slo`` block of summary.json (see the module docstring)."""
+    prio = df["priority"]
+    classes = {name: label_mask(prio, name) for name in PRIORITY_NAMES}
+    by_class = {name: slo_percentiles(df, rows) for name, rows in classes.items()}
+    on_time = label_mask(df["status"], "on_time")
+    models = df["model"]
+    names = (list(models.cat.categories) if isinstance(models.dtype, pd.CategoricalDtype)
+             else sorted(models.astype(str).unique()))
+    by_model: dict = {}
+    shares: list[float] = []
+    weights: list[float] = []
+    for m in names:
+        rows_m = label_mask(models, m)
+        if not rows_m.any():
+            continue
+        block = class_metrics(df, rows_m)
+        block["by_class"] = {}
+        for name, rows_c in classes.items():
+            rows = rows_m & rows_c
+            k = int(np.count_nonzero(rows))
+            if not k:
+                continue
+            share = int(np.count_nonzero(on_time & rows)) / k
+            block["by_class"][name] = {"count": k, "violation_rate": 1.0 - share}
+            shares.append(share)
+            weights.append(float(k))
+        by_model[str(m)] = block
+    arrivals = df["arrival_s"].to_numpy()
+    window = float(arrivals.max() - arrivals.min()) if len(arrivals) > 1 else 0.0
+    n_on_time = int(np.count_nonzero(on_time))
+    return {
+        "by_class": by_class,
+        "overall": slo_percentiles(df),
+        "by_model": by_model,
+        "jain_model_class": weighted_jain(shares, weights),
+        "arrival_window_s": window,
+        "goodput_arrival_rps": n_on_time / window if window > 0 else None,
+        "run_span_s": duration_s,
     }
