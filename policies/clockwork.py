@@ -14,6 +14,13 @@ that cannot make their deadline dropped before they use the GPU.
   with EDF within a class (``priority_aware=True``).
 - A request whose deadline is before ``now + estimate(model, 1)`` is dropped; the batch
   is the largest size whose estimate meets the earliest deadline in it.
+
+What it keeps of Clockwork: one batch at a time per GPU, estimates from a window of
+recent measurements, dropping requests that cannot make their deadline, the largest
+batch that meets it. What it drops: Clockwork's controller/worker split and its
+ahead-of-time action schedule (load, infer, unload with exact timing windows), model
+loading and GPU memory management (every model is resident), and its cross-GPU
+placement policy.
 """
 
 from __future__ import annotations

@@ -17,6 +17,13 @@ start to end; it is never updated online.
   The largest such b is chosen; if even b = 1 fails, the slot is left idle until a batch
   completes (GPUlet would rather not co-locate than break SLOs).
 - No drops, no preemption.
+
+What it keeps of GPUlet: co-location admitted only when a static linear interference
+model, fitted offline, says every co-located task stays on time. What it drops: GPUlet's
+spatial partitioning (MPS resource percentages per gpulet, chosen by its scheduler) and its
+reorganisation of partitions over time: a slot here is a whole-GPU stream, so the model
+predicts slowdowns of unpartitioned co-location, and a CPU bundle has no utilization
+counters, so learned intensities stand in for GPUlet's L2 and DRAM features.
 """
 
 from __future__ import annotations

@@ -19,6 +19,11 @@ Orion decides per kernel; at our granularity it decides per batch.
   bundles) use a proxy: the profiles "differ" when the ``gpulet`` predictor's full-overlap
   slowdown of the HP batch beside the LP batch is at most ``max_slowdown``.
 - No deadlines predicted for HP, no drops, no preemption.
+
+What it keeps of Orion: a dedicated HP stream, best-effort work admitted beside it under
+a duration budget and only when its resource profile complements the HP work. What it
+drops: Orion's per-kernel decisions and kernel profiles (we decide per batch), its
+stream priorities on the device, and its per-kernel SM requirements.
 """
 
 from __future__ import annotations

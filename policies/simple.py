@@ -3,6 +3,12 @@
 Each of them fills every free slot as soon as it can, from queues ordered by one key,
 with batches of one model up to the run's max batch. They differ only in the queue order
 and in whether the high-priority class goes strictly first.
+
+They stand for no particular system: ``fifo`` is a plain dynamic-batching server
+(arrival order, batches of one model), ``edf`` the deadline ordering of Clipper- and
+Nexus-style servers without their adaptive batching or placement, ``priority`` the
+simplest priority-aware server. They keep only the queue order; they predict nothing,
+drop nothing and preempt nothing.
 """
 
 from __future__ import annotations

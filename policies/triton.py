@@ -17,6 +17,11 @@ interference or of deadlines beyond the per-class queue timeout.
   deadline budget (deadline minus arrival) as its timeout: what a user who sets the
   timeout to the SLO gets. Timed-out requests are found at the heads of the queues (Triton
   also checks them when it looks at the queue).
+
+What it keeps of Triton: priority levels ordering the queue, the dynamic batcher's
+preferred size and maximum queue delay, per-class timeouts with REJECT. What it drops:
+Triton's per-model instance groups and model-level concurrency limits (every slot may run
+any model), sequence batching, rate limiting, and response caching.
 """
 
 from __future__ import annotations
