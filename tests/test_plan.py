@@ -270,3 +270,41 @@ def test_plan_answer_is_checked_one_gpu_lower(tmp_path):
     assert v.answer.config == best.config and v.answer.seeds == (2, 3)
     if best.config.gpus > 1:
         assert v.one_fewer.config.gpus == best.config.gpus - 1
+
+
+def test_an_interrupted_plan_resumes_from_its_finished_runs(tmp_path):
+    from strait_sim.plan import plan
+
+    space = build_space(["priority", "fifo"], {}, [2], [4], (1, 6))
+    args = ("synthetic-tiny", {"rate": 3000, "duration": 1.0}, parse_targets("high=0.95"),
+            space)
+    lines: list[str] = []
+
+    def interrupt_after_two_rounds(line: str) -> None:
+        lines.append(line)
+        if sum(x.startswith("round 2:") for x in lines):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        plan(*args, seeds=2, out=tmp_path / "a", log=interrupt_after_two_rounds)
+    assert not (tmp_path / "a" / "plan.json").exists()
+    resumed = plan(*args, seeds=2, out=tmp_path / "a")
+    fresh = plan(*args, seeds=2, out=tmp_path / "b")
+    assert resumed.simulations_reused == 2 * 2  # two rounds of one config x two seeds
+    assert resumed.simulations_run == fresh.simulations_run - 4
+    assert [(p.config, p.verdict, p.on_time) for p in resumed.search.points] == \
+        [(p.config, p.verdict, p.on_time) for p in fresh.search.points]
+
+
+def test_python_api_as_documented(tmp_path):
+    from strait_sim.plan import build_space, parse_targets, plan
+    from strait_sim.plan.report import write_outputs
+
+    space = build_space(["priority", "strait"], {"strait": {"hp_risk": [0.01, 0.05]}},
+                        slots=[1], max_batch=[4], gpus=(1, 4))
+    result = plan("synthetic-tiny", {"rate": 2000, "duration": 0.5},
+                  parse_targets("high=0.9"), space, cost=lambda c: 2.5 * c.gpus, seeds=2,
+                  out=str(tmp_path))
+    assert {p.cost for p in result.search.points} <= {2.5 * g for g in range(1, 5)}
+    files = write_outputs(result, str(tmp_path))
+    assert json.loads(files["plan.json"].read_text())["space"]["gpus"] == [1, 4]
