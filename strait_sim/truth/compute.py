@@ -44,8 +44,11 @@ class ComputeTruth:
         self.interference = interference
         self._solo_q = np.stack([self._solo_quantiles(profile, m, max_batch) for m in models])
         self.calibration = calibrate_bundle(profile) if interference else Calibration()
-        self._slow = self._slowdown_table_from(self.calibration, models, max_batch) \
-            if interference else np.ones((len(models), max_batch, len(models), max_batch))
+        # The slowdown table is models x max_batch x models x max_batch: built per victim
+        # model on its first use (issue 15), so 100 models or interference off do not pay
+        # for models^2 x batches^2 cells the run never reads.
+        self._slow_rows: list[np.ndarray | None] = [None] * len(models)
+        self._pair_summary: tuple | None = None
         self._combine = self.calibration.three_way.combine
         self._additive = self.calibration.three_way.weight == 1.0
         self._scale_l = [self.calibration.scale_quantiles(m).tolist() for m in models]
@@ -108,7 +111,8 @@ class ComputeTruth:
             return 1.0
         table = self._slow_l[model_idx][batch - 1]
         if table is None:
-            table = self._slow_l[model_idx][batch - 1] = self._slow[model_idx, batch - 1].tolist()
+            table = self._slow_l[model_idx][batch - 1] = \
+                self._victim_rows(model_idx)[batch - 1].tolist()
         if len(co) == 1 or self._additive:
             excess = 0.0
             for cm, cb in co:
@@ -130,7 +134,21 @@ class ComputeTruth:
         return self._scale_l[model_idx][q]
 
     def pair_slowdown(self, model_idx: int, batch: int, co_idx: int, co_batch: int) -> float:
-        return float(self._slow[model_idx, batch - 1, co_idx, co_batch - 1])
+        return float(self._victim_rows(model_idx)[batch - 1, co_idx, co_batch - 1])
+
+    def _victim_rows(self, i: int) -> np.ndarray:
+        """The slowdown table's rows of victim model ``i``: (max_batch, models, max_batch)."""
+        rows = self._slow_rows[i]
+        if rows is None:
+            n, mb = len(self.models), self.max_batch
+            if not self.interference or not self.calibration.keys:
+                rows = np.ones((mb, n, mb))
+            else:
+                if self._pair_summary is None:
+                    self._pair_summary = _pair_summary(self.calibration)
+                rows = _victim_table(self._pair_summary, self.models, mb, i)
+            self._slow_rows[i] = rows
+        return rows
 
     @staticmethod
     def fit_pair_slowdowns(profile: ProfileBundle) -> dict[tuple[str, int, str, int], float]:
@@ -141,28 +159,12 @@ class ComputeTruth:
     @staticmethod
     def _slowdown_table_from(cal: Calibration, models: tuple[str, ...],
                              max_batch: int) -> np.ndarray:
+        """The whole table at once (the lazy rows are its slices)."""
         n = len(models)
-        table = np.ones((n, max_batch, n, max_batch))
         if not cal.keys:
-            return table
-        by_pair: dict[tuple[str, str], dict[tuple[int, int], float]] = {}
-        for (m, b, cm, cb), f in cal.keys.items():
-            by_pair.setdefault((m, cm), {})[(b, cb)] = f.effective_slowdown
-        pooled = {p: float(np.median(list(d.values()))) if not cal.pairs.get(p) else
-                  _pooled_effective(cal, p) for p, d in by_pair.items()}
-        by_victim: dict[str, list[float]] = {}
-        for (m, _), s in pooled.items():
-            by_victim.setdefault(m, []).append(s)
-        global_mean = float(np.mean(list(pooled.values())))
-        for i, m in enumerate(models):
-            for j, cm in enumerate(models):
-                fits = by_pair.get((m, cm))
-                if not fits:
-                    fallback = float(np.mean(by_victim[m])) if m in by_victim else global_mean
-                    table[i, :, j, :] = fallback
-                    continue
-                table[i, :, j, :] = interpolate_pair(fits, pooled[(m, cm)], max_batch)
-        return table
+            return np.ones((n, max_batch, n, max_batch))
+        summary = _pair_summary(cal)
+        return np.stack([_victim_table(summary, models, max_batch, i) for i in range(n)])
 
     def extrapolation(self) -> dict:
         """What the truth model had to invent: counts for the run's summary."""
@@ -174,6 +176,35 @@ class ComputeTruth:
                 "model_pairs_never_measured": len(missing) if cal.keys else 0,
                 "three_way_weight": cal.three_way.weight,
                 "three_way_points": cal.three_way.points}
+
+
+def _pair_summary(cal: Calibration) -> tuple:
+    """What every victim row needs: measured fits per model pair, their pooled slowdowns,
+    the pooled slowdowns per victim model and their global mean (for unmeasured pairs)."""
+    by_pair: dict[tuple[str, str], dict[tuple[int, int], float]] = {}
+    for (m, b, cm, cb), f in cal.keys.items():
+        by_pair.setdefault((m, cm), {})[(b, cb)] = f.effective_slowdown
+    pooled = {p: float(np.median(list(d.values()))) if not cal.pairs.get(p) else
+              _pooled_effective(cal, p) for p, d in by_pair.items()}
+    by_victim: dict[str, list[float]] = {}
+    for (m, _), s in pooled.items():
+        by_victim.setdefault(m, []).append(s)
+    return by_pair, pooled, by_victim, float(np.mean(list(pooled.values())))
+
+
+def _victim_table(summary: tuple, models: tuple[str, ...], max_batch: int,
+                  i: int) -> np.ndarray:
+    """Slowdowns of victim model ``i`` at each batch size against every (model, batch)."""
+    by_pair, pooled, by_victim, global_mean = summary
+    m = models[i]
+    rows = np.ones((max_batch, len(models), max_batch))
+    for j, cm in enumerate(models):
+        fits = by_pair.get((m, cm))
+        if not fits:
+            rows[:, j, :] = float(np.mean(by_victim[m])) if m in by_victim else global_mean
+            continue
+        rows[:, j, :] = interpolate_pair(fits, pooled[(m, cm)], max_batch)
+    return rows
 
 
 def _pooled_effective(cal: Calibration, pair: tuple[str, str]) -> float:
