@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import simpy
 
+from strait_sim.driver.clocks import call_in
 from strait_sim.policies.base import CoRun
 from strait_sim.truth.compute import ComputeTruth
 from strait_sim.truth.kernel_restore import KernelRestore
@@ -112,7 +113,7 @@ class ComputeUnit:
                 t = w.remaining_s / w.rate
                 if first_t is None or t < first_t:
                     first_t = t
-        self.env.timeout(max(first_t, 0.0), self.version).callbacks.append(self._on_event_cb)
+        call_in(self.env, max(first_t, 0.0), self.version, self._on_event_cb)
 
     def _on_event(self, ev: simpy.Event) -> None:
         if ev.value != self.version:
@@ -144,8 +145,7 @@ class ComputeUnit:
             self.running.append(work)
             work.rate = 1.0
             self.version += 1
-            self.env.timeout(work.remaining_s, self.version).callbacks.append(
-                self._on_event_cb)
+            call_in(self.env, work.remaining_s, self.version, self._on_event_cb)
             return
         self._advance()
         for other in self.running:
@@ -231,8 +231,8 @@ class Link:
             self.last = self.env._now
             sharing.append(work)
             self.version += 1
-            self.env.timeout(work.tr_left / self.bytes_per_s,
-                             self.version).callbacks.append(self._on_event_cb)
+            call_in(self.env, work.tr_left / self.bytes_per_s, self.version,
+                    self._on_event_cb)
             return
         self._advance()
         was_idle = not sharing
@@ -283,7 +283,7 @@ class Link:
             smallest = sharing[0].tr_left if len(sharing) == 1 else \
                 min(w.tr_left for w in sharing)
         delay = max(smallest, 0.0) / self._rate()
-        self.env.timeout(delay, self.version).callbacks.append(self._on_event_cb)
+        call_in(self.env, delay, self.version, self._on_event_cb)
 
     def _on_event(self, ev: simpy.Event) -> None:
         if ev.value != self.version:  # overtaken by a later change

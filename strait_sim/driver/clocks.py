@@ -2,8 +2,9 @@
 
 SimPy itself has one ``Environment`` and a wall-clock ``RealtimeEnvironment`` running the
 same process code; the driver follows that pattern. Both clocks here *are* SimPy
-environments, so the driver and the devices schedule with ``clock.timeout(delay, value)``
-and callbacks in both modes. They differ only in how time passes:
+environments, so the driver and the devices schedule callbacks the same way in both modes:
+:func:`call_in` (a lean SimPy-compatible entry on the environment's heap) or
+``clock.timeout(delay, value)``. They differ only in how time passes:
 
 - :class:`VirtualClock` jumps from event to event (simulation).
 - :class:`WallClock` waits for the wall clock, and also takes events that come from other
@@ -26,12 +27,34 @@ import math
 import queue
 import time
 from collections.abc import Callable
-from heapq import heappop
+from heapq import heappop, heappush
 from typing import Protocol
 
 import simpy
+from simpy.events import NORMAL
 
 INF = math.inf
+
+
+class Call:
+    """A callback scheduled on a SimPy environment's heap: only what ``step`` reads
+    (``callbacks``, ``_ok``) and what the callback reads (``value``). A ``Timeout``
+    carries more (its environment, delay, the checks of a general event) and costs more
+    to make; the fluid device schedules a few of these per request."""
+
+    __slots__ = ("callbacks", "value", "_ok")
+
+    def __init__(self, callback: Callable, value: object) -> None:
+        self.callbacks = [callback]
+        self.value = value
+        self._ok = True
+
+
+def call_in(env: simpy.Environment, delay: float, value: object,
+            callback: Callable[[Call], None]) -> None:
+    """Run ``callback(call)`` after ``delay`` (>= 0), with ``call.value == value``; ties
+    are broken exactly as SimPy breaks them for a ``Timeout`` (time, priority, order)."""
+    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), Call(callback, value)))
 
 
 class ArrivalSource(Protocol):
@@ -45,18 +68,21 @@ class VirtualClock(simpy.Environment):
     """Virtual time: simulation."""
 
     def run_driver(self, arrivals: ArrivalSource) -> None:
-        """Run events and arrivals in time order until neither is left."""
+        """Run events and arrivals in time order until neither is left (SimPy's ``step``,
+        inlined: this loop runs a few times per request)."""
         q = self._queue
-        step = self.step
         while True:
             ta = arrivals.next_t
-            if q and q[0][0] < ta:
-                step()
+            if q and q[0][0] < ta or (ta == INF and q):
+                self._now, _, _, ev = heappop(q)
+                callbacks, ev.callbacks = ev.callbacks, None
+                for cb in callbacks:
+                    cb(ev)
+                if not ev._ok and not hasattr(ev, "_defused"):
+                    raise ev._value
             elif ta != INF:
                 self._now = ta
                 arrivals.release()
-            elif q:
-                step()
             else:
                 return
 
