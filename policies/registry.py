@@ -11,7 +11,9 @@ stays fast and a policy's heavy imports (a predictor library) cost nothing until
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import inspect
 from importlib.metadata import entry_points
 
 from strait_sim.errors import UnknownNameError, UserError
@@ -58,13 +60,61 @@ def policy_class(name: str) -> type[Policy]:
     raise UnknownNameError("policy", name, policy_names())
 
 
+def policy_parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The keyword parameters a policy class takes (its ``__init__``'s), by name."""
+    if cls.__init__ is object.__init__:
+        return {}
+    try:
+        sig = inspect.signature(cls.__init__)
+    except (TypeError, ValueError):
+        return {}
+    return {n: p for n, p in sig.parameters.items() if n != "self"
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _check_params(name: str, cls: type, params: dict) -> None:
+    """Unknown names and values of the wrong type, in one line that lists the valid names.
+
+    The type is that of the parameter's default: a ``True`` default takes only true/false
+    (``hp_guard=7`` is not a boolean), a number default takes only numbers. A class that
+    takes ``**kwargs`` is trusted with any name.
+    """
+    accepted = policy_parameters(cls)
+    open_ended = False
+    if cls.__init__ is not object.__init__:
+        with contextlib.suppress(TypeError, ValueError):
+            open_ended = any(p.kind is p.VAR_KEYWORD
+                             for p in inspect.signature(cls.__init__).parameters.values())
+    for key, value in params.items():
+        if key not in accepted:
+            if open_ended:
+                continue
+            valid = ", ".join(sorted(accepted)) or "(none: it takes no parameters)"
+            raise UserError(f"policy '{name}' has no parameter '{key}'; valid: {valid}")
+        default = accepted[key].default
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise UserError(f"policy '{name}': {key} must be true or false, got {value!r}")
+        elif isinstance(default, int | float) and default is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise UserError(f"policy '{name}': {key} must be a number, got {value!r}")
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise UserError(f"policy '{name}': {key} must be a name (text), got {value!r}")
+
+
 def make_policy(name: str, **params: object) -> Policy:
     """Construct a policy; a bad parameter becomes a one-line user error."""
     cls = policy_class(name)
+    _check_params(name, cls, params)
     try:
         return cls(**params)
     except (TypeError, ValueError) as exc:
-        raise UserError(f"policy '{name}': {exc}") from None
+        raise UserError(f"policy '{name}': {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def describe_policies() -> list[tuple[str, str]]:

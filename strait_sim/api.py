@@ -284,6 +284,11 @@ def compare(policies: Sequence[str] | str, profile: str | Path | None = None, *,
                     "max_batch": max_batch, "seed": s, "interference": interference,
                     "pcie": pcie}, where="compare"))
                 keys.append((load if load is not None else wl.get("load"), name, s))
+    if out is not None:
+        from strait_sim.output_folder import check_output_folder, open_resumable_folder
+
+        check_output_folder(out, "compare", resume=True)
+        open_resumable_folder(out, "compare")
     outcomes = run_points(specs, workers=workers,
                           out_dir=None if out is None else Path(out), force=rerun,
                           progress=progress, keep_requests=out is not None)
@@ -317,6 +322,7 @@ def validate(policy: str = "strait", device: str | int = "cpu", *, out: str | Pa
              pcie: bool = True, margin: float = 0.10, alpha: float = 0.05,
              force: bool = False, busy_threshold: float | None = None, quiet: bool = True,
              command: str | None = None, allow_model_mismatch: bool = False,
+             allow_large: bool = False,
              **workload_keywords: Any) -> dict:
     """Run a workload live on ``device`` ("cpu" or a CUDA index) and in simulation, write
     the comparison into ``out`` and return the report dict (``strait-sim validate``).
@@ -353,6 +359,9 @@ def validate(policy: str = "strait", device: str | int = "cpu", *, out: str | Pa
     config = SimConfig(gpus=1, slots=slots, max_batch=max_batch, seed=seed,
                        interference=interference, pcie=pcie)
     workload = describe_workload(bundle, gpus=1, max_batch=max_batch, **workload_keywords)
+    from strait_sim.work_limit import check_work
+
+    check_work(workload.expected_count(), allow_large=allow_large)  # see work_limit.py
     make_policy(policy, **dict(params or {}))  # a bad policy fails before the device
     from strait_sim.profiler.model_fingerprint import check_live_models
 

@@ -50,30 +50,82 @@ def check_writable_parent(target: Path, *, folder: bool = True) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: Path | str) -> Iterator[Path]:
+def atomic_dir(target: Path | str, kind: str | None = None, *,
+               mark: bool = True) -> Iterator[Path]:
     """Yield a temporary folder that replaces ``target`` only if the block succeeds.
 
     An existing ``target`` is replaced whole (its old content is removed after the new one
     is in place). On any exception the temporary folder is removed and ``target`` is left
     as it was.
+
+    ``kind`` (a result kind, see :mod:`strait_sim.output_folder`): an existing non-empty
+    ``target`` is replaced only if it holds an earlier result of that kind and nothing the
+    tool did not write; ``mark`` leaves the marker file that lists what was written.
+    Without ``kind`` (a folder inside a result the tool manages) it is replaced as is.
+
+    When ``target`` is the current folder (``--out .``) or one above it, it cannot be
+    renamed away under the user's shell: its entries are swapped one by one instead.
     """
+    from strait_sim.output_folder import check_output_folder, result_kind, write_marker
+
     target = Path(target)
-    check_writable_parent(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    resolved = target.resolve()
+    if kind is not None and target.exists():
+        check_output_folder(target, kind, overwrite=True, flag="")
+    in_place = target.is_dir() and (resolved.parent == resolved
+                                    or Path.cwd().resolve().is_relative_to(resolved))
+    if in_place:
+        check_writable_parent(target / ".strait-probe")
+        tmp = Path(tempfile.mkdtemp(prefix=".strait-sim.tmp-", dir=target))
+    else:
+        check_writable_parent(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{resolved.name}.tmp-", dir=resolved.parent))
     _publish_mode(tmp, folder=True)
     try:
         yield tmp
+        if kind is not None and mark:
+            write_marker(tmp, kind, sorted(p.name for p in tmp.iterdir()))
+        if in_place:
+            old = result_kind(target)[1] if kind is not None else None
+            _swap_in_place(tmp, target, old or [])
+            return
+        old = None
+        if target.exists():
+            old = resolved.parent / f".{resolved.name}.old-{os.getpid()}"
+            os.replace(target, old)
+        os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.replace(target, old)
-    os.replace(tmp, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _swap_in_place(tmp: Path, target: Path, old_files: list[str]) -> None:
+    """Move ``tmp``'s entries into ``target`` (which stays the same folder), removing the
+    earlier result's files first; the marker goes last, so a folder without one is a
+    result still being written."""
+    from strait_sim.output_folder import MARKER
+
+    _remove(target / MARKER)
+    new = sorted(p.name for p in tmp.iterdir())
+    for name in old_files:
+        if name not in new and name != tmp.name:
+            _remove(target / name)
+    for name in [n for n in new if n != MARKER] + ([MARKER] if MARKER in new else []):
+        if (target / name).is_dir() and not (target / name).is_symlink():
+            shutil.rmtree(target / name)
+        os.replace(tmp / name, target / name)
+    tmp.rmdir()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 @contextlib.contextmanager

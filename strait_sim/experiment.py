@@ -51,7 +51,7 @@ def run_simulation(profile: ProfileBundle, workload: Workload, policy: Policy,
 def _run_streamed(profile: ProfileBundle, workload: Workload, policy: Policy,
                   config: SimConfig, progress: Callable[[int, float], None] | None,
                   out: Path, row_group: int) -> RunResult:
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "run") as tmp:
         path = tmp / "requests.parquet"
         sink = RequestsParquetStream(path)
         t0 = time.perf_counter()

@@ -27,7 +27,7 @@ from strait_sim.errors import BundleError, UnknownNameError
 SCHEMA_VERSION = 1
 
 # Column name -> kind: "str", "int" (>= 0 integer), "pos_int" (>= 1), "float" (finite),
-# "nonneg" (finite, >= 0), "pos" (finite, > 0).
+# "nonneg" (finite, >= 0), "pos" (finite, > 0), "flag" (0/1; true/false accepted too).
 SCHEMA: dict[str, dict[str, str]] = {
     "models.csv": {"model": "str", "params": "nonneg", "input_bytes_per_item": "nonneg",
                    "output_bytes_per_item": "nonneg"},
@@ -38,7 +38,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "kernels.csv": {"model": "str", "batch": "pos_int", "seq": "int", "name": "str",
                     "start_us": "nonneg", "duration_us": "nonneg"},
     "transfers.csv": {"direction": "str", "bytes": "pos_int", "concurrent": "pos_int",
-                      "opposite_active": "int", "rep": "int", "time_ms": "pos"},
+                      "opposite_active": "flag", "rep": "int", "time_ms": "pos"},
     "utilization.csv": {"model": "str", "batch": "pos_int", "sm_pct": "nonneg",
                         "l2_pct": "nonneg", "dram_pct": "nonneg"},
 }
@@ -153,6 +153,9 @@ def _check_table(df: pd.DataFrame, fname: str, label: str) -> pd.DataFrame:
                 raise BundleError(where, "empty value", line=row + 2, column=col)
             df[col] = raw.astype(str).str.strip()
             continue
+        if kind == "flag":  # 0/1, or true/false as other tools write booleans
+            raw = _flag_numbers(raw)
+            kind = "int"
         num = pd.to_numeric(raw, errors="coerce")
         bad = num.isna().to_numpy() | ~np.isfinite(num.to_numpy(dtype=float, na_value=np.nan))
         if bad.any():
@@ -181,6 +184,16 @@ def _check_table(df: pd.DataFrame, fname: str, label: str) -> pd.DataFrame:
                                   column=col)
         df[col] = vals.astype(np.int64) if kind in ("int", "pos_int") else vals
     return df
+
+
+_FLAG_WORDS = {"true": "1", "false": "0", "yes": "1", "no": "0"}
+
+
+def _flag_numbers(raw: pd.Series) -> pd.Series:
+    """A boolean column as 0/1 text: true/false (any case) become 1/0; anything else is
+    left as written, so that the number check names it."""
+    words = raw.astype(str).str.strip().str.lower()
+    return raw.where(~words.isin(_FLAG_WORDS), words.map(_FLAG_WORDS))
 
 
 def _read_csv(path: Path, fname: str, label: str) -> pd.DataFrame:

@@ -99,7 +99,7 @@ def write_results(out: Path | str, requests: pd.DataFrame, summary: dict, *,
     """Write DIR/requests.parquet and DIR/summary.json; DIR appears whole or not at all."""
     out = Path(out)
     text = summary_text(summary)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "run") as tmp:
         requests.to_parquet(tmp / "requests.parquet", index=False)
         (tmp / "summary.json").write_text(text)
         for name, data in (extra_files or {}).items():

@@ -119,7 +119,7 @@ def make_synthetic_bundle(out: Path | str, spec: SyntheticSpec | None = None, *,
                  "was measured on any device.",
     }
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "profile", mark=False) as tmp:
         write_meta(tmp, meta)
         write_table(tmp, "models.csv", models)
         write_table(tmp, "solo.csv", solo)

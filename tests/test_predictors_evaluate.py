@@ -141,7 +141,8 @@ def test_cli_evaluate_writes_table_and_plots(tmp_path, capsys):
     assert summary["synthetic"] is True and summary["seed"] == 1
     # Same seed: identical table (the second run also reads the fit cache).
     first = (out / "accuracy.csv").read_bytes()
-    assert main(args) == 0
+    assert main(args) == 2  # an earlier result is replaced only when asked
+    assert main([*args, "--overwrite"]) == 0
     assert (out / "accuracy.csv").read_bytes() == first
     assert main(["predict", "list"]) == 0
     assert "forgetting" in capsys.readouterr().out
@@ -173,7 +174,7 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")
     _one_line_error(capsys, ["predict", "evaluate", "--profile", "synthetic-tiny", "--out",
-                             str(foreign), "--predictors", "solo"], "is not an earlier")
+                             str(foreign), "--predictors", "solo"], "holds no strait-sim result")
     assert (foreign / "keep.txt").read_text() == "mine"
 
 

@@ -396,6 +396,24 @@ def check_output_path(path: Path | str) -> None:
         raise UserError(f"{path}: a trace file must end in .csv, .csv.gz or .parquet")
 
 
+def written_by_strait_sim(path: Path | str) -> bool | None:
+    """Whether an existing file is a trace :func:`write_trace` wrote (its exact columns);
+    None when there is no such file. ``--overwrite`` replaces only those."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        if is_parquet(path):
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names) == list(WRITE_COLUMNS)
+        opener = gzip.open if str(path).lower().endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            return fh.read(200).split(b"\n", 1)[0] == ",".join(WRITE_COLUMNS).encode()
+    except Exception:  # unreadable, not gzip, not Parquet: not ours
+        return False
+
+
 def _frame(chunk: RequestChunk) -> pd.DataFrame:
     return pd.DataFrame({
         "arrival_s": chunk.arrival_s,

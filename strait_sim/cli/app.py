@@ -87,6 +87,30 @@ def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[
     return tuple(usage), tuple(abort), tuple(exits)
 
 
+#: Optional dependencies: top-level module -> what to install. torch is named with its
+#: build because an unpinned install pulls the multi-GB CUDA wheel on any machine.
+OPTIONAL_MODULES = {
+    "torch": "the torch extra: install the torch build for your machine first "
+             "(CPU: pip install torch --index-url https://download.pytorch.org/whl/cpu), "
+             "then pip install 'strait-sim[torch]'",
+    "torchvision": "torchvision matching your torch build (pip install torchvision)",
+    "transformers": "transformers (pip install transformers)",
+    "dask": "the dask extra: pip install 'strait-sim[dask]'",
+    "distributed": "the dask extra: pip install 'strait-sim[dask]'",
+    "pynvml": "the gpu extra: pip install 'strait-sim[gpu]' (nvidia-ml-py)",
+    "cuda": "the gpu extra: pip install 'strait-sim[gpu]' (cuda-python)",
+    "tensorrt": "TensorRT for your CUDA version (pip install tensorrt)",
+}
+
+
+def missing_dependency_message(exc: ImportError) -> str | None:
+    """One line naming what to install, when ``exc`` is a missing optional dependency."""
+    name = (getattr(exc, "name", None) or "").partition(".")[0]
+    if not isinstance(exc, ModuleNotFoundError) or name not in OPTIONAL_MODULES:
+        return None
+    return f"this command needs {name}, which is not installed: install {OPTIONAL_MODULES[name]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit status 2."""
     usage, abort, exits = _click_exception_types()
@@ -100,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a file or folder the user named cannot be read or written
         where = f": {exc.filename}" if exc.filename else ""
         print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        message = missing_dependency_message(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

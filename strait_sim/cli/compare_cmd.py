@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from strait_sim.cli.workload_options import workload_options
+from strait_sim.work_limit import allow_large_option
 
 
 def parse_list(text: str, flag: str) -> list[str]:
@@ -94,6 +95,7 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, "--workers", help="Runs in parallel (processes)."),
         rerun: bool = typer.Option(False, "--rerun", help="Rerun points already in --out "
                                    "instead of reusing them."),
+        allow_large: bool = allow_large_option(),
         quiet: bool = typer.Option(False, "--quiet", "-q",
                                    help="No progress bar, no tables: only the line saying "
                                    "what was written, and errors."),
@@ -102,13 +104,22 @@ def register(app: typer.Typer) -> None:
         """Compare policies on identical workloads: violations per class with confidence
         intervals over seeds, latency percentiles, goodput, drops, busy time, fairness."""
         from strait_sim import api
-        from strait_sim.atomic import check_writable_parent
         from strait_sim.cli.command_line import command_line
+        from strait_sim.output_folder import check_output_folder
+        from strait_sim.sweep.executors import check_run_options
+        from strait_sim.sweep.spec import check_system_values
 
         names = list(dict.fromkeys(parse_list(policies, "--policies")))
         params = api.parse_policy_params(param, names) if param else {}
+        check_run_options(workers)
+        check_system_values({"seed": seed, "gpus": gpus, "slots": slots,
+                             "max_batch": max_batch}, flags=True)
         if out is not None:
-            check_writable_parent(out)
+            check_output_folder(out, "compare", resume=True)
+        wl = {k: v for k, v in (workload_opts or {}).items() if v is not None}
+        load_list = [None] if loads is None else list(parse_loads(loads))
+        _check_work(wl, load_list, profile, gpus, max_batch, allow_large,
+                    max(1, min(workers, len(names) * max(seeds, 1) * len(load_list))))
         result = api.compare(names, profile, loads=None if loads is None else
                              parse_loads(loads), seeds=seeds, seed=seed, params=params,
                              reference=reference, gpus=gpus, slots=slots,
@@ -118,6 +129,24 @@ def register(app: typer.Typer) -> None:
                              **{k: v for k, v in (workload_opts or {}).items()
                                 if v is not None})
         _report(result, quiet=quiet)
+
+
+def _check_work(wl: dict, load_list: list, profile: str | None, gpus: int, max_batch: int,
+                allow_large: bool, runs_at_once: int) -> None:
+    """The work limit, checked on the largest run (highest load) before any run starts."""
+    from strait_sim.cli.workload_options import workload_from_options
+    from strait_sim.profile_bundle import load_bundle
+    from strait_sim.work_limit import check_work
+
+    if allow_large or (any(ld is not None for ld in load_list) and ("rate" in wl
+                                                                    or "load" in wl)):
+        return  # (the second: api.compare says --loads and --rate conflict)
+    top = dict(wl)
+    loads = [ld for ld in load_list if ld is not None]
+    if loads:
+        top["load"] = max(loads)
+    workload = workload_from_options(top, load_bundle(profile), gpus=gpus, max_batch=max_batch)
+    check_work(workload.expected_count(), runs_at_once=runs_at_once, what="each run")
 
 
 def _report(result, *, quiet: bool = False) -> None:  # type: ignore[no-untyped-def]

@@ -64,8 +64,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Find the fewest GPUs (cheapest configuration) per policy that meets the targets
         with confidence over seeds, by galloping/bisection over the GPU count."""
-        from strait_sim.atomic import check_writable_parent
         from strait_sim.cli.compare_cmd import parse_list
+        from strait_sim.output_folder import check_output_folder
         from strait_sim.plan import plan
         from strait_sim.plan.space import (
             build_space,
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
                             parse_int_list(max_batch, "--max-batch"), parse_gpu_range(gpus))
         cost_fn = gpu_count_cost if cost.strip() == "gpus" else cost_from_expression(cost)
         if out is not None:
-            check_writable_parent(out)
+            check_output_folder(out, "plan", resume=True)
 
         def log(line: str) -> None:
             if not quiet:

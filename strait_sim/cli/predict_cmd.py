@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 
+from strait_sim.cli.output_options import overwrite_option
 from strait_sim.errors import UserError
 
 predict_app = typer.Typer(help="Interference and transfer predictors: list, fit, evaluate.",
@@ -120,13 +121,6 @@ def _parse_names(text: str | None) -> list[str] | None:
     return names
 
 
-def _check_out(out: Path) -> None:
-    """Never replace a folder that is not an earlier evaluation output."""
-    if out.exists() and out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise UserError(f"--out {out}: folder exists and is not an earlier "
-                        "'predict evaluate' output; choose a new or empty folder")
-
-
 @predict_app.command("evaluate")
 def evaluate_cmd(
     profile: str = typer.Option(None, "--profile", help="Bundled profile name or bundle "
@@ -137,22 +131,23 @@ def evaluate_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the splits and test order."),
     cache: bool = typer.Option(True, "--cache/--no-cache",
                                help="Reuse fitted predictors cached on disk."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Accuracy of each predictor per scenario (random, higher load, unseen pairs,
     chronological), copy-time model, noise floor: CSV, Markdown and PNG in --out."""
-    from strait_sim.atomic import atomic_dir, check_writable_parent
+    from strait_sim.atomic import atomic_dir
+    from strait_sim.output_folder import check_output_folder
     from strait_sim.predictors.evaluate import evaluate, markdown_tables
     from strait_sim.profile_bundle import load_bundle
 
     names = _parse_names(predictors)
     if seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
-    check_writable_parent(out)
-    _check_out(out)
+    check_output_folder(out, "predict-evaluate", overwrite=overwrite)
     bundle = load_bundle(profile)
     result = evaluate(bundle, names, seed, cache=cache)
     title = bundle.name
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "predict-evaluate") as tmp:
         from strait_sim.predictors.plots import (
             plot_accuracy,
             plot_by_overlap,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from strait_sim.cli.output_options import overwrite_option
 from strait_sim.errors import UserError
 
 CPU_DEFAULT_BATCHES = "1,2,4"
@@ -202,6 +203,10 @@ def register(app: typer.Typer) -> None:
             if v < 1:
                 raise UserError(f"{flag} must be >= 1, got {v}")
         out_dir = out or Path(f"profile-{'gpu' + str(gpu) if on_gpu else 'cpu'}-{precision}")
+        from strait_sim.output_folder import check_output_folder
+
+        check_output_folder(out_dir, "profile", resume=True)  # a bundle is resumed, never
+        # replaced; a folder of something else is refused before the device is touched
         spec_map = {s.name: s for s in specs}
         # Backend warm-up (per stream, in prepare): CUDA graph capture needs a few eager
         # runs first; on the CPU one run per stream suffices (solo adds --warmup more).
@@ -239,19 +244,26 @@ def register(app: typer.Typer) -> None:
         plots: Path | None = typer.Option(
             None, help="Folder for the PNGs (default: ./<bundle name>-plots)."),
         no_plots: bool = typer.Option(False, "--no-plots", help="Print only."),
+        overwrite: bool = overwrite_option(),
     ) -> None:
         """Print solo latencies, the slowdown matrix and the link fit; draw the plots."""
         from rich.console import Console
 
+        from strait_sim.atomic import atomic_dir
+        from strait_sim.output_folder import check_output_folder
         from strait_sim.profile_bundle import load_bundle
         from strait_sim.profiler.show import print_summary, write_plots
 
         b = load_bundle(bundle)
+        folder = plots or Path(f"{b.name}-plots")
+        if not no_plots:
+            check_output_folder(folder, "profile-plots", overwrite=overwrite, flag="--plots")
         console = Console()
         print_summary(b, console)
         if not no_plots:
-            folder = plots or Path(f"{b.name}-plots")
-            for path in write_plots(b, folder):
-                console.print(f"wrote {path}")
+            with atomic_dir(folder, "profile-plots") as tmp:
+                written = write_plots(b, tmp)
+            for path in written:
+                console.print(f"wrote {folder / path.name}")
 
     app.add_typer(profile_app, name="profile")

@@ -18,9 +18,10 @@ def summary_table(summary: dict, title: str | None = None) -> Table:
                   f"{summary.get('profile', {}).get('name', '?')} (seed {summary.get('seed')})",
                   box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False,
                   caption_justify="left")
-    table.caption = ("n = requests; on time / late / dropped / rejected: counts; "
+    table.caption = ("n = requests = on time + late + dropped + rejected + failed (a live "
+                     "run's requests that never finished, e.g. after Ctrl-C); "
                      "viol. = violated, not on time; latency percentiles of served requests")
-    for col in ("class", "n", "on time", "late", "drop", "rej", "viol. %",
+    for col in ("class", "n", "on time", "late", "drop", "rej", "fail", "viol. %",
                 "p50 ms", "p95 ms", "p99 ms"):
         table.add_column(col, justify="right" if col != "class" else "left",
                          min_width=len(col))
@@ -29,7 +30,7 @@ def summary_table(summary: dict, title: str | None = None) -> Table:
     for name, c in rows:
         vr = c.get("violation_rate")
         table.add_row(name, str(c["count"]), str(c["on_time"]), str(c["late"]),
-                      str(c["dropped"]), str(c["rejected"]),
+                      str(c["dropped"]), str(c["rejected"]), str(c.get("failed", 0)),
                       "-" if vr is None else f"{100 * vr:.1f}",
                       _ms(c["p50_ms"]), _ms(c["p95_ms"]), _ms(c["p99_ms"]))
     return table

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from strait_sim.cli.output_options import overwrite_option
+
 
 def register(app: typer.Typer) -> None:
     @app.command("report")
@@ -15,10 +17,16 @@ def register(app: typer.Typer) -> None:
                                       "folder."),
         html: Path | None = typer.Option(None, "--html", help="Where to write the page "
                                          "[default: DIR/report.html]."),
+        overwrite: bool = overwrite_option(),
     ) -> None:
         """Write one self-contained HTML page (tables, figures, the producing command and
         the profile's provenance) for a run, a comparison or a validation."""
         from strait_sim.html_report import write_html_report
+        from strait_sim.output_folder import check_output_file, written_by_strait_sim
 
+        if html is not None:  # DIR/report.html is the folder's own; a path given is checked
+            check_output_file(html, overwrite=overwrite, flag="--html",
+                              ours=written_by_strait_sim(html, b'name="generator" '
+                                                         b'content="strait-sim'))
         path = write_html_report(folder, html)
         typer.echo(f"report: {path}")

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
+from strait_sim.cli.output_options import overwrite_option
 from strait_sim.cli.workload_options import workload_options
+from strait_sim.work_limit import allow_large_option
 
 
 def register(app: typer.Typer) -> None:
@@ -49,24 +51,33 @@ def register(app: typer.Typer) -> None:
         allow_model_mismatch: bool = typer.Option(
             False, "--allow-model-mismatch", help="Live: run even if the profile timed "
             "other definitions of the models than the zoo's (see docs/profiling.md)."),
+        overwrite: bool = overwrite_option(),
+        allow_large: bool = allow_large_option(),
         workload_opts: dict = None,  # filled by @workload_options
     ) -> None:
         """Simulate a workload under a policy and report per-class deadline misses."""
         from strait_sim import api
-        from strait_sim.atomic import check_writable_parent
         from strait_sim.cli.progress import sim_progress
         from strait_sim.cli.render import print_summary
         from strait_sim.cli.workload_options import workload_from_options
         from strait_sim.engine.simulator import SimConfig
         from strait_sim.errors import UserError
+        from strait_sim.output_folder import check_output_file, check_output_folder
+        from strait_sim.sweep.spec import check_system_values
+        from strait_sim.work_limit import check_work
 
-        for target in (out, trace_out):
-            if target is not None:
-                check_writable_parent(target)
+        check_system_values({"seed": seed, "gpus": gpus, "slots": slots,
+                             "max_batch": max_batch}, flags=True)
+        if out is not None:
+            check_output_folder(out, "run", overwrite=overwrite)
+        if trace_out is not None:
+            check_output_file(trace_out, overwrite=overwrite, flag="--trace-out",
+                              ours=_is_timeline(trace_out))
         pol = api.make_policy(policy, **api.parse_policy_params(param, [policy])[policy])
         bundle = api.load_profile(profile)
         workload = workload_from_options(workload_opts, bundle, gpus=gpus * max(nodes, 1),
                                          max_batch=max_batch)
+        check_work(workload.expected_count(), allow_large=allow_large)
         if live or gpu is not None or cpu:
             from strait_sim.live.runner import LiveOptions, run_live
 
@@ -111,3 +122,12 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"results: {out}/requests.parquet, {out}/summary.json")
         if result.summary.get("executor", {}).get("interrupted"):
             raise typer.Exit(130)  # Ctrl-C: results so far are written, but say so
+
+
+def _is_timeline(path: Path) -> bool | None:
+    """Whether an existing file is a timeline strait-sim wrote (None: there is none)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(16) == b'{"traceEvents": '
+    except OSError:
+        return None

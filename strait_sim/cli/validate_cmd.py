@@ -13,7 +13,9 @@ from pathlib import Path
 
 import typer
 
+from strait_sim.cli.output_options import overwrite_option
 from strait_sim.cli.workload_options import workload_options
+from strait_sim.work_limit import allow_large_option
 
 
 def register(app: typer.Typer) -> None:
@@ -47,6 +49,8 @@ def register(app: typer.Typer) -> None:
         allow_model_mismatch: bool = typer.Option(
             False, "--allow-model-mismatch", help="Run even if the profile timed other "
             "definitions of the models than the zoo's (see docs/profiling.md)."),
+        overwrite: bool = overwrite_option(),
+        allow_large: bool = allow_large_option(),
         busy_threshold: float | None = typer.Option(
             None, "--busy-threshold", help="Busy above this (CPU: load per core, default "
             "0.5; GPU: utilisation fraction, default 0.1)."),
@@ -83,7 +87,8 @@ def register(app: typer.Typer) -> None:
                         params=param, profile=profile, seed=seed, out=out, slots=slots,
                         max_batch=max_batch, interference=not no_interference,
                         pcie=not no_pcie, margin=margin, alpha=alpha, force=force,
-                        busy_threshold=busy_threshold, quiet=quiet,
+                        busy_threshold=busy_threshold, quiet=quiet, overwrite=overwrite,
+                        allow_large=allow_large,
                         workload_opts=workload_opts, command=_command_line(ctx),
                         allow_model_mismatch=allow_model_mismatch)
 
@@ -92,11 +97,14 @@ def _run_validation(*, live_kind: str, gpu: int | None, policy: str, params: lis
                     profile: str | None, seed: int, out: Path, slots: int, max_batch: int,
                     interference: bool, pcie: bool, margin: float, alpha: float, force: bool,
                     busy_threshold: float | None, quiet: bool, workload_opts: dict,
+                    overwrite: bool = False, allow_large: bool = False,
                     command: str, allow_model_mismatch: bool = False) -> None:
     from strait_sim import api
-    from strait_sim.atomic import check_writable_parent
+    from strait_sim.output_folder import check_output_folder
+    from strait_sim.sweep.spec import check_system_values
 
-    check_writable_parent(out)
+    check_system_values({"seed": seed, "slots": slots, "max_batch": max_batch}, flags=True)
+    check_output_folder(out, "validation", overwrite=overwrite)
     report = api.validate(policy, "cpu" if live_kind == "cpu" else int(gpu or 0), out=out,
                           profile=profile,
                           params=api.parse_policy_params(params, [policy])[policy],
@@ -104,6 +112,7 @@ def _run_validation(*, live_kind: str, gpu: int | None, policy: str, params: lis
                           interference=interference, pcie=pcie, margin=margin, alpha=alpha,
                           force=force, busy_threshold=busy_threshold, quiet=quiet,
                           command=command, allow_model_mismatch=allow_model_mismatch,
+                          allow_large=allow_large,
                           **{k: v for k, v in (workload_opts or {}).items() if v is not None})
     if not quiet:
         _print(report)

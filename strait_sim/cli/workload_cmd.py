@@ -12,8 +12,10 @@ from pathlib import Path
 
 import typer
 
+from strait_sim.cli.output_options import overwrite_option
 from strait_sim.cli.workload_options import workload_from_options, workload_options
 from strait_sim.errors import UserError
+from strait_sim.work_limit import allow_large_option
 
 workload_app = typer.Typer(
     help="Generate workloads as trace files, and show a trace's statistics.",
@@ -38,22 +40,33 @@ def generate(
     gpus: int = typer.Option(1, "--gpus", help="GPUs whose capacity --load refers to."),
     max_batch: int = typer.Option(8, "--max-batch",
                                   help="Batch size that --capacity-batch max means."),
+    overwrite: bool = overwrite_option(),
+    allow_large: bool = allow_large_option(),
     *,
     workload_opts: dict,
 ) -> None:
     """Write the workload the flags describe as a trace file."""
     from rich.console import Console
 
+    from strait_sim.output_folder import check_output_file
     from strait_sim.profile_bundle import load_bundle
-    from strait_sim.workloads.tracefile import check_output_path, write_trace
+    from strait_sim.workloads.tracefile import (
+        check_output_path,
+        write_trace,
+        written_by_strait_sim,
+    )
 
     check_output_path(out)
+    check_output_file(out, overwrite=overwrite, ours=written_by_strait_sim(out))
     if seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
     bundle = load_bundle(profile)
     wl = workload_from_options(workload_opts, bundle, gpus=gpus, max_batch=max_batch)
     if wl.closed_loop:
         raise UserError(CLOSED_LOOP_MESSAGE)
+    from strait_sim.work_limit import check_work
+
+    check_work(wl.expected_count(), allow_large=allow_large, what="this trace", memory=False)
     desc = {"workload": wl.describe(), "seed": seed, "profile": bundle.name,
             "profile_sha256": bundle.content_hash}
     count = write_trace(out, wl.chunks(bundle, seed), description=desc)
@@ -68,6 +81,7 @@ def show(
                                         help="Also plot the rate over time to this PNG."),
     bins: int = typer.Option(20, "--bins", help="Time bins in the rate table."),
     plot_bins: int = typer.Option(200, "--plot-bins", help="Time bins in the plot."),
+    overwrite: bool = overwrite_option(),
 ) -> None:
     """Print a trace's statistics: count, span, rate over time, CV, mix, HP share."""
     from strait_sim.workloads.stats import plot_rate, trace_stats
@@ -76,6 +90,10 @@ def show(
         raise UserError("--bins and --plot-bins must be >= 1")
     if plot is not None and plot.suffix.lower() != ".png":
         raise UserError(f"--plot {plot}: the plot is a PNG file (name it .png)")
+    if plot is not None:
+        from strait_sim.output_folder import check_output_file
+
+        check_output_file(plot, overwrite=overwrite, flag="--plot")
     from strait_sim.workloads.trace import PACKAGED_TRACES, packaged_trace_path
     from strait_sim.workloads.tracefile import read_description
 

@@ -362,7 +362,7 @@ def write_validation(out: Path | str, live: RunResult, sim: RunResult, *, comman
     """Write the whole comparison folder atomically; return the report dict."""
     report = build_report(live, sim, command=command, margin=margin, alpha=alpha)
     figures = _figures(live, sim, str(report["setup"]["policy"]))
-    with atomic_dir(Path(out)) as tmp:
+    with atomic_dir(Path(out), "validation") as tmp:
         write_results(tmp / "live", live.requests, live.summary)
         write_results(tmp / "sim", sim.requests, sim.summary)
         (tmp / "report.json").write_text(dumps(_clean(report)))

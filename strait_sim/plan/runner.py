@@ -81,6 +81,12 @@ def plan(profile: str, workload: dict[str, Any], targets: list[Target], space: S
         raise UserError(f"--confidence must be in [0.5, 1), got {confidence:g}")
     if not targets:
         raise UserError("no target given")
+    from strait_sim.output_folder import check_output_folder, open_resumable_folder
+    from strait_sim.sweep.executors import check_run_options
+
+    check_run_options(workers, executor, scheduler)
+    if out is not None:
+        check_output_folder(out, "plan", resume=True)
     profile = profile or default_profile_name()
     check_cost(space, cost)
     wl = fixed_workload(workload, profile,
@@ -95,6 +101,8 @@ def plan(profile: str, workload: dict[str, Any], targets: list[Target], space: S
     for family in space.families:  # an unknown policy or bad parameter: one line, now
         make_policy(family.policy, **family.params_dict)
     evaluator.spec(Config(space.families[0], space.gpus_min), first_seed)
+    if out is not None:  # every input checked: only now the folder appears, marked
+        open_resumable_folder(out, "plan")
     work = offered_gpus(wl, profile, seed=first_seed)
     start = math.ceil(work) if work is not None else None
     if log is not None and work is not None:

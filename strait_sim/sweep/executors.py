@@ -83,6 +83,17 @@ def _error_fields(exc: BaseException) -> dict:
             "traceback": "".join(traceback.format_exception(exc))}
 
 
+def check_run_options(workers: int, executor: str = "local",
+                      scheduler: str | None = None) -> None:
+    """The executor flags, checked before anything is written."""
+    if executor not in EXECUTORS:
+        raise UserError(f"unknown executor '{executor}'; valid: {', '.join(EXECUTORS)}")
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    if scheduler is not None and executor != "dask":
+        raise UserError("--scheduler needs --executor dask")
+
+
 def run_points(specs: list[dict], *, workers: int = 1, executor: str = "local",
                scheduler: str | None = None, out_dir: Path | None = None,
                force: bool = False, progress: bool = True, keep_requests: bool = True
@@ -92,12 +103,7 @@ def run_points(specs: list[dict], *, workers: int = 1, executor: str = "local",
     With ``out_dir``, points already done there are skipped unless ``force``; each finished
     point has its folder ``out_dir/points/<key>/`` and each failed one an error file.
     """
-    if executor not in EXECUTORS:
-        raise UserError(f"unknown executor '{executor}'; valid: {', '.join(EXECUTORS)}")
-    if workers < 1:
-        raise UserError(f"--workers must be at least 1, got {workers}")
-    if scheduler is not None and executor != "dask":
-        raise UserError("--scheduler needs --executor dask")
+    check_run_options(workers, executor, scheduler)
     from strait_sim import __version__
 
     hashes: dict[str, str] = {}

@@ -192,7 +192,7 @@ def write_report(folder: Path, metrics: list[str] | None = None) -> Report:
     df, manifest = read_sweep(folder)
     report = summarize_sweep(df, manifest, metrics)
     target = folder / REPORT_DIR
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, "sweep-report") as tmp:
         report.table.to_csv(tmp / "summary.csv", index=False)
         if report.x is not None and len(report.table):
             for metric in report.metrics:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from strait_sim.atomic import atomic_path, check_writable_parent
+from strait_sim.atomic import atomic_path
+from strait_sim.output_folder import check_output_folder, open_resumable_folder
 from strait_sim.results import dumps
-from strait_sim.sweep.executors import PointOutcome, run_points
+from strait_sim.sweep.executors import PointOutcome, check_run_options, run_points
 from strait_sim.sweep.experiment_file import Experiment
 from strait_sim.sweep.report import MANIFEST
 from strait_sim.sweep.table import write_results_table
@@ -33,8 +34,9 @@ def run_experiment(exp: Experiment, *, workers: int = 1, executor: str = "local"
                    out: Path | None = None, progress: bool = True) -> SweepResult:
     """Run (or resume) an experiment; the table and manifest cover all its points."""
     out = Path(out if out is not None else exp.out)
-    check_writable_parent(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_run_options(workers, executor, scheduler)  # before the folder: nothing left
+    check_output_folder(out, "sweep", resume=True)
+    open_resumable_folder(out, "sweep")
     outcomes = run_points(exp.specs, workers=workers, executor=executor, scheduler=scheduler,
                           out_dir=out, force=force, progress=progress,
                           keep_requests=exp.keep_requests)

@@ -37,6 +37,27 @@ FILE_OPTIONS = ("trace", "config")
 SPEC_KEYS = ("policy", "policy_params", "profile", "workload", *SYSTEM_DEFAULTS)
 
 
+# Smallest value of each whole-number system parameter; seeds are numpy's (0 .. 2**32-1
+# per word, any size), the rest are counts.
+SYSTEM_MINIMA: dict[str, int] = {"gpus": 1, "slots": 1, "max_batch": 1, "seed": 0}
+MAX_SEED = 2**63 - 1
+
+
+def check_system_values(values: dict[str, Any], where: str = "", flags: bool = False) -> None:
+    """One line for a system parameter out of range (``flags``: name it as ``--max-batch``),
+    before any run: a negative seed would otherwise fail deep inside numpy."""
+    for key, low in SYSTEM_MINIMA.items():
+        value = values.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        name = "--" + key.replace("_", "-") if flags else key
+        prefix = f"{where}: " if where else ""
+        if value < low:
+            raise UserError(f"{prefix}{name} must be at least {low}, got {value}")
+        if key == "seed" and value > MAX_SEED:
+            raise UserError(f"{prefix}{name} must be < 2**63, got {value}")
+
+
 def workload_parameters() -> dict[str, inspect.Parameter]:
     """The workload options by parameter name (read fresh: the list grows over time)."""
     from strait_sim.cli.workload_options import WORKLOAD_OPTIONS
@@ -135,6 +156,7 @@ def resolve_spec(params: dict[str, Any], *, where: str = "spec") -> dict[str, An
             raise UserError(f"{where}: unknown parameter '{key}'")
     if spec["policy"] is None:
         raise UserError(f"{where}: no policy given")
+    check_system_values({"seed": spec["seed"]}, where)  # the rest: SimConfig checks them
     if spec["profile"] is None:
         from strait_sim.profile_registry import default_profile_name
 

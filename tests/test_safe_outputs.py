@@ -1,0 +1,264 @@
+"""Nothing lost, nothing hangs (issue 17): output folders, bounded work, one-line errors.
+
+Each case of the issue has its test here: the command exits 2 with one line on stderr that
+names the problem, leaves nothing behind, and touches no file it did not write.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from strait_sim.cli.app import main
+from strait_sim.output_folder import MARKER
+
+RUN = ["run", "--profile", "synthetic-tiny", "--rate", "200", "--duration", "1", "-q",
+       "--policy", "fifo"]
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err, err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: "), err
+    return err
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``root`` with its size and mtime: "nothing touched" is equality."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*"))}
+
+
+def _checkout(folder: Path) -> Path:
+    """A folder that looks like a git checkout: what `run --out` once deleted."""
+    (folder / ".git" / "objects").mkdir(parents=True)
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (folder / "README.md").write_text("my project\n")
+    return folder
+
+
+# -- output folders ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [
+    RUN,
+    ["compare", "--profile", "synthetic-tiny", "--policies", "fifo", "--seeds", "1",
+     "--rate", "100", "--duration", "1", "-q"],
+    ["predict", "evaluate", "--profile", "synthetic-tiny", "--predictors", "solo"],
+    ["validate", "--live", "--cpu", "--profile", "synthetic-tiny", "--duration", "1"],
+])
+def test_a_foreign_folder_is_refused_and_untouched(command, tmp_path, capsys):
+    repo = _checkout(tmp_path / "repo")
+    before = _snapshot(tmp_path)
+    assert main([*command, "--out", str(repo)]) == 2
+    err = _error(capsys)
+    assert str(repo) in err and "holds no strait-sim result" in err
+    assert _snapshot(tmp_path) == before
+
+
+def test_overwrite_replaces_only_an_earlier_result_of_the_same_kind(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*RUN, "--out", str(out)]) == 0
+    assert (out / MARKER).is_file()
+    first = (out / "requests.parquet").read_bytes()
+    assert main([*RUN, "--out", str(out)]) == 2
+    assert "add --overwrite" in _error(capsys)
+    assert main([*RUN, "--out", str(out), "--overwrite"]) == 0
+    assert (out / "requests.parquet").read_bytes() == first  # same seed, same bytes
+    (out / "notes.txt").write_text("mine")
+    before = _snapshot(tmp_path)
+    assert main([*RUN, "--out", str(out), "--overwrite"]) == 2
+    assert "'notes.txt', which strait-sim did not write" in _error(capsys)
+    assert _snapshot(tmp_path) == before
+    # A result of another kind is not "an earlier result": compare refuses a run folder.
+    (out / "notes.txt").unlink()
+    assert main(["compare", "--profile", "synthetic-tiny", "--policies", "fifo", "--seeds",
+                 "1", "--duration", "1", "-q", "--out", str(out)]) == 2
+    assert "holds a run result, not a compare folder" in _error(capsys)
+
+
+def _is_a_run_without_temporaries(folder: Path) -> None:
+    names = set(os.listdir(folder))
+    assert {MARKER, "requests.parquet", "summary.json"} <= names
+    assert not [n for n in names if ".tmp-" in n or ".old-" in n], names
+
+
+def test_out_dot_writes_in_place_and_leaves_no_temporary(tmp_path, capsys, monkeypatch):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main([*RUN, "--out", "."]) == 0
+    _is_a_run_without_temporaries(here)
+    assert main([*RUN, "--out", ".", "--overwrite"]) == 0
+    _is_a_run_without_temporaries(here)
+    assert sorted(os.listdir(tmp_path)) == ["here"]  # nothing beside it either
+    (here / "keep.txt").write_text("x")
+    assert main([*RUN, "--out", ".", "--overwrite"]) == 2
+    assert (here / "keep.txt").read_text() == "x"
+
+
+def test_an_earlier_result_without_marker_is_recognised(tmp_path, capsys):
+    """Folders written before the marker existed still count as results of their kind."""
+    out = tmp_path / "old"
+    assert main([*RUN, "--out", str(out)]) == 0
+    (out / MARKER).unlink()
+    assert main([*RUN, "--out", str(out), "--overwrite"]) == 0
+    assert (out / MARKER).is_file()
+
+
+def test_trace_out_and_generate_never_replace_a_users_file(tmp_path, capsys):
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"my": "data"}')
+    assert main([*RUN, "--trace-out", str(mine), "--overwrite"]) == 2
+    assert "not written by strait-sim" in _error(capsys)
+    assert mine.read_text() == '{"my": "data"}'
+    users = tmp_path / "users.csv"
+    users.write_text("arrival_s\n0.5\n")
+    gen = ["workload", "generate", "--profile", "synthetic-tiny", "--rate", "50",
+           "--duration", "1"]
+    assert main([*gen, "--out", str(users), "--overwrite"]) == 2
+    assert users.read_text() == "arrival_s\n0.5\n"
+    capsys.readouterr()
+    ours = tmp_path / "ours.csv"
+    assert main([*gen, "--out", str(ours)]) == 0
+    assert main([*gen, "--out", str(ours)]) == 2
+    assert "add --overwrite" in _error(capsys)
+    assert main([*gen, "--out", str(ours), "--overwrite", "--seed", "3"]) == 0
+
+
+def test_sweep_workers_zero_leaves_nothing(tmp_path, capsys):
+    exp = tmp_path / "exp.toml"
+    exp.write_text('[experiment]\nname = "t"\nout = "sw"\nprofile = "synthetic-tiny"\n'
+                   '[fixed]\nduration = 1\nrate = 50\n[grid]\npolicy = ["fifo"]\n')
+    out = tmp_path / "sw"
+    assert main(["sweep", str(exp), "--workers", "0", "--out", str(out), "-q"]) == 2
+    assert "--workers must be at least 1" in _error(capsys)
+    assert not out.exists()
+    repo = _checkout(tmp_path / "repo")
+    before = _snapshot(repo)
+    assert main(["sweep", str(exp), "--out", str(repo), "-q"]) == 2
+    assert "holds no strait-sim result" in _error(capsys)
+    assert _snapshot(repo) == before
+
+
+def test_profile_show_plots_refuse_a_foreign_folder(tmp_path, capsys):
+    repo = _checkout(tmp_path / "repo")
+    before = _snapshot(repo)
+    assert main(["profile", "show", "synthetic-tiny", "--plots", str(repo)]) == 2
+    assert _snapshot(repo) == before
+    capsys.readouterr()
+    plots = tmp_path / "plots"
+    assert main(["profile", "show", "synthetic-tiny", "--plots", str(plots)]) == 0
+    assert main(["profile", "show", "synthetic-tiny", "--plots", str(plots),
+                 "--overwrite"]) == 0
+    assert (plots / MARKER).is_file() and not list(tmp_path.glob(".*tmp*"))
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+def test_negative_seed_is_one_line_for_run_and_compare(tmp_path, capsys):
+    assert main([*RUN, "--seed", "-1"]) == 2
+    assert "--seed must be at least 0, got -1" in _error(capsys)
+    out = tmp_path / "cmp"
+    assert main(["compare", "--profile", "synthetic-tiny", "--policies", "fifo", "--seed",
+                 "-1", "--duration", "1", "-q", "--out", str(out)]) == 2
+    assert "--seed must be at least 0" in _error(capsys)
+    assert not out.exists()  # no .error.json files: nothing ran
+
+
+@pytest.mark.parametrize("param, needle", [
+    ("foo=1", "policy 'fifo' has no parameter 'foo'; valid: (none"),
+    ("strait.nope=1", "policy 'strait' has no parameter 'nope'; valid: drop_early, hp_guard"),
+    ("strait.hp_guard=7", "hp_guard must be true or false, got 7"),
+    ("strait.safety=fast", "safety must be a number, got 'fast'"),
+])
+def test_param_errors_list_valid_names_without_python(param, needle, capsys):
+    policy = "strait" if param.startswith("strait.") else "fifo"
+    args = [a for a in RUN if a not in ("--policy", "fifo")]
+    assert main([*args, "--policy", policy, "--param", param]) == 2
+    err = _error(capsys)
+    assert needle in err
+    assert "()" not in err and "takes no arguments" not in err
+
+
+def test_boolean_params_take_true_and_false(capsys):
+    args = [a for a in RUN if a not in ("--policy", "fifo")]
+    assert main([*args, "--policy", "strait", "--param", "hp_guard=false"]) == 0
+
+
+def test_missing_torch_names_the_extra(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)  # "import torch" -> ModuleNotFoundError
+    code = main(["profile", "--cpu", "--models", "resnet18", "--only", "solo", "--out",
+                 "never-written"])
+    assert code == 2
+    err = _error(capsys)
+    assert "needs torch" in err and "strait-sim[torch]" in err
+    assert not Path("never-written").exists()
+
+
+def test_opposite_active_accepts_true_and_false(tmp_path, synthetic_bundle_path):
+    from strait_sim.errors import BundleError
+    from strait_sim.profile_bundle import load_bundle
+
+    bundle = tmp_path / "b"
+    shutil.copytree(synthetic_bundle_path, bundle)
+    path = bundle / "transfers.csv"
+    df = pd.read_csv(path)
+    words = df.assign(opposite_active=df["opposite_active"].map({0: "false", 1: "True"}))
+    words.to_csv(path, index=False)
+    loaded = load_bundle(str(bundle))
+    assert loaded.transfers["opposite_active"].tolist() == df["opposite_active"].tolist()
+    words.loc[3, "opposite_active"] = "maybe"
+    words.to_csv(path, index=False)
+    with pytest.raises(BundleError, match="line 5, column 'opposite_active'"):
+        load_bundle(str(bundle))
+
+
+def test_summary_table_counts_add_up_with_failed_column():
+    from rich.console import Console
+
+    from strait_sim.cli.render import summary_table
+
+    cls = {"count": 10, "on_time": 3, "late": 1, "dropped": 1, "rejected": 0, "failed": 5,
+           "violation_rate": 0.7, "p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0}
+    summary = {"policy": "fifo", "seed": 0, "by_class": {"high": cls, "low": cls},
+               "overall": {**cls, "count": 20, "on_time": 6, "late": 2, "dropped": 2,
+                           "failed": 10}}
+    console = Console(width=200, record=True)
+    console.print(summary_table(summary))
+    text = console.export_text()
+    assert "fail" in text
+    row = next(line for line in text.splitlines() if line.strip("│┃ ").startswith("all"))
+    cells = [c.strip() for c in row.strip("│┃").split("│")]
+    n, on_time, late, drop, rej, fail = (int(c) for c in cells[1:7])
+    assert n == on_time + late + drop + rej + fail == 20
+
+
+# -- bounded work ------------------------------------------------------------------------
+
+def test_a_huge_run_is_refused_at_once_with_estimate_and_flag(tmp_path, capsys):
+    out = tmp_path / "big"
+    start = time.monotonic()
+    assert main(["run", "--profile", "synthetic-tiny", "--rate", "1e9", "--duration", "1",
+                 "-q", "--out", str(out)]) == 2
+    assert time.monotonic() - start < 30  # no work was started (generous: a busy CI box)
+    err = _error(capsys)
+    assert "1,000,000,000 requests" in err and "GiB of memory" in err
+    assert "--allow-large" in err
+    assert not out.exists()
+
+
+def test_the_limit_is_configurable_and_the_flag_overrides(monkeypatch, capsys):
+    monkeypatch.setenv("STRAIT_SIM_MAX_REQUESTS", "50")
+    assert main(RUN) == 2  # 200 req/s x 1 s = 200 > 50
+    assert "above the limit of 50 requests" in _error(capsys)
+    assert main([*RUN, "--allow-large"]) == 0
+    monkeypatch.setenv("STRAIT_SIM_MAX_REQUESTS", "lots")
+    assert main(RUN) == 2
+    assert "STRAIT_SIM_MAX_REQUESTS" in _error(capsys)
