@@ -359,9 +359,9 @@ def validate(policy: str = "strait", device: str | int = "cpu", *, out: str | Pa
     config = SimConfig(gpus=1, slots=slots, max_batch=max_batch, seed=seed,
                        interference=interference, pcie=pcie)
     workload = describe_workload(bundle, gpus=1, max_batch=max_batch, **workload_keywords)
-    from strait_sim.work_limit import check_work
+    from strait_sim.work_limit import check_work, expected_requests
 
-    check_work(workload.expected_count(), allow_large=allow_large)  # see work_limit.py
+    check_work(expected_requests(workload), allow_large=allow_large)  # see work_limit.py
     make_policy(policy, **dict(params or {}))  # a bad policy fails before the device
     from strait_sim.profiler.model_fingerprint import check_live_models
 

@@ -221,7 +221,10 @@ def _check_models(df: pd.DataFrame, fname: str, label: str, known: set[str],
 
 def _read_meta(path: Path, label: str) -> dict:
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{label}/profile.json", f"not UTF-8 text (byte {exc.start}): "
+                          "not a profile.json") from None
     except json.JSONDecodeError as exc:
         raise BundleError(f"{label}/profile.json", f"not valid JSON: {exc.msg}",
                           line=exc.lineno) from None

@@ -67,6 +67,21 @@ def _size(n_bytes: float) -> str:
     return f"{n_bytes / 2**10:.0f} KiB"
 
 
+def expected_requests(workload: object) -> float | None:
+    """The request count of a workload for the limit: its own estimate, or for a closed
+    loop (whose count the system's speed decides) the bound of one request per client per
+    think time, plus each client's first."""
+    n = workload.expected_count()  # type: ignore[attr-defined]
+    if n is not None or not getattr(workload, "closed_loop", False):
+        return n
+    clients = float(getattr(workload, "clients", 0))
+    think_s = float(getattr(workload, "think_s", 0.0))
+    duration_s = float(getattr(workload, "duration_s", 0.0))
+    bound = clients * (1 + (duration_s / think_s if think_s > 0 else 0))
+    cap = getattr(workload, "max_requests", None)
+    return min(bound, cap) if cap is not None else bound
+
+
 def check_work(expected_requests: float | None, *, allow_large: bool = False,
                runs_at_once: int = 1, what: str = "this run", memory: bool = True) -> None:
     """Refuse (one line: the estimate, the limit, the override flag) a run above the limit.

@@ -259,3 +259,57 @@ def test_the_limit_is_configurable_and_the_flag_overrides(monkeypatch, capsys):
     monkeypatch.setenv("STRAIT_SIM_MAX_REQUESTS", "lots")
     assert main(RUN) == 2
     assert "STRAIT_SIM_MAX_REQUESTS" in _error(capsys)
+
+
+def test_a_closed_loop_is_bounded_too(capsys):
+    assert main(["run", "--profile", "synthetic-tiny", "--workload", "closed", "--clients",
+                 "100000", "--think-ms", "1", "--duration", "1000", "-q"]) == 2
+    err = _error(capsys)
+    assert "about 100,000,100,000 requests" in err and "--allow-large" in err
+
+
+# -- trace files: streamed, bounded, located ---------------------------------------------
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_a_sparse_trace_is_refused_at_its_first_line(tmp_path, capsys, suffix):
+    """2 GiB of NUL bytes used to be read whole (57 s, 14.5 GB) before the error; the
+    reader now stops at the first NUL byte, whatever the file's size."""
+    import gzip
+
+    plain = tmp_path / "sparse.csv"
+    with open(plain, "wb") as fh:
+        fh.write(b"arrival_s\n0.5\n")
+        fh.truncate(64 * 2**20)  # a sparse 64 MiB file: zeros after line 2
+    path = plain
+    if suffix == ".csv.gz":
+        path = tmp_path / "sparse.csv.gz"
+        path.write_bytes(gzip.compress(plain.read_bytes(), mtime=0))
+    assert main(["workload", "show", str(path)]) == 2
+    err = _error(capsys)
+    assert f"{path}, line 3: holds a NUL byte" in err
+
+
+def test_an_endless_line_is_refused_without_reading_it_whole(tmp_path, capsys):
+    path = tmp_path / "long.csv"
+    path.write_bytes(b"arrival_s\n0.5\n" + b"9" * (3 * 2**20))
+    assert main(["run", "--profile", "synthetic-tiny", "--trace", str(path), "-q"]) == 2
+    assert "line 3: line longer than 1 MiB" in _error(capsys)
+
+
+def test_a_row_with_more_fields_than_the_header_is_located(tmp_path, capsys):
+    """pandas would take the first field as the row's index (a silent shift)."""
+    path = tmp_path / "t.csv"
+    path.write_text("arrival_s,model\n0.1,tiny_mlp\n0.2,tiny_mlp,low\n")
+    assert main(["workload", "show", str(path)]) == 2
+    assert "line 3" in _error(capsys)
+    path.write_text("TIMESTAMP,ContextTokens\narrival_s,model,priority\n")
+    assert main(["workload", "show", str(path)]) == 2
+    assert "line 2: more fields than the header's 2" in _error(capsys)
+
+
+def test_a_binary_profile_json_is_one_line(tmp_path, synthetic_bundle_path, capsys):
+    bundle = tmp_path / "b"
+    shutil.copytree(synthetic_bundle_path, bundle)
+    (bundle / "profile.json").write_bytes(b'{"a": 1' + b"\xff\xfe" * 8)
+    assert main([*RUN[:1], "--profile", str(bundle), *RUN[3:]]) == 2
+    assert "profile.json: not UTF-8 text" in _error(capsys)

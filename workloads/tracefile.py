@@ -34,9 +34,11 @@ import io
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -46,6 +48,7 @@ from strait_sim.errors import UserError
 from strait_sim.requests import PRIORITY_NAMES, RequestChunk
 
 READ_BLOCK = 65536
+MAX_LINE_BYTES = 1 << 20  # a trace line is tens of bytes; one this long is not a trace
 
 STRAIT_COLUMNS = ("arrival_s", "model", "priority", "deadline_ms", "deadline_s", "items",
                   "tokens")
@@ -106,6 +109,87 @@ class TraceBlock:
                           pick(self.items), pick(self.tokens))
 
 
+class _LineGuard(io.RawIOBase):
+    """A byte stream that stops a CSV reader at the first NUL byte or at a line longer
+    than :data:`MAX_LINE_BYTES`, naming the line: a binary or sparse file (2 GiB of NUL
+    bytes is one 2 GiB "line") would otherwise be buffered whole by the CSV parser."""
+
+    def __init__(self, raw: BinaryIO, label: str, max_line: int = MAX_LINE_BYTES) -> None:
+        super().__init__()
+        self._raw = raw
+        self._label = label
+        self._max = max_line
+        self._line = 1  # 1-based line of the next byte
+        self._run = 0  # bytes since the last newline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        data = self._raw.read(min(len(buffer), self._max))
+        n = len(data)
+        if not n:
+            return 0
+        nul = data.find(b"\0")
+        if nul >= 0:
+            raise TraceError(self._label, "holds a NUL byte: a binary file, not a CSV trace",
+                             line=self._line + data.count(b"\n", 0, nul))
+        first = data.find(b"\n")
+        if (first if first >= 0 else n) + self._run > self._max:
+            raise TraceError(self._label, f"line longer than {self._max // 2**20} MiB: not "
+                             "a CSV trace", line=self._line)
+        if first >= 0:
+            self._line += data.count(b"\n")
+            self._run = n - data.rfind(b"\n") - 1
+        else:
+            self._run += n
+        buffer[:n] = data
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def open_guarded(path: Path, label: str) -> io.BufferedReader:
+    """The file's bytes (gunzipped for .gz) through :class:`_LineGuard`."""
+    gz = str(path).lower().endswith(".gz")
+    raw = gzip.open(path, "rb") if gz else open(path, "rb")  # noqa: SIM115 - the caller's
+    return io.BufferedReader(_LineGuard(raw, label))  # with-block closes it
+
+
+def _chunks_or_long_row(reader: Iterable[pd.DataFrame], path: Path, label: str,
+                        n_columns: int) -> Iterator[pd.DataFrame]:
+    """The reader's chunks; a row with more fields than the header (which pandas would
+    cut short with only a warning) becomes an error naming its line."""
+    it = iter(reader)
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            try:
+                df = next(it)
+            except StopIteration:
+                return
+            except pd.errors.ParserWarning:
+                line = _first_long_row(path, label, n_columns)
+                raise TraceError(label, f"more fields than the header's {n_columns}",
+                                 line=line) from None
+        yield df
+
+
+def _first_long_row(path: Path, label: str, n_columns: int) -> int | None:
+    """1-based line of the first row with more than ``n_columns`` fields (streamed)."""
+    import csv
+
+    with open_guarded(path, label) as fh:
+        text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="replace", newline="")
+        rows = csv.reader(text)
+        for row in rows:
+            if len(row) > n_columns:
+                return rows.line_num
+    return None
+
+
 def is_parquet(path: Path | str) -> bool:
     return str(path).lower().endswith(PARQUET_SUFFIXES)
 
@@ -158,7 +242,8 @@ class TraceReader:
                                  f"{_first_line(exc)}") from None
             return [str(n).strip() for n in schema.names]
         try:
-            head = pd.read_csv(self.path, nrows=0, dtype=str, encoding="utf-8-sig")
+            with open_guarded(self.path, self.label) as fh:
+                head = pd.read_csv(fh, nrows=0, dtype=str, encoding="utf-8-sig")
         except pd.errors.EmptyDataError:
             raise TraceError(self.label, "file is empty (no header)") from None
         except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
@@ -209,17 +294,21 @@ class TraceReader:
         text_cols = {c: str for c in self.columns
                      if c in ("model", "priority", AZURE_TIME)}
         try:
-            reader = pd.read_csv(self.path, header=0, names=self.columns, dtype=text_cols,
-                                 encoding="utf-8-sig",
-                                 chunksize=self.block_rows, keep_default_na=False,
-                                 na_values=[""], skip_blank_lines=False,
-                                 skipinitialspace=True, **_EXACT_FLOATS)
-            for df in reader:
-                lines = df.index.to_numpy(dtype=np.int64) + 2
-                blank = df.isna().all(axis=1).to_numpy()
-                if blank.any():  # blank lines are allowed and skipped
-                    df, lines = df[~blank], lines[~blank]
-                yield df, lines
+            # index_col=False: a row with more fields than the header is an error, never
+            # a silent shift of its first field into the index
+            with open_guarded(self.path, self.label) as fh:
+                reader = pd.read_csv(fh, header=0, names=self.columns, dtype=text_cols,
+                                     encoding="utf-8-sig", index_col=False,
+                                     chunksize=self.block_rows, keep_default_na=False,
+                                     na_values=[""], skip_blank_lines=False,
+                                     skipinitialspace=True, **_EXACT_FLOATS)
+                for df in _chunks_or_long_row(reader, self.path, self.label,
+                                              len(self.columns)):
+                    lines = df.index.to_numpy(dtype=np.int64) + 2
+                    blank = df.isna().all(axis=1).to_numpy()
+                    if blank.any():  # blank lines are allowed and skipped
+                        df, lines = df[~blank], lines[~blank]
+                    yield df, lines
         except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
             raise _csv_error(self.label, exc) from None
 

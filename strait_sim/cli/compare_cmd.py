@@ -136,7 +136,7 @@ def _check_work(wl: dict, load_list: list, profile: str | None, gpus: int, max_b
     """The work limit, checked on the largest run (highest load) before any run starts."""
     from strait_sim.cli.workload_options import workload_from_options
     from strait_sim.profile_bundle import load_bundle
-    from strait_sim.work_limit import check_work
+    from strait_sim.work_limit import check_work, expected_requests
 
     if allow_large or (any(ld is not None for ld in load_list) and ("rate" in wl
                                                                     or "load" in wl)):
@@ -146,7 +146,7 @@ def _check_work(wl: dict, load_list: list, profile: str | None, gpus: int, max_b
     if loads:
         top["load"] = max(loads)
     workload = workload_from_options(top, load_bundle(profile), gpus=gpus, max_batch=max_batch)
-    check_work(workload.expected_count(), runs_at_once=runs_at_once, what="each run")
+    check_work(expected_requests(workload), runs_at_once=runs_at_once, what="each run")
 
 
 def _report(result, *, quiet: bool = False) -> None:  # type: ignore[no-untyped-def]

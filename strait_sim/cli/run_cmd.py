@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         from strait_sim.errors import UserError
         from strait_sim.output_folder import check_output_file, check_output_folder
         from strait_sim.sweep.spec import check_system_values
-        from strait_sim.work_limit import check_work
+        from strait_sim.work_limit import check_work, expected_requests
 
         check_system_values({"seed": seed, "gpus": gpus, "slots": slots,
                              "max_batch": max_batch}, flags=True)
@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
         bundle = api.load_profile(profile)
         workload = workload_from_options(workload_opts, bundle, gpus=gpus * max(nodes, 1),
                                          max_batch=max_batch)
-        check_work(workload.expected_count(), allow_large=allow_large)
+        check_work(expected_requests(workload), allow_large=allow_large)
         if live or gpu is not None or cpu:
             from strait_sim.live.runner import LiveOptions, run_live
 
