@@ -307,14 +307,24 @@ def _damage(path: Path, how: str, rnd) -> None:  # noqa: ANN001
     if how == "binary":
         path.write_bytes(path.read_bytes()[:50] + b"\x00\xff\xfe" * 10)
         return
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:  # already damaged into binary by an earlier step
+        return
+    if not text.strip():
+        return
     if path.suffix == ".json":
         if how in ("bad-json", "truncate"):
             path.write_text(text[: len(text) // 2])
         else:
             import json
 
-            meta = json.loads(text)
+            try:
+                meta = json.loads(text)
+            except ValueError:
+                return
+            if not isinstance(meta, dict) or not meta:
+                return
             key = rnd.choice(sorted(meta))
             meta[key] = rnd.choice([None, 7, "x", [], {"a": 1}, True])
             path.write_text(json.dumps(meta))
