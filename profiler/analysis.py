@@ -60,7 +60,8 @@ def slowdown_matrix(bundle: ProfileBundle) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class LinkFit:
-    """time_ms = fixed_ms + bytes / bandwidth, fitted on lone copies."""
+    """time_ms = fixed_ms + bytes / bandwidth, fitted on lone copies, with the sharing
+    rule and the coupling of the directions (the truth model's fit, for reading)."""
 
     direction: str
     fixed_ms: float
@@ -69,33 +70,37 @@ class LinkFit:
     median_rel_error: float
     largest_bytes: int = 0
     largest_gbps: float = float("nan")  # median bytes/time of the largest lone copies
+    rule: str = "fair"
+    share: float = 1.0
+    opposite_factor: float = 1.0
 
 
 def fit_link(transfers: pd.DataFrame | None) -> dict[str, LinkFit]:
-    """Least squares per direction on copies with concurrent == 1 and no opposite traffic.
+    """Per direction, the truth model's fit (:func:`strait_sim.truth.pcie.fit_direction`:
+    one fit for the simulator, this digest and the predictors) plus how well it holds.
 
-    Relative (1/time-weighted) least squares, because sizes span five orders of magnitude:
-    plain least squares would fit the largest copies only and leave the fixed cost, which
-    dominates small copies, unconstrained. Where the device is not affine (a CPU's caches
-    make small copies faster per byte), the fit trades large-copy accuracy away, so the
-    bandwidth of the largest copies is reported beside it (``largest_gbps``).
+    Relative (1/time-weighted) least squares, because sizes span five orders of magnitude.
+    Where the device is not affine (a CPU's caches make small copies faster per byte), the
+    fit trades large-copy accuracy away, so the bandwidth of the largest copies is
+    reported beside it (``largest_gbps``).
     """
+    from strait_sim.truth.pcie import fit_direction
+
     out: dict[str, LinkFit] = {}
     if transfers is None or len(transfers) == 0:
         return out
-    lone = transfers[(transfers["concurrent"] == 1) & (transfers["opposite_active"] == 0)]
-    for direction, g in lone.groupby("direction"):
+    for direction, rows in transfers.groupby("direction"):
+        fit = fit_direction(rows, str(direction))
+        if fit is None:
+            continue
+        g = rows[(rows["concurrent"] == 1) & (rows["opposite_active"] == 0)]
         x = g["bytes"].to_numpy(dtype=float)
         t = g["time_ms"].to_numpy(dtype=float)
-        if len(np.unique(x)) < 2:
-            continue
-        a = np.column_stack([np.ones_like(x), x]) / t[:, None]
-        coef, *_ = np.linalg.lstsq(a, np.ones_like(t), rcond=None)
-        fixed, per_byte = float(coef[0]), float(coef[1])
-        pred = fixed + per_byte * x
-        gbps = (1.0 / per_byte) * 1e3 / 1e9 if per_byte > 0 else float("inf")
+        gbps = fit.gbps if fit.bytes_per_ms > 0 else float("inf")
+        pred = fit.fixed_ms + x / fit.bytes_per_ms if fit.bytes_per_ms > 0 else t
         big = x == x.max()
-        out[str(direction)] = LinkFit(str(direction), fixed, gbps, len(g),
+        out[str(direction)] = LinkFit(str(direction), fit.fixed_ms, gbps, len(g),
                                       float(np.median(np.abs(pred - t) / t)), int(x.max()),
-                                      float(np.median(x[big] / t[big])) * 1e3 / 1e9)
+                                      float(np.median(x[big] / t[big])) * 1e3 / 1e9,
+                                      fit.rule, fit.share, fit.opposite_factor)
     return out

@@ -50,6 +50,7 @@ def print_summary(bundle: ProfileBundle, console: Console | None = None) -> None
             t.add_row(str(m), *("" if np.isnan(v) else f"{v:.2f}" for v in row.to_numpy()))
         console.print(t)
         console.print(f"({len(bundle.pairs)} pair runs)")  # type: ignore[arg-type]
+        print_calibration(bundle, console)
     else:
         console.print("no pairs measured")
 
@@ -57,13 +58,18 @@ def print_summary(bundle: ProfileBundle, console: Console | None = None) -> None
     if fits:
         t = Table(title="Link fit: time = fixed + bytes / bandwidth (lone copies)")
         for col in ("direction", "fixed (us)", "GB/s", "samples", "median rel. err",
-                    "GB/s of largest"):
+                    "GB/s of largest", "sharing", "opposite x"):
             t.add_column(col, justify="right")
         for f in fits.values():
+            rule = f.rule if f.rule != "partial" else f"partial ({f.share:.2f}/copy)"
             t.add_row(f.direction, f"{f.fixed_ms * 1e3:.2f}", f"{f.gbps:.2f}", str(f.samples),
                       f"{f.median_rel_error:.1%}",
-                      f"{f.largest_gbps:.2f} ({f.largest_bytes / 2**20:g} MiB)")
+                      f"{f.largest_gbps:.2f} ({f.largest_bytes / 2**20:g} MiB)", rule,
+                      f"{f.opposite_factor:.2f}")
         console.print(t)
+        console.print("sharing: chosen from the concurrent copies (fair, serial or partial; "
+                      "docs/architecture.md); opposite x: bandwidth while the other "
+                      "direction is busy")
     else:
         console.print("no transfers measured")
 
@@ -72,6 +78,38 @@ def label_colour(rgba: tuple[float, float, float, float]) -> str:
     """Black on a light cell, white on a dark one (relative luminance, Rec. 709)."""
     r, g, b, _a = rgba
     return "white" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5 else "black"
+
+
+def print_calibration(bundle: ProfileBundle, console: Console, limit: int = 12) -> None:
+    """The truth model's co-location calibration: its summary, the least certain keys,
+    and a warning naming the keys the samples cannot identify."""
+    from strait_sim.truth.colocation import calibrate_bundle
+
+    cal = calibrate_bundle(bundle)
+    tab = cal.table()
+    if len(tab) == 0:
+        return
+    kept = [p for p in cal.pairs.values() if p.fixed_cost_kept]
+    console.print(
+        f"calibration (truth model, {'even reps' if cal.out_of_sample else 'all reps'}): "
+        f"{len(tab)} keys from {cal.views} views; slowdown median {tab['slowdown'].median():.2f}"
+        f" (range {tab['slowdown'].min():.2f}-{tab['slowdown'].max():.2f}); "
+        f"{len(cal.unidentified)} unidentified; {cal.unexplained} views lost more than they "
+        f"overlapped; fixed cost kept for {len(kept)} of {len(cal.pairs)} model pairs; "
+        f"3-way rule w = {cal.three_way.weight:.2f} "
+        f"({cal.three_way.points} measured points)")
+    width = (tab["hi"] / tab["lo"]).to_numpy()
+    t = Table(title=f"Least certain slowdowns (of {len(tab)}; all: profile show --calibration F)")
+    for col in ("model@batch", "co@batch", "views", "slowdown", "90% interval", "identified"):
+        t.add_column(col, justify="left" if "@" in col else "right")
+    for i in np.argsort(-width)[:limit]:
+        r = tab.iloc[int(i)]
+        t.add_row(f"{r['model']}@{r['batch']}", f"{r['co_model']}@{r['co_batch']}",
+                  str(r["views"]), f"{r['slowdown']:.2f}", f"{r['lo']:.2f}-{r['hi']:.2f}",
+                  "yes" if r["identified"] else f"no: {r['reason']}")
+    console.print(t)
+    for w in cal.warnings():
+        console.print(f"warning: {w}")
 
 
 def write_plots(bundle: ProfileBundle, folder: Path) -> list[Path]:

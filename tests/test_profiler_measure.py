@@ -286,7 +286,7 @@ def test_cli_profiles_a_user_model_from_a_file(tmp_path: Path, capsys) -> None:
     out = tmp_path / "b"
     code = main(["profile", "--cpu", "--model-file", str(f), "--models", "my_linear,tiny_mlp",
                  "--batches", "1,2", "--reps", "3", "--only", "solo", "--out", str(out),
-                 "--threads-per-stream", "1"])
+                 "--threads-per-stream", "1", "--force"])
     assert code == 0, capsys.readouterr().err
     b = read_bundle_dir(out)
     assert set(b.model_names) == {"my_linear", "tiny_mlp"}

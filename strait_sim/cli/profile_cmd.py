@@ -145,6 +145,9 @@ def register(app: typer.Typer) -> None:
                                             help="Run forwards eagerly (torch-cuda)."),
         note: list[str] = typer.Option([], "--note", help="A line for profile.json notes."),
         seed: int = typer.Option(0, help="Seed for weights, inputs and the pair sample."),
+        force: bool = typer.Option(False, "--force",
+                                   help="Profile even if the device is busy (the bundle "
+                                        "records the load seen)."),
     ) -> None:
         """Measure solo, co-located and PCIe timings into a profile bundle (resumable)."""
         if ctx.invoked_subcommand is not None:
@@ -202,6 +205,14 @@ def register(app: typer.Typer) -> None:
                         ("--transfer-reps", transfer_reps), ("--kernel-rows", kernel_rows)):
             if v < 1:
                 raise UserError(f"{flag} must be >= 1, got {v}")
+        # A profile taken beside another job describes that contention, not the device:
+        # refuse a busy device as run --live does (one line, exit 2), unless --force.
+        from strait_sim.live.busy_check import check_device_idle
+
+        busy = check_device_idle("cuda" if on_gpu else "cpu", gpu, force=force)
+        if busy.get("busy_reasons"):
+            note = [*note, f"profiled on a busy device (--force): "
+                           f"{'; '.join(busy['busy_reasons'])}"]
         out_dir = out or Path(f"profile-{'gpu' + str(gpu) if on_gpu else 'cpu'}-{precision}")
         from strait_sim.output_folder import check_output_folder
 
@@ -245,8 +256,12 @@ def register(app: typer.Typer) -> None:
             None, help="Folder for the PNGs (default: ./<bundle name>-plots)."),
         no_plots: bool = typer.Option(False, "--no-plots", help="Print only."),
         overwrite: bool = overwrite_option(),
+        calibration: Path | None = typer.Option(
+            None, help="Also write the truth model's calibration, one row per pair key "
+                       "(slowdown, 90% interval, identified, reason), to this CSV."),
     ) -> None:
-        """Print solo latencies, the slowdown matrix and the link fit; draw the plots."""
+        """Print solo latencies, the slowdown matrix, the calibration and the link fit;
+        draw the plots."""
         from rich.console import Console
 
         from strait_sim.atomic import atomic_dir
@@ -260,6 +275,13 @@ def register(app: typer.Typer) -> None:
             check_output_folder(folder, "profile-plots", overwrite=overwrite, flag="--plots")
         console = Console()
         print_summary(b, console)
+        if calibration is not None:
+            from strait_sim.atomic import atomic_path
+            from strait_sim.truth.colocation import calibrate_bundle
+
+            with atomic_path(calibration) as tmp:
+                calibrate_bundle(b).table().to_csv(tmp, index=False, float_format="%.6g")
+            console.print(f"wrote {calibration}")
         if not no_plots:
             with atomic_dir(folder, "profile-plots") as tmp:
                 written = write_plots(b, tmp)
