@@ -57,11 +57,27 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q",
                                    help="No progress bar, no tables: only the line saying "
                                    "what was written, and errors."),
+        repeats: int = typer.Option(1, "--repeats", help="Live and simulated runs per cell "
+                                    "(seeds seed..seed+K-1); K >= 2 gives intervals from "
+                                    "independent replications (docs/validation.md)."),
+        loads: str | None = typer.Option(
+            None, "--loads", help="Offered loads L1,L2,... (as --load): one cell each, "
+            "for the error-against-load curve; --policy may then list several policies."),
+        no_probe: bool = typer.Option(False, "--no-probe", help="Skip the drift probe "
+                                      "(a few seconds of solo runs before the validation)."),
+        recalibrate: bool = typer.Option(
+            False, "--recalibrate", help="Re-measure solo times (and a few pairs) now, "
+            "write the fresh profile beside the results and validate against it."),
         workload_opts: dict = None,  # filled by @workload_options
     ) -> None:
-        """Compare a live run with its simulation: latency percentiles, violations, KS, TOST."""
+        """Compare a live run with its simulation: latency percentiles, violations, KS, TOST;
+        with --repeats/--loads, a replicated study of the error against load."""
         from strait_sim.errors import UserError
         from strait_sim.live.report import rerender
+        from strait_sim.live.study import check_repeats, parse_loads
+
+        check_repeats(repeats)
+        load_list = parse_loads(loads)
 
         if not 0 < margin < 1:
             raise UserError(f"--margin must be between 0 and 1, got {margin}")
@@ -83,14 +99,67 @@ def register(app: typer.Typer) -> None:
             raise UserError("a live validation needs exactly one of --gpu N or --cpu")
         if out is None:
             raise UserError("--out DIR is required: where to write the comparison")
-        _run_validation(live_kind="cpu" if cpu else "cuda", gpu=gpu, policy=policy,
+        if load_list and (workload_opts or {}).get("rate") is not None:
+            raise UserError("--loads sets the load of each cell; it does not take --rate")
+        if load_list and (workload_opts or {}).get("load") is not None:
+            raise UserError("--loads sets the load of each cell; it does not take --load")
+        policies = [p.strip() for p in policy.split(",") if p.strip()]
+        if len(policies) > 1 and not (load_list or repeats > 1):
+            raise UserError("several policies need a study: add --loads and/or --repeats")
+        from strait_sim import api
+        from strait_sim.atomic import check_writable_parent
+
+        check_writable_parent(out)
+        parsed = api.parse_policy_params(param, policies)
+        for p in policies:  # a bad policy fails before the probe and the device
+            api.make_policy(p, **dict(parsed[p]))
+        fresh_dir = out.parent / f".{out.name}.recalibrated-profile" if recalibrate else None
+        drift = _drift_step(live_kind="cpu" if cpu else "cuda", gpu=gpu, profile=profile,
+                            probe=not no_probe, recalibrate_into=fresh_dir, force=force,
+                            quiet=quiet, workload_opts=workload_opts, max_batch=max_batch)
+        if fresh_dir is not None:
+            profile = str(fresh_dir)
+        study = bool(load_list or repeats > 1)
+        try:
+            _run_either(study, live_kind="cpu" if cpu else "cuda", gpu=gpu, policies=policies,
                         params=param, profile=profile, seed=seed, out=out, slots=slots,
                         max_batch=max_batch, interference=not no_interference,
                         pcie=not no_pcie, margin=margin, alpha=alpha, force=force,
                         busy_threshold=busy_threshold, quiet=quiet, overwrite=overwrite,
                         allow_large=allow_large,
                         workload_opts=workload_opts, command=_command_line(ctx),
-                        allow_model_mismatch=allow_model_mismatch)
+                        allow_model_mismatch=allow_model_mismatch, loads=load_list,
+                        repeats=repeats)
+        finally:
+            _keep_drift(out, drift, fresh_dir, attach=not study)
+
+
+def _run_either(study: bool, **kw: object) -> None:
+    if study:
+        _run_study(**kw)  # type: ignore[arg-type]
+        return
+    policies = kw.pop("policies")
+    kw.pop("loads")
+    kw.pop("repeats")
+    _run_validation(policy=policies[0], **kw)  # type: ignore[arg-type,index]
+
+
+def _keep_drift(out: Path, drift: object, fresh_dir: Path | None, *, attach: bool) -> None:
+    """Put the drift probe's result (and the recalibrated profile) into the results."""
+    import json
+    import os
+    from dataclasses import asdict
+
+    if not out.is_dir():
+        return
+    if drift is not None:
+        (out / "drift.json").write_text(json.dumps(asdict(drift), indent=1) + "\n")
+        if attach and (out / "report.json").is_file():
+            from strait_sim.live.report import attach_drift
+
+            attach_drift(out, asdict(drift), drift.message())  # type: ignore[attr-defined]
+    if fresh_dir is not None and fresh_dir.is_dir():
+        os.replace(fresh_dir, out / "recalibrated-profile")
 
 
 def _run_validation(*, live_kind: str, gpu: int | None, policy: str, params: list[str],
@@ -117,6 +186,72 @@ def _run_validation(*, live_kind: str, gpu: int | None, policy: str, params: lis
     if not quiet:
         _print(report)
     typer.echo(f"report: {out}/report.md")
+
+
+def _run_study(*, live_kind: str, gpu: int | None, policies: list[str], params: list[str],
+               profile: str | None, seed: int, out: Path, slots: int, max_batch: int,
+               interference: bool, pcie: bool, margin: float, alpha: float, force: bool,
+               busy_threshold: float | None, quiet: bool, workload_opts: dict, command: str,
+               allow_model_mismatch: bool, loads: list[float] | None, repeats: int) -> None:
+    import sys
+
+    from strait_sim import api
+    from strait_sim.atomic import check_writable_parent
+    from strait_sim.live.study import run_study
+
+    check_writable_parent(out)
+    parsed = api.parse_policy_params(params, policies)
+    for p in policies:
+        api.make_policy(p, **dict(parsed[p]))  # a bad policy fails before the device
+    base = {k: v for k, v in (workload_opts or {}).items() if v is not None}
+
+    def cell(*, policy: str, out: Path, seed: int, **load: float) -> None:
+        api.validate(policy, "cpu" if live_kind == "cpu" else int(gpu or 0), out=out,
+                     profile=profile, params=parsed[policy], seed=seed, slots=slots,
+                     max_batch=max_batch, interference=interference, pcie=pcie,
+                     margin=margin, alpha=alpha, force=force, busy_threshold=busy_threshold,
+                     quiet=True, command=command,
+                     allow_model_mismatch=allow_model_mismatch, **{**base, **load})
+
+    study = run_study(policies=policies, loads=loads, repeats=repeats, seed=seed, out=out,
+                      run_cell=cell, quiet=quiet,
+                      log=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr)))
+    (out / "command.txt").write_text(command + "\n")
+    if not quiet:
+        typer.echo((out / "study.md").read_text())
+        typer.echo(f"study: {out}/study.md ({len(study['cells'])} policies)")
+
+
+def _drift_step(*, live_kind: str, gpu: int | None, profile: str | None, probe: bool,
+                recalibrate_into: Path | None, force: bool, quiet: bool,
+                workload_opts: dict | None, max_batch: int) -> object:
+    """Probe the device against its profile before validating, or re-measure it into
+    ``recalibrate_into`` (--recalibrate); return the probe's DriftReport (or None)."""
+    import sys
+
+    from strait_sim import api
+    from strait_sim.live.busy_check import check_device_idle
+    from strait_sim.live.drift import probe_and_report, recalibrate_profile
+
+    if not probe and recalibrate_into is None:
+        return None
+    if live_kind == "cuda":
+        from strait_sim.profiler.backends import check_gpu
+
+        check_gpu(int(gpu or 0))  # no GPU: say so first
+    bundle = api.load_profile(profile if profile is not None
+                              else api.default_device_profile(live_kind))
+    models = None
+    if workload_opts and workload_opts.get("models"):
+        models = [m.strip() for m in str(workload_opts["models"]).split(",") if m.strip()]
+    log = None if quiet else (lambda m: print(m, file=sys.stderr))
+    check_device_idle(live_kind, gpu, force=force)  # probing a busy device says nothing
+    drift = probe_and_report(bundle, live_kind=live_kind, gpu=gpu, out=None, models=models,
+                             max_batch=max_batch, log=log) if probe else None
+    if recalibrate_into is not None:
+        recalibrate_profile(bundle, live_kind=live_kind, gpu=gpu, out=recalibrate_into,
+                            models=models, max_batch=max_batch, force=force, log=log)
+    return drift
 
 
 def _command_line(ctx: typer.Context) -> str:

@@ -174,6 +174,8 @@ def render_markdown(report: dict) -> str:
              f"- workload: `{json.dumps(s['workload'], sort_keys=True)}`",
              f"- live wall time {s['live_wall_s']:.1f} s; created {report['created']}",
              ""]
+    if s.get("drift"):
+        lines += [f"- drift probe before the run: {s['drift']['message']}", ""]
     if s.get("warnings"):
         lines += ["**Warnings:**", ""] + [f"- {w}" for w in s["warnings"]] + [""]
     lines += ["## Latency (ms, completed requests) and deadline violations", "",
@@ -400,6 +402,24 @@ def rerender(folder: Path | str, *, margin: float | None = None,
     with atomic_file(folder / "report.json") as fh:
         fh.write(dumps(_clean(report)))
     return report
+
+
+def attach_drift(folder: Path | str, drift: dict, message: str) -> None:
+    """Record the pre-run drift probe (strait_sim.live.drift) in a written comparison:
+    report.json's setup.drift, a warning when flagged, and report.md re-rendered."""
+    folder = Path(folder)
+    report = json.loads((folder / "report.json").read_text())
+    setup = report.setdefault("setup", {})
+    setup["drift"] = {"ratio": drift.get("ratio"), "flagged": drift.get("flagged"),
+                      "tolerance": drift.get("tolerance"), "message": message,
+                      "points": [{k: p[k] for k in ("model", "batch", "profile_ms", "now_ms",
+                                                    "ratio")} for p in drift.get("points", [])]}
+    if drift.get("flagged"):
+        setup.setdefault("warnings", []).append(message)
+    with atomic_file(folder / "report.json") as fh:
+        fh.write(dumps(_clean(report)))
+    with atomic_file(folder / "report.md") as fh:
+        fh.write(render_markdown(report))
 
 
 def _clean(obj: object) -> object:

@@ -1,0 +1,302 @@
+"""A validation study: live against simulated, replicated, at several loads, per class.
+
+Why: one live run and one seed give per-request latencies that queueing makes strongly
+autocorrelated (a busy period delays everything in it), so treating them as independent
+samples (as a KS or Welch test on one run does) is overconfident both ways. The
+statistically sound unit is the *run*: ``--repeats K`` runs each (load, policy) cell K
+times with seeds ``seed .. seed + K - 1``, live and simulated with the same seed (paired),
+and the uncertainty of a sim - live difference comes from the spread of the K paired
+differences (the method of independent replications, Student t with K - 1 degrees of
+freedom). With K = 1 a moving-block bootstrap over each run's request series (blocks of
+about sqrt(n) consecutive requests, which keep the busy periods whole) stands in, and the
+report says which was used.
+
+Per policy, load and class (high, low, all): mean, p50, p95, p99 latency of completed
+requests and the violation rate, live and simulated; the relative error of each latency
+statistic, the violation difference in percentage points, a 95% interval of each, and
+whether the cell meets the fidelity targets (|error| <= 10% for mean and p95, <= 3 pp for
+violations) where the live device utilisation is at most 0.85 (above it, queueing makes
+any model's error explode, and the target does not apply).
+
+Layout: ``OUT/<policy>/load-<L>/rep-<k>/`` is an ordinary validate folder (live/, sim/,
+report.md); ``OUT/study.json``, ``OUT/study.md`` and ``OUT/error_vs_load_<policy>.png``
+sum it up. Cells already present are reused, so an interrupted study resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from strait_sim.errors import UserError
+
+CLASSES = ("high", "low", "all")
+LAT_STATS = ("mean", "p50", "p95", "p99")
+TARGET_REL = 0.10
+TARGET_PP = 3.0
+MAX_UTIL = 0.85
+BOOTSTRAP = 400
+
+
+def parse_loads(text: str | None) -> list[float] | None:
+    """``--loads 0.2,0.4``: positive finite numbers, or one clear error."""
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            v = float(part)
+        except ValueError:
+            raise UserError(f"--loads: '{part}' is not a number (expected e.g. "
+                            f"0.2,0.4,0.6,0.8)") from None
+        if not math.isfinite(v) or v <= 0:
+            raise UserError(f"--loads: every load must be a positive number, got {part}")
+        out.append(v)
+    if not out:
+        raise UserError("--loads: give at least one load")
+    return out
+
+
+def check_repeats(repeats: int) -> int:
+    if repeats < 1:
+        raise UserError(f"--repeats must be >= 1, got {repeats}")
+    return repeats
+
+
+def _cls(df: pd.DataFrame, cls: str) -> pd.DataFrame:
+    return df if cls == "all" else df[df["priority"].astype(str) == cls]
+
+
+def run_stats(df: pd.DataFrame) -> dict[str, float]:
+    """mean/p50/p95/p99 latency (ms) of completed requests and the violation rate."""
+    df = df.sort_values("arrival_s", kind="stable")
+    status = df["status"].astype(str).to_numpy()
+    done = np.isin(status, ("on_time", "late"))
+    lat = (df["finish_s"].to_numpy()[done] - df["arrival_s"].to_numpy()[done]) * 1e3
+    n = len(df)
+    out = {"n": float(n), "violation": float(np.mean(status != "on_time")) if n else math.nan}
+    if len(lat):
+        out.update(mean=float(lat.mean()), p50=float(np.percentile(lat, 50)),
+                   p95=float(np.percentile(lat, 95)), p99=float(np.percentile(lat, 99)))
+    else:
+        out.update({s: math.nan for s in LAT_STATS})
+    return out
+
+
+def _block_bootstrap(df: pd.DataFrame, rng: np.random.Generator, n_boot: int
+                     ) -> list[dict[str, float]]:
+    """Moving-block bootstrap replicas of :func:`run_stats` over the arrival-ordered
+    request series (blocks of ~sqrt(n) requests)."""
+    df = df.sort_values("arrival_s", kind="stable").reset_index(drop=True)
+    n = len(df)
+    if n < 4:
+        return []
+    block = max(2, int(math.sqrt(n)))
+    starts = np.arange(0, n - block + 1)
+    k = math.ceil(n / block)
+    out = []
+    for _ in range(n_boot):
+        s = rng.choice(starts, size=k)
+        idx = (s[:, None] + np.arange(block)[None, :]).ravel()[:n]
+        out.append(run_stats(df.iloc[idx]))
+    return out
+
+
+def _interval(diffs: np.ndarray) -> tuple[float, float] | None:
+    """95% t interval of the mean of K paired differences (K >= 2)."""
+    from scipy.stats import t as student_t
+
+    d = diffs[np.isfinite(diffs)]
+    if len(d) < 2:
+        return None
+    half = float(student_t.ppf(0.975, len(d) - 1)) * float(np.std(d, ddof=1)) / math.sqrt(len(d))
+    m = float(np.mean(d))
+    return (m - half, m + half)
+
+
+def summarize_cell(pairs: list[tuple[pd.DataFrame, pd.DataFrame]], util: list[float | None],
+                   *, seed: int = 0) -> dict:
+    """Per class: live and sim values (means over repeats), errors and 95% intervals."""
+    rng = np.random.default_rng(seed)
+    out: dict = {"repeats": len(pairs),
+                 "method": "independent replications (paired by seed), t interval"
+                 if len(pairs) >= 2 else "moving-block bootstrap within the one run",
+                 "live_utilization": float(np.mean([u for u in util if u is not None]))
+                 if any(u is not None for u in util) else None,
+                 "classes": {}}
+    for cls in CLASSES:
+        lv = [run_stats(_cls(live, cls)) for live, _ in pairs]
+        sv = [run_stats(_cls(sim, cls)) for _, sim in pairs]
+        if not any(r["n"] for r in lv):
+            continue
+        c: dict = {"n_live": int(sum(r["n"] for r in lv)), "n_sim": int(sum(r["n"] for r in sv))}
+        boots = None
+        if len(pairs) == 1:
+            boots = (_block_bootstrap(_cls(pairs[0][0], cls), rng, BOOTSTRAP),
+                     _block_bootstrap(_cls(pairs[0][1], cls), rng, BOOTSTRAP))
+        for stat in (*LAT_STATS, "violation"):
+            live_k = np.array([r[stat] for r in lv])
+            sim_k = np.array([r[stat] for r in sv])
+            live_m, sim_m = float(np.nanmean(live_k)), float(np.nanmean(sim_k))
+            if stat == "violation":
+                err = 100.0 * (sim_m - live_m)  # percentage points
+                diffs = 100.0 * (sim_k - live_k)
+            else:
+                err = (sim_m - live_m) / live_m if live_m > 0 else math.nan
+                diffs = (sim_k - live_k) / live_m if live_m > 0 else np.full(len(sim_k), math.nan)
+            ci = _interval(diffs)
+            if ci is None and boots is not None and boots[0] and boots[1]:
+                bl = np.array([b[stat] for b in boots[0]])
+                bs = np.array([b[stat] for b in boots[1]])
+                d = (100.0 * (bs - bl)) if stat == "violation" else (bs - bl) / live_m
+                d = d[np.isfinite(d)]
+                if len(d):
+                    ci = (float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5)))
+            c[stat] = {"live": live_m, "sim": sim_m, "error": err,
+                       "ci95": list(ci) if ci is not None else None,
+                       "per_repeat": {"live": live_k.tolist(), "sim": sim_k.tolist()}}
+        u = out["live_utilization"]
+        applies = u is None or u <= MAX_UTIL
+        ok = all(abs(c[s]["error"]) <= TARGET_REL for s in ("mean", "p95")
+                 if math.isfinite(c[s]["error"])) and abs(c["violation"]["error"]) <= TARGET_PP
+        c["target"] = {"applies": applies, "met": bool(ok) if applies else None}
+        out["classes"][cls] = c
+    return out
+
+
+CellRunner = Callable[..., object]
+
+
+def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, seed: int,
+              out: Path, run_cell: CellRunner, load_key: str = "load",
+              quiet: bool = True, log: Callable[[str], None] = lambda _m: None) -> dict:
+    """Run (or reuse) every cell, then write study.json, study.md and the plots."""
+    from strait_sim.results import load_results
+
+    check_repeats(repeats)
+    load_list: list[float | None] = list(loads) if loads else [None]
+    cells: dict = {}
+    for policy in policies:
+        for load in load_list:
+            pairs, util = [], []
+            tag = "default" if load is None else f"{load:g}"
+            for k in range(repeats):
+                cell = out / policy / f"load-{tag}" / f"rep-{k}"
+                if not (cell / "report.json").is_file():
+                    log(f"study: {policy} load {tag} repeat {k + 1}/{repeats}")
+                    kw = {} if load is None else {load_key: load}
+                    run_cell(policy=policy, out=cell, seed=seed + k, **kw)
+                live, sim = load_results(cell / "live"), load_results(cell / "sim")
+                pairs.append((live.requests, sim.requests))
+                util.append(live.summary.get("gpu_busy_fraction"))
+            cells.setdefault(policy, {})[tag] = summarize_cell(pairs, util, seed=seed)
+    study = {"policies": policies, "loads": [None if x is None else x for x in load_list],
+             "repeats": repeats, "seed": seed, "targets": {
+                 "latency_rel": TARGET_REL, "violation_pp": TARGET_PP,
+                 "max_live_utilization": MAX_UTIL}, "cells": cells}
+    write_study(out, study)
+    return study
+
+
+def _clean(obj: object) -> object:
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def render_study(study: dict) -> str:
+    lines = ["# Validation study: simulated against live", "",
+             f"{study['repeats']} repeat(s) per cell (seeds {study['seed']}.."
+             f"{study['seed'] + study['repeats'] - 1}); error = (sim - live) / live for "
+             "latencies, sim - live in percentage points for violations; 95% intervals by "
+             "independent replications (K >= 2) or a moving-block bootstrap (K = 1). Targets: "
+             f"|error| <= {100 * TARGET_REL:.0f}% (mean, p95), <= {TARGET_PP:g} pp "
+             f"(violations), where live utilisation <= {MAX_UTIL}.", ""]
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None or not math.isfinite(x) else f"{100 * x:+.1f}%"
+
+    def ci(c: dict, scale: float, unit: str) -> str:
+        v = c.get("ci95")
+        return "" if not v else f" [{scale * v[0]:+.1f}, {scale * v[1]:+.1f}]{unit}"
+
+    for policy, by_load in study["cells"].items():
+        lines += [f"## {policy}", "",
+                  "| load | util | class | mean live/sim (ms) | err mean | err p50 | err p95 | "
+                  "err p99 | viol live/sim | diff pp | target |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for tag, cell in by_load.items():
+            u = cell.get("live_utilization")
+            for cls, c in cell["classes"].items():
+                t = c["target"]
+                verdict = "n/a (util > 0.85)" if not t["applies"] else (
+                    "met" if t["met"] else "missed")
+                lines.append(
+                    f"| {tag} | {'-' if u is None else f'{u:.2f}'} | {cls} | "
+                    f"{c['mean']['live']:.1f} / {c['mean']['sim']:.1f} | "
+                    f"{pct(c['mean']['error'])}{ci(c['mean'], 100, '%')} | "
+                    f"{pct(c['p50']['error'])} | {pct(c['p95']['error'])}"
+                    f"{ci(c['p95'], 100, '%')} | {pct(c['p99']['error'])} | "
+                    f"{100 * c['violation']['live']:.1f}% / {100 * c['violation']['sim']:.1f}% | "
+                    f"{c['violation']['error']:+.1f}{ci(c['violation'], 1, '')} | {verdict} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def error_plot(study: dict, policy: str) -> bytes:
+    """Error against load per class: mean, p95, p99 (%) and violations (pp)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    by_load = study["cells"][policy]
+    tags = [t for t in by_load if t != "default"] or list(by_load)
+    xs = [float(t) if t != "default" else 0.0 for t in tags]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for cls, style in zip(CLASSES, ("-o", "--s", ":^"), strict=True):
+        for stat in ("mean", "p95", "p99"):
+            ys = [100 * by_load[t]["classes"].get(cls, {}).get(stat, {}).get("error", math.nan)
+                  if cls in by_load[t]["classes"] else math.nan for t in tags]
+            axes[0].plot(xs, ys, style, label=f"{cls} {stat}")
+        vs = [by_load[t]["classes"][cls]["violation"]["error"] if cls in by_load[t]["classes"]
+              else math.nan for t in tags]
+        axes[1].plot(xs, vs, style, label=cls)
+    axes[0].axhspan(-100 * TARGET_REL, 100 * TARGET_REL, color="green", alpha=0.1)
+    axes[1].axhspan(-TARGET_PP, TARGET_PP, color="green", alpha=0.1)
+    axes[0].set_ylabel("latency error, sim vs live (%)")
+    axes[1].set_ylabel("violation rate, sim - live (pp)")
+    for ax in axes:
+        ax.set_xlabel("offered load")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{policy}: error against load ({study['repeats']} repeat(s))")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_study(out: Path, study: dict) -> None:
+    from strait_sim.atomic import atomic_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out / "study.json") as fh:
+        fh.write(json.dumps(_clean(study), indent=1))
+    with atomic_file(out / "study.md") as fh:
+        fh.write(render_study(study))
+    for policy in study["cells"]:
+        with atomic_file(out / f"error_vs_load_{policy}.png", "wb") as fh:
+            fh.write(error_plot(study, policy))

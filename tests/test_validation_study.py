@@ -1,0 +1,134 @@
+"""Validation study (replicated, several loads) and the drift probe, without a live device.
+
+The "live" runs here are simulations with other seeds (a stand-in device following the same
+truth), so the statistics can be checked end to end on any machine; the drift probe runs on
+a fake backend whose forwards are a known factor slower than the profile.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from strait_sim import api
+from strait_sim.cli.app import main
+from strait_sim.engine.simulator import SimConfig
+from strait_sim.experiment import run_simulation
+from strait_sim.live.drift import probe, probe_and_report, probe_points
+from strait_sim.live.report import write_validation
+from strait_sim.live.study import parse_loads, run_study
+
+
+def _fake_cell(calls):
+    bundle = api.load_profile("synthetic-tiny")
+
+    def cell(*, policy, out, seed, load):
+        calls.append((policy, load, seed))
+        wl = api.describe_workload(bundle, load=load, duration=2.0, max_batch=4)
+        cfg = SimConfig(gpus=1, slots=2, max_batch=4, seed=seed)
+        live = run_simulation(bundle, wl, api.make_policy(policy), cfg)
+        sim = run_simulation(bundle, wl, api.make_policy(policy),
+                             SimConfig(gpus=1, slots=2, max_batch=4, seed=seed + 1000))
+        write_validation(out, live, sim, command="test")
+    return cell
+
+
+def test_study_replicates_and_draws_the_error_against_load(tmp_path):
+    calls: list = []
+    study = run_study(policies=["fifo"], loads=[0.3, 0.7], repeats=2, seed=0,
+                      out=tmp_path, run_cell=_fake_cell(calls))
+    assert len(calls) == 4 and {c[2] for c in calls} == {0, 1}
+    cell = study["cells"]["fifo"]["0.7"]
+    assert cell["repeats"] == 2 and "replications" in cell["method"]
+    for cls in ("high", "low", "all"):
+        c = cell["classes"][cls]
+        for stat in ("mean", "p50", "p95", "p99", "violation"):
+            assert np.isfinite(c[stat]["error"])
+            lo, hi = c[stat]["ci95"]
+            assert lo <= hi
+            assert len(c[stat]["per_repeat"]["live"]) == 2
+        assert c["target"]["met"] in (True, False, None)
+    for f in ("study.json", "study.md", "error_vs_load_fifo.png"):
+        assert (tmp_path / f).is_file()
+    assert json.loads((tmp_path / "study.json").read_text())["repeats"] == 2
+    # resumable: the cells on disk are reused
+    run_study(policies=["fifo"], loads=[0.3, 0.7], repeats=2, seed=0, out=tmp_path,
+              run_cell=_fake_cell(calls))
+    assert len(calls) == 4
+
+
+def test_one_repeat_uses_a_block_bootstrap(tmp_path):
+    study = run_study(policies=["fifo"], loads=[0.6], repeats=1, seed=3, out=tmp_path,
+                      run_cell=_fake_cell([]))
+    cell = study["cells"]["fifo"]["0.6"]
+    assert "bootstrap" in cell["method"]
+    assert cell["classes"]["all"]["mean"]["ci95"] is not None
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--repeats", "0"], "--repeats must be >= 1"),
+    (["--loads", "-0.5"], "positive"),
+    (["--loads", "0.2,x"], "not a number"),
+])
+def test_bad_study_input_is_one_line_exit_2(tmp_path, capsys, argv, needle):
+    code = main(["validate", "--live", "--cpu", "--policy", "fifo", "--out",
+                 str(tmp_path / "v"), *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert needle in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "v").exists()
+
+
+def test_parse_loads():
+    assert parse_loads("0.2, 0.4,0.8") == [0.2, 0.4, 0.8]
+    assert parse_loads(None) is None
+
+
+class _Timing:
+    def __init__(self, ms):
+        self.compute_ms = ms
+
+
+class _Job:
+    def __init__(self, ms):
+        self._ms = ms
+
+    def result(self, timeout):
+        return _Timing(self._ms)
+
+
+class SlowedBackend:
+    """Forwards take ``factor`` x the profile's solo median, with 3% noise."""
+
+    def __init__(self, bundle, factor, seed=0):
+        self.bundle, self.factor = bundle, factor
+        self.rng = np.random.default_rng(seed)
+        self.closed = False
+
+    def prepare(self, model, batch):
+        pass
+
+    def submit(self, model, batch, stream):
+        return _Job(self.bundle.solo_ms(model, batch) * self.factor
+                    * float(self.rng.normal(1.0, 0.03)))
+
+    def close(self):
+        self.closed = True
+
+
+def test_the_drift_probe_flags_a_device_made_1_3x_slower(tmp_path):
+    bundle = api.load_profile("synthetic-tiny")
+    points = probe_points(bundle, None, 8)
+    slow = probe(bundle, SlowedBackend(bundle, 1.3), points)
+    assert slow.flagged and slow.ratio == pytest.approx(1.3, rel=0.05)
+    assert "30% slower" in slow.message() and "recalibrate" in slow.message()
+    same = probe(bundle, SlowedBackend(bundle, 1.0, seed=1), points)
+    assert not same.flagged and same.ratio == pytest.approx(1.0, abs=0.05)
+    backend = SlowedBackend(bundle, 1.3)
+    report = probe_and_report(bundle, live_kind="cpu", gpu=None, out=tmp_path, models=None,
+                              max_batch=8, backend_factory=lambda models: backend)
+    assert report.flagged and backend.closed
+    saved = json.loads((tmp_path / "drift.json").read_text())
+    assert saved["flagged"] and len(saved["points"]) == len(points)
