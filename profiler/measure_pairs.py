@@ -13,6 +13,13 @@ latencies, ``overlap_ms`` = how long both ran. Extra columns: ``nominal_offset_f
 ``nominal_offset_ms``, ``run_key`` (the unit, for resuming) and the co-located copy
 times.
 
+Baseline runs: every group also runs the two configurations one after the other on their
+two streams, the second submitted when the first has finished (``nominal_offset_frac``
+-1, ``nominal_offset_ms`` the first's solo median, overlap 0). They time both solo
+latencies at the moment the pair is measured, which pins the calibration's baseline
+(docs/architecture.md, "Calibration of co-location") apart from a fixed co-location
+cost; the predictors see them as runs without overlap.
+
 Budget: the full grid grows with the square of the configurations, so the groups (one
 unordered pair with all its offsets) are put in a fixed pseudo-random order (seeded) that
 first covers every pair of *models* once. A session walks that order and skips any group
@@ -33,6 +40,7 @@ from strait_sim.profiler.measure_solo import RESULT_TIMEOUT_S, solo_median_ms
 
 Config = tuple[str, int]
 Variant = tuple[Config, Config, float]  # (submitted first, submitted second, offset frac)
+SEQUENTIAL = -1.0  # offset "frac" of a baseline run: the second starts when the first ends
 
 
 def ordered_groups(configs: list[Config], seed: int) -> list[tuple[Config, Config]]:
@@ -59,6 +67,7 @@ def variants(a: Config, b: Config, fracs: tuple[float, ...]) -> list[Variant]:
         out.append((a, b, f))
         if f > 0 and a != b:
             out.append((b, a, f))
+    out.append((a, b, SEQUENTIAL))
     return out
 
 
@@ -95,6 +104,8 @@ def run(ctx: MeasureContext) -> dict:
         a, b, f = v
         sa, sb = solo[a], solo[b]
         assert sa is not None and sb is not None
+        if f == SEQUENTIAL:
+            return s.pair_reps * (sa + sb + 1.0) / 1e3
         return s.pair_reps * (2.0 * max(sa, sb) + f * min(sa, sb) + 1.0) / 1e3
 
     todo = []
@@ -123,16 +134,20 @@ def run(ctx: MeasureContext) -> dict:
             key = run_key(v)
             sf, ss = solo[first], solo[second]
             assert sf is not None and ss is not None
-            nominal_ms = frac * min(sf, ss)
+            nominal_ms = sf if frac == SEQUENTIAL else frac * min(sf, ss)
             for cfg in (first, second):
                 backend.prepare(*cfg)
             for rep in range(have[(key,)], s.pair_reps):
                 backend.synchronize()
                 ja = backend.submit(first[0], first[1], 0)
-                if nominal_ms > 0:
-                    backend.enqueue_delay(1, nominal_ms / 1e3)
-                jb = backend.submit(second[0], second[1], 1)
-                ta, tb = ja.result(RESULT_TIMEOUT_S), jb.result(RESULT_TIMEOUT_S)
+                if frac == SEQUENTIAL:  # baseline: the second once the first has ended
+                    ta = ja.result(RESULT_TIMEOUT_S)
+                    tb = backend.submit(second[0], second[1], 1).result(RESULT_TIMEOUT_S)
+                else:
+                    if nominal_ms > 0:
+                        backend.enqueue_delay(1, nominal_ms / 1e3)
+                    jb = backend.submit(second[0], second[1], 1)
+                    ta, tb = ja.result(RESULT_TIMEOUT_S), jb.result(RESULT_TIMEOUT_S)
                 ctx.store.append("pairs.csv", [pair_row(first, second, ta, tb, frac,
                                                         nominal_ms, rep, key)])
         ctx.unit_done("pairs")

@@ -147,3 +147,13 @@ def test_without_three_way_samples_excesses_add():
     rule = ThreeWayRule(1.0, 0, float("nan"))
     assert rule.combine([0.5, 0.25]) == pytest.approx(1.75)
     assert ThreeWayRule(0.0, 3, 0.0).combine([0.5, 0.25]) == pytest.approx(1.5)
+
+
+def test_without_baseline_runs_no_fixed_cost_is_claimed(tmp_path):
+    """Views without overlap are what tell a fixed cost from a shifted baseline: with
+    none, the fixed cost is not fitted, and no key's slowdown runs away."""
+    truth = ColocationTruth(models=SIMILAR, pair_reps=6, solo_reps=30, fixed_cost=0.06,
+                            sequential=False)
+    cal = calibrate_bundle(make_bundle(tmp_path / "b", truth, seed=5))
+    assert not any(p.fixed_cost_kept for p in cal.pairs.values())
+    assert max(f.effective_slowdown for f in cal.keys.values()) < 3.0

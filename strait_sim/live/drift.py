@@ -76,8 +76,8 @@ def probe_points(bundle: ProfileBundle, models: list[str] | None, max_batch: int
     return out
 
 
-def probe(bundle: ProfileBundle, backend, points: list[tuple[str, int]], *, reps: int = 5,
-          warmup: int = 2, tolerance: float = DEFAULT_TOLERANCE) -> DriftReport:
+def probe(bundle: ProfileBundle, backend, points: list[tuple[str, int]], *, reps: int = 7,
+          warmup: int = 3, tolerance: float = DEFAULT_TOLERANCE) -> DriftReport:
     """Time ``reps`` solo forwards per point on ``backend`` against the profile."""
     t0 = time.monotonic()
     rows = []

@@ -72,6 +72,7 @@ TAU_FEW_KEYS = 0.25
 IDENTIFIED_RATIO = 1.5
 SCALE_QUANTILES = 64
 MIN_SCALE_VIEWS = 8
+MIN_SPREAD = 0.5  # a fixed cost is spread over at least half the solo time
 
 Key = tuple[str, int, str, int]
 
@@ -364,7 +365,10 @@ def _victim_nuisance(v: pd.DataFrame, base_se: dict[int, float]) -> _Linear:
     cost = {c: (0.0, float("nan"), False) for c in cms}
     delta, res = delta0, res0
     overlapped = v["overlap_ms"].to_numpy() > 0
-    if n > 3 * len(cms) + 2 and (~overlapped).any():
+    # a fixed cost is told apart from a shifted baseline only by views without overlap
+    # (the profiler's sequential baseline runs): at least two for every batch size
+    alone = pd.Series(~overlapped).groupby(v["batch"].to_numpy()).sum()
+    if n > 3 * len(cms) + 2 and len(alone) and int(alone.min()) >= 2:
         _, _, c1, nll1, _ = _joint_mle(v, base_se, cms)
         kept = []
         for cm in cms:
@@ -475,7 +479,9 @@ def _fit_pair(m: str, cm: str, v: pd.DataFrame, lin: _Linear,
         nv = int(sel.sum())
         unexplained = int((v["y"].to_numpy()[sel] > x[sel] + 1e-9).sum())
         x_typ = float(np.median(x[sel])) if nv else 0.0
-        k_eff = 1.0 - 1.0 / s + (c / x_typ if x_typ > 0 else 0.0)
+        # the fixed cost spread over the key's typical overlap, at least half its solo
+        # time (a cost spread over a sliver of overlap would become a huge slowdown)
+        k_eff = 1.0 - 1.0 / s + c / max(x_typ, MIN_SPREAD)
         s_eff = 1.0 / (1.0 - min(k_eff, 1.0 - 1.0 / math.exp(U_MAX)))
         fits.append(KeyFit(m, b, cm, cb, nv, s, lo, hi, o[1], o[2], ok, why, unexplained,
                            c, x_typ, s_eff))

@@ -28,7 +28,12 @@ from __future__ import annotations
 import numpy as np
 
 from strait_sim.profile_bundle import ProfileBundle, interp_extrap
-from strait_sim.truth.colocation import Calibration, calibrate_bundle, interpolate_pair
+from strait_sim.truth.colocation import (
+    MIN_SPREAD,
+    Calibration,
+    calibrate_bundle,
+    interpolate_pair,
+)
 
 QUANTILES = 64
 
@@ -213,7 +218,7 @@ def _pooled_effective(cal: Calibration, pair: tuple[str, str]) -> float:
     p = cal.pairs[pair]
     xs = [f.typical_overlap for k, f in cal.keys.items() if (k[0], k[2]) == pair]
     x = float(np.median(xs)) if xs else 0.0
-    k = 1.0 - 1.0 / p.slowdown + (p.fixed_cost / x if x > 0 else 0.0)
+    k = 1.0 - 1.0 / p.slowdown + p.fixed_cost / max(x, MIN_SPREAD)
     return float(1.0 / (1.0 - min(k, 0.98)))
 
 
