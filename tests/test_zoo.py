@@ -138,7 +138,7 @@ def test_a_bundle_recording_the_zoos_fingerprints_passes(tmp_path) -> None:
 
     out = tmp_path / "b"
     assert main(["profile", "--cpu", "--models", "tiny_mlp", "--batches", "1", "--reps", "2",
-                 "--warmup", "1", "--only", "solo", "--out", str(out),
+                 "--warmup", "1", "--only", "solo", "--out", str(out), "--force",
                  "--threads-per-stream", "1"]) == 0
     bundle = read_bundle_dir(out)
     assert bundle.models["arch_fingerprint"].tolist() == [LEGACY_FINGERPRINTS["tiny_mlp"]]
