@@ -113,6 +113,13 @@ def register(app: typer.Typer) -> None:
         parsed = api.parse_policy_params(param, policies)
         for p in policies:  # a bad policy fails before the probe and the device
             api.make_policy(p, **dict(parsed[p]))
+        from strait_sim.output_folder import check_output_folder
+
+        study = bool(load_list or repeats > 1)
+        if not study or (out.is_dir() and any(out.iterdir())
+                         and not (out / "study.json").is_file()):
+            # before the probe: a refused folder costs nothing and is left untouched
+            check_output_folder(out, "validation", overwrite=overwrite)
         fresh_dir = out.parent / f".{out.name}.recalibrated-profile" if recalibrate else None
         drift = _drift_step(live_kind="cpu" if cpu else "cuda", gpu=gpu, profile=profile,
                             probe=not no_probe, recalibrate_into=fresh_dir, force=force,
