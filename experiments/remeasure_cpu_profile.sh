@@ -68,7 +68,7 @@ scratch=$(mktemp -d "${TMPDIR:-/tmp}/remeasure-cpu.XXXXXX")
 bundle="$scratch/$(basename "$TARGET")"
 started=$(date -u +%Y-%m-%dT%H:%MZ)
 echo "remeasure: profiling into $bundle (started $started)" >&2
-"$PY" -m strait_sim.cli.app profile --cpu --out "$bundle" --models "$MODELS" \
+"$PY" -m strait_sim.cli.app profile --cpu --force --out "$bundle" --models "$MODELS" \
   --batches "$BATCHES" --reps "$REPS" --warmup 2 --pair-reps "$PAIR_REPS" --offsets "$OFFSETS" \
   --budget-s "$PAIR_BUDGET_S" --transfer-reps "$TRANSFER_REPS" \
   --max-transfer-mib "$MAX_TRANSFER_MIB" --kernel-rows "$KERNEL_ROWS" \
