@@ -132,3 +132,25 @@ def test_the_drift_probe_flags_a_device_made_1_3x_slower(tmp_path):
     assert report.flagged and backend.closed
     saved = json.loads((tmp_path / "drift.json").read_text())
     assert saved["flagged"] and len(saved["points"]) == len(points)
+
+
+def test_the_study_command_reaches_the_study_with_every_option(tmp_path, monkeypatch):
+    """validate --loads/--repeats hands all its options to the study (a CLI option added
+    to validate but not to the study once made the command fail before any cell ran)."""
+    import strait_sim.live.study as study_module
+
+    seen: dict = {}
+
+    def fake_run_study(**kw):
+        seen.update(kw)
+        kw["out"].mkdir(parents=True, exist_ok=True)
+        return {"cells": {}}
+
+    monkeypatch.setattr(study_module, "run_study", fake_run_study)
+    out = tmp_path / "study"
+    code = main(["validate", "--live", "--cpu", "--policy", "fifo,strait", "--profile",
+                 "synthetic-tiny", "--no-probe", "--force", "--quiet", "--loads", "0.4,0.8",
+                 "--repeats", "2", "--out", str(out)])
+    assert code == 0
+    assert seen["policies"] == ["fifo", "strait"] and seen["loads"] == [0.4, 0.8]
+    assert seen["repeats"] == 2 and (out / "command.txt").is_file()

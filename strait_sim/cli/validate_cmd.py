@@ -199,7 +199,8 @@ def _run_study(*, live_kind: str, gpu: int | None, policies: list[str], params: 
                profile: str | None, seed: int, out: Path, slots: int, max_batch: int,
                interference: bool, pcie: bool, margin: float, alpha: float, force: bool,
                busy_threshold: float | None, quiet: bool, workload_opts: dict, command: str,
-               allow_model_mismatch: bool, loads: list[float] | None, repeats: int) -> None:
+               allow_model_mismatch: bool, loads: list[float] | None, repeats: int,
+               overwrite: bool = False, allow_large: bool = False) -> None:
     import sys
 
     from strait_sim import api
@@ -217,7 +218,7 @@ def _run_study(*, live_kind: str, gpu: int | None, policies: list[str], params: 
                      profile=profile, params=parsed[policy], seed=seed, slots=slots,
                      max_batch=max_batch, interference=interference, pcie=pcie,
                      margin=margin, alpha=alpha, force=force, busy_threshold=busy_threshold,
-                     quiet=True, command=command,
+                     quiet=True, command=command, allow_large=allow_large,
                      allow_model_mismatch=allow_model_mismatch, **{**base, **load})
 
     study = run_study(policies=policies, loads=loads, repeats=repeats, seed=seed, out=out,
