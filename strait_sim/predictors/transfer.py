@@ -1,5 +1,10 @@
 """Host-device copy time under contention, fitted from a bundle's transfers.csv.
 
+:class:`TransferPredictor` uses the project's one link fit
+(:func:`strait_sim.truth.pcie.fit_direction`). The two-step fit below
+(:func:`fit_link`) remains as the fallback for bundles without copies measured alone and
+as one of the reference forms the accuracy study (``predict evaluate``) compares.
+
 Model (per direction, h2d and d2h): a transfer of ``nbytes`` that starts while
 ``in_flight`` others are already running in the same direction shares the link fairly
 with them, so
@@ -88,29 +93,47 @@ def fit_link(nbytes: np.ndarray, concurrent: np.ndarray, time_ms: np.ndarray) ->
 
 
 class TransferPredictor:
-    """Predicts H2D/D2H copy times with fair sharing between concurrent copies."""
+    """Predicts H2D/D2H copy times from the link fit the truth model uses.
 
-    def __init__(self, links: dict[str, LinkFit]) -> None:
+    The fixed cost, the bandwidth and the sharing rule of each direction come from
+    :func:`strait_sim.truth.pcie.fit_direction`, the one fit of a link in the project
+    (issue 12): a policy predicts copies with the same *form* the simulated device
+    follows, fitted from the same measurements, and never reads the truth object itself.
+    A copy that starts with ``in_flight`` others active is predicted as one of
+    ``in_flight + 1`` concurrent copies under the fitted rule.
+    """
+
+    def __init__(self, links: dict[str, LinkFit], fits: dict | None = None) -> None:
         self.links = links
+        self.fits = fits or {}
         self.bandwidth_bytes_per_ms = {d: f.bandwidth_bytes_per_ms for d, f in links.items()}
         self.fixed_ms = {d: f.fixed_ms for d, f in links.items()}
         # Plain floats for the hot path.
         self._fixed = dict(self.fixed_ms)
         self._inv_bw = {d: 1.0 / bw for d, bw in self.bandwidth_bytes_per_ms.items()}
+        self._shared = {d: (f.rule == "fair") for d, f in self.fits.items()}
 
     @classmethod
     def fit(cls, transfers: pd.DataFrame, *, label: str = "transfers.csv"
             ) -> TransferPredictor:
-        links = {}
+        from strait_sim.truth.pcie import fit_direction
+
+        links, fits = {}, {}
         for direction in DIRECTIONS:
             rows = transfers[transfers["direction"] == direction]
             if len(rows["bytes"].unique()) < 2:
                 raise UserError(f"{label}: direction '{direction}' needs transfers of at "
                                 f"least two sizes to fit a fixed cost and a bandwidth, "
                                 f"found {len(rows)} row(s)")
-            links[direction] = fit_link(rows["bytes"].to_numpy(), rows["concurrent"].to_numpy(),
-                                        rows["time_ms"].to_numpy())
-        return cls(links)
+            shared = fit_direction(rows, direction)
+            if shared is not None and shared.bytes_per_ms > 0:
+                fits[direction] = shared
+                links[direction] = LinkFit(shared.fixed_ms, shared.bytes_per_ms, len(rows))
+            else:  # no copies measured alone at two sizes: the fit over all copies
+                links[direction] = fit_link(rows["bytes"].to_numpy(),
+                                            rows["concurrent"].to_numpy(),
+                                            rows["time_ms"].to_numpy())
+        return cls(links, fits)
 
     @classmethod
     def from_profile(cls, profile: ProfileBundle) -> TransferPredictor:
@@ -126,6 +149,8 @@ class TransferPredictor:
         inv = self._inv_bw.get(direction)
         if inv is None:
             raise UserError(f"unknown transfer direction '{direction}'; valid: d2h, h2d")
+        if in_flight and not self._shared.get(direction, True):
+            return self.fits[direction].concurrent_ms(nbytes, in_flight + 1)
         return self._fixed[direction] + nbytes * (in_flight + 1) * inv
 
     def describe(self) -> pd.DataFrame:
