@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from strait_sim.profile_bundle import ProfileBundle, interp_extrap
+from strait_sim.profile_bundle import ProfileBundle
 from strait_sim.truth.colocation import (
     MIN_SPREAD,
     Calibration,
@@ -96,9 +96,6 @@ class ComputeTruth:
                 scale = profile.solo_ms(model, b) / profile.solo_ms(model, ref)
                 table[b - 1] = measured[ref] * scale
         return table
-
-    def median_ms(self, model_idx: int, batch: int) -> float:
-        return float(np.median(self._solo_q[model_idx, batch - 1]))
 
     def sample_solo_ms(self, model_idx: int, batch: int) -> float:
         """One draw of the solo compute time (ms)."""
@@ -221,13 +218,3 @@ def _pooled_effective(cal: Calibration, pair: tuple[str, str]) -> float:
     k = 1.0 - 1.0 / p.slowdown + p.fixed_cost / max(x, MIN_SPREAD)
     return float(1.0 / (1.0 - min(k, 0.98)))
 
-
-def solo_median_table(profile: ProfileBundle, models: tuple[str, ...], max_batch: int
-                      ) -> np.ndarray:
-    """(models, max_batch) median solo times in ms (for reports, not for sampling)."""
-    out = np.empty((len(models), max_batch))
-    for i, m in enumerate(models):
-        xs, ys = profile._solo_medians[m]
-        for b in range(1, max_batch + 1):
-            out[i, b - 1] = interp_extrap(float(b), xs, ys)
-    return out
