@@ -21,8 +21,14 @@ from collections.abc import Callable
 
 from strait_sim.driver.arrivals import Arrivals
 from strait_sim.driver.config import SimConfig
-from strait_sim.driver.driver import Driver, RunOutcome
-from strait_sim.driver.states import STATE_NAMES, PolicyError, RequestStates
+from strait_sim.driver.driver import (
+    Driver,
+    RunOutcome,
+    check_policy_empty,
+    check_states_ended,
+    open_workload,
+)
+from strait_sim.driver.states import PolicyError, RequestStates
 from strait_sim.engine.records import RequestRecords
 from strait_sim.engine.timeline import Timeline
 from strait_sim.policies.base import Policy
@@ -91,24 +97,13 @@ class ClusterDriver:
                                        seed=cfg.seed))
         for node in self.nodes:
             node.policy.bind(node.context())
-        if self.workload.closed_loop:
-            session = self.workload.session(self.profile, cfg.seed)
-            for node in self.nodes:
-                node.session = session
-            self.arrivals.push(session.first_requests())
-        else:
-            self.arrivals.open_stream(iter(self.workload.chunks(self.profile, cfg.seed)))
+        session = open_workload(self.workload, self.profile, cfg.seed, self.arrivals)
+        for node in self.nodes:
+            node.session = session
         self.clock.run_driver(self.arrivals)
         for node in self.nodes:
-            waiting = node.policy.waiting()
-            if waiting:
-                raise PolicyError(f"policy {node.policy.name} on node {node.node} still holds "
-                                  f"{waiting} request(s) at the end of the run")
-        first = self.states.first_not_ended(self.records.count)
-        if first is not None:
-            rid, state = first
-            raise PolicyError(f"request {rid} never ended: it is {STATE_NAMES[state]} "
-                              f"(rule: every request ends exactly once)")
+            check_policy_empty(node.policy, f" on node {node.node}")
+        check_states_ended(self.states, self.records.count)
         return RunOutcome(
             records=self.records, models=self.models, end_s=self.clock._now,
             busy_s=[b for node in self.nodes for b in node.device.busy_s()],

@@ -78,6 +78,33 @@ class RunOutcome:
     extra: dict = field(default_factory=dict)
 
 
+def open_workload(workload: Workload, profile: ProfileBundle, seed: int, arrivals: Arrivals):
+    """Open the run's workload into ``arrivals``; return its closed-loop session, if any."""
+    if workload.closed_loop:
+        session = workload.session(profile, seed)
+        arrivals.push(session.first_requests())
+        return session
+    arrivals.open_stream(iter(workload.chunks(profile, seed)))
+    return None
+
+
+def check_policy_empty(policy: Policy, where: str = "") -> None:
+    """At the end of a run a policy holds no request."""
+    waiting = policy.waiting()
+    if waiting:
+        raise PolicyError(f"policy {policy.name}{where} still holds {waiting} request(s) at "
+                          f"the end of the run (rule: every request ends exactly once)")
+
+
+def check_states_ended(states: RequestStates, count: int, who: str = "") -> None:
+    """At the end of a run every request has ended; name the first that did not."""
+    first = states.first_not_ended(count)
+    if first is not None:
+        rid, state = first
+        raise PolicyError(f"{who}request {rid} never ended: it is {STATE_NAMES[state]} "
+                          f"(rule: every request ends exactly once)")
+
+
 class Driver:
     """One run of a policy over a device and a clock."""
 
@@ -137,12 +164,8 @@ class Driver:
     def start(self) -> None:
         """Bind the policy and open the workload (before the clock runs)."""
         self.policy.bind(self.context())
-        if self.workload.closed_loop:
-            self.session = self.workload.session(self.profile, self.config.seed)
-            self.arrivals.push(self.session.first_requests())
-        else:
-            self.arrivals.open_stream(iter(self.workload.chunks(self.profile,
-                                                                self.config.seed)))
+        self.session = open_workload(self.workload, self.profile, self.config.seed,
+                                     self.arrivals)
 
     def run(self) -> RunOutcome:
         """Start, run the clock until nothing is left, check that every request ended."""
@@ -159,16 +182,8 @@ class Driver:
 
     def check_all_ended(self) -> None:
         """At the end of a run: the policy holds nothing and every request has ended."""
-        name = self.policy.name
-        waiting = self.policy.waiting()
-        if waiting:
-            raise PolicyError(f"policy {name} still holds {waiting} request(s) at the end "
-                              f"of the run (rule: every request ends exactly once)")
-        first = self.states.first_not_ended(self.records.count)
-        if first is not None:
-            rid, state = first
-            raise PolicyError(f"policy {name}: request {rid} never ended: it is "
-                              f"{STATE_NAMES[state]} (rule: every request ends exactly once)")
+        check_policy_empty(self.policy)
+        check_states_ended(self.states, self.records.count, f"policy {self.policy.name}: ")
 
     # -- arrivals ----------------------------------------------------------------------------
     def _deliver(self, req: Request) -> None:
