@@ -29,7 +29,7 @@ class Batch:
 
     __slots__ = ("_batch_id", "_gpu", "_slot", "_model", "_size", "_requests", "_priority",
                  "_dispatch_s", "_phase", "_compute_start_s", "_compute_end_s", "_finish_s",
-                 "_predicted_ms", "_phase_fn", "_credit", "_restore", "_job", "_submit_s")
+                 "_predicted_ms", "_phase_fn", "_credit", "_job", "_submit_s")
 
     batch_id = _ro("_batch_id")
     gpu = _ro("_gpu")
@@ -62,7 +62,6 @@ class Batch:
         # A device that cannot observe phases live sets an estimator here.
         self._phase_fn: Callable[[Batch], str] | None = None
         self._credit = 0.0  # fraction of the solo work kept from an earlier, preempted run
-        self._restore = "restart"
         self._job = None  # live: the backend's job handle
         self._submit_s = dispatch_s
 

@@ -82,10 +82,6 @@ class ClusterDriver:
             self.progress(self.ended, self.clock._now)
 
     @property
-    def nodes_count(self) -> int:
-        return self.config.nodes
-
-    @property
     def ended(self) -> int:
         return sum(n.ended for n in self.nodes)
 
