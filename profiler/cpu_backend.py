@@ -5,9 +5,19 @@ work on the device; two streams run concurrently, so co-location on the CPU is r
 contention (for cores, caches, memory bandwidth and, between torch ops, the GIL).
 
 Threads: each worker calls ``torch.set_num_threads(threads_per_stream)``. The default is
-every logical core, so that a batch alone may use the whole device, as a kernel alone may
-use every SM of a GPU; co-located batches then share the cores, which is the interference
-the profiler is meant to measure. Pass ``threads_per_stream=1`` for isolated streams.
+the usable cores divided by the streams (at least 1), so that the streams together never
+run more torch threads than there are cores. Why not every core per stream, so that a batch
+alone uses the whole device as a kernel alone may use every SM of a GPU: once more OpenMP
+threads exist than cores, libgomp stops spinning between parallel regions and sleeps on a
+futex instead, and a forward's time then depends on the history of the other streams, not
+on the work. Measured on the 2-vCPU development VM (2 streams x 2 threads, 2026-12-01):
+mobilenet_v2@1 took 23-28 ms back to back on stream 0 once stream 1 had ever run, 13.5 ms
+before; with pauses between forwards (as in a live run at low load) 19 ms; beside a
+co-runner 0.80-0.98x its solo time (a co-runner made it faster). The profiler measured the
+first, live runs experienced the others, and the simulator's latencies were 17-50% high
+(docs/validation.md). With 1 thread per stream the same forwards took 14-15 ms in every
+case and 1.04-1.16x beside a co-runner. ``oversubscribed`` says when a caller asked for
+more threads than that; the bundle records it.
 
 The GIL: torch releases it inside operators, but the Python between operators holds it,
 and CPython hands it over only every ``sys.getswitchinterval()`` (5 ms by default), which
@@ -23,6 +33,7 @@ transfers (``transfer``) measure host memory bandwidth, in both "directions".
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import sys
 import threading
@@ -37,6 +48,19 @@ from strait_sim.profiler.backend import Backend, BackendError, Job, PhaseTiming,
 from strait_sim.profiler.device_info import cpu_device_info, software_versions
 from strait_sim.profiler.jobs import FutureJob
 from strait_sim.profiler.zoo import ModelSpec, count_params
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads_per_stream(streams: int) -> int:
+    """The cores shared out among the streams, at least 1 (see the module docstring)."""
+    return max(1, usable_cores() // max(1, streams))
 
 
 class _Lane:
@@ -89,9 +113,12 @@ class TorchCpuBackend(Backend):
         self.streams = streams
         self.warmup = warmup
         self.seed = seed
-        import os
-
-        self.threads_per_stream = threads_per_stream or (os.cpu_count() or 1)
+        self.threads_per_stream = threads_per_stream or default_threads_per_stream(streams)
+        if self.threads_per_stream < 1:
+            raise UserError(f"threads per stream must be >= 1, got {threads_per_stream}")
+        # one thread per stream makes no OpenMP team, so no waiting policy to change
+        self.oversubscribed = (self.threads_per_stream > 1
+                               and streams * self.threads_per_stream > usable_cores())
         self.cuda_graphs = False
         self._modules: dict[str, torch.nn.Module] = {}
         self._buffers: dict[tuple[str, int, int], _Buffers] = {}
@@ -108,6 +135,7 @@ class TorchCpuBackend(Backend):
     def device_info(self) -> dict:
         info = cpu_device_info()
         info["threads_per_stream"] = self.threads_per_stream
+        info["oversubscribed"] = self.oversubscribed
         info["software"] = software_versions()
         return info
 

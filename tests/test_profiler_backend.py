@@ -194,3 +194,33 @@ def test_cuda_backend_contract() -> None:
         assert backend.device_info()["kind"] == "cuda"
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize(("cores", "streams", "threads", "oversubscribed"),
+                         [(2, 2, 1, False), (8, 2, 4, False), (8, 3, 2, False),
+                          (2, 3, 1, False), (1, 1, 1, False)])
+def test_default_threads_never_exceed_the_cores(monkeypatch, cores, streams, threads,
+                                                oversubscribed) -> None:
+    # more OpenMP threads than cores make forward times depend on the other streams'
+    # history (cpu_backend's docstring): the default shares the cores out instead
+    from strait_sim.profiler import cpu_backend as cb
+
+    monkeypatch.setattr(cb, "usable_cores", lambda: cores)
+    backend = make_backend("torch-cpu", models=TINY, streams=streams, warmup=0)
+    try:
+        assert backend.threads_per_stream == threads
+        assert backend.oversubscribed is oversubscribed
+        assert backend.device_info()["threads_per_stream"] == threads
+    finally:
+        backend.close()
+
+
+def test_asking_for_more_threads_than_cores_is_recorded(monkeypatch) -> None:
+    from strait_sim.profiler import cpu_backend as cb
+
+    monkeypatch.setattr(cb, "usable_cores", lambda: 2)
+    backend = make_backend("torch-cpu", models=TINY, streams=2, threads_per_stream=2, warmup=0)
+    try:
+        assert backend.oversubscribed and backend.device_info()["oversubscribed"] is True
+    finally:
+        backend.close()

@@ -8,6 +8,7 @@ written. See docs/profiling.md.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -140,7 +141,8 @@ def register(app: typer.Typer) -> None:
         kernel_rows: int = typer.Option(200, help="Most kernel rows kept per (model, batch)."),
         warmup: int = typer.Option(3, help="Warm-up runs before each solo unit."),
         threads_per_stream: int | None = typer.Option(
-            None, help="CPU only: torch threads per stream (default: all cores)."),
+            None, help="CPU only: torch threads per stream (default: the cores shared "
+                       "out among the 2 streams; more makes timings depend on history)."),
         no_cuda_graphs: bool = typer.Option(False, "--no-cuda-graphs",
                                             help="Run forwards eagerly (torch-cuda)."),
         note: list[str] = typer.Option([], "--note", help="A line for profile.json notes."),
@@ -225,6 +227,15 @@ def register(app: typer.Typer) -> None:
         if on_gpu:
             options["cuda_graphs"] = not no_cuda_graphs
         elif threads_per_stream is not None:
+            from strait_sim.profiler.cpu_backend import usable_cores
+
+            if threads_per_stream < 1:
+                raise UserError(f"--threads-per-stream must be >= 1, got {threads_per_stream}")
+            if 2 * threads_per_stream > usable_cores():
+                print(f"profile: warning: 2 streams x {threads_per_stream} threads exceed the "
+                      f"{usable_cores()} usable cores: OpenMP then sleeps between operators "
+                      "and forwards take times that depend on the other stream's history "
+                      "(see docs/profiling.md)", file=sys.stderr)
             options["threads_per_stream"] = threads_per_stream
 
         def make():  # noqa: ANN202
