@@ -19,6 +19,10 @@ first, live runs experienced the others, and the simulator's latencies were 17-5
 case and 1.04-1.16x beside a co-runner. ``oversubscribed`` says when a caller asked for
 more threads than that; the bundle records it.
 
+Memory: glibc's malloc adapts to the process's history, and a forward's time with it;
+:func:`~strait_sim.profiler.malloc_pin.pin_malloc` (called by the device commands before
+any thread exists, and here) fixes its thresholds and arenas; see that module.
+
 The GIL: torch releases it inside operators, but the Python between operators holds it,
 and CPython hands it over only every ``sys.getswitchinterval()`` (5 ms by default), which
 would serialize small models on two streams. The backend lowers the interval to
@@ -47,6 +51,7 @@ from strait_sim.errors import UserError
 from strait_sim.profiler.backend import Backend, BackendError, Job, PhaseTiming, TransferTiming
 from strait_sim.profiler.device_info import cpu_device_info, software_versions
 from strait_sim.profiler.jobs import FutureJob
+from strait_sim.profiler.malloc_pin import pin_malloc
 from strait_sim.profiler.zoo import ModelSpec, count_params
 
 
@@ -117,6 +122,7 @@ class TorchCpuBackend(Backend):
         if self.threads_per_stream < 1:
             raise UserError(f"threads per stream must be >= 1, got {threads_per_stream}")
         # one thread per stream makes no OpenMP team, so no waiting policy to change
+        self.malloc = pin_malloc()  # a no-op after the CLI's own, earlier call
         self.oversubscribed = (self.threads_per_stream > 1
                                and streams * self.threads_per_stream > usable_cores())
         self.cuda_graphs = False
@@ -136,6 +142,7 @@ class TorchCpuBackend(Backend):
         info = cpu_device_info()
         info["threads_per_stream"] = self.threads_per_stream
         info["oversubscribed"] = self.oversubscribed
+        info["malloc"] = self.malloc
         info["software"] = software_versions()
         return info
 

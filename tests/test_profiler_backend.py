@@ -224,3 +224,36 @@ def test_asking_for_more_threads_than_cores_is_recorded(monkeypatch) -> None:
         assert backend.oversubscribed and backend.device_info()["oversubscribed"] is True
     finally:
         backend.close()
+
+
+def test_malloc_is_pinned_for_device_timing() -> None:
+    # glibc malloc's adaptive thresholds and per-thread arenas made forward times depend on
+    # the process's history (profiler/malloc_pin.py); the backend records what held
+    import ctypes.util
+
+    from strait_sim.profiler.malloc_pin import arena_count, pin_malloc
+
+    if not ctypes.util.find_library("c") or arena_count() is None:
+        pytest.skip("not glibc")
+    state = pin_malloc()
+    assert state["pinned"] is True and state["mmap_threshold"] == 32 << 20
+    backend = make_backend("torch-cpu", models=TINY, streams=1, threads_per_stream=1, warmup=0)
+    try:
+        assert backend.device_info()["malloc"]["pinned"] is True
+    finally:
+        backend.close()
+
+
+def test_the_command_line_asks_for_one_arena_before_any_thread() -> None:
+    import subprocess
+    import sys
+
+    code = ("import strait_sim.cli, threading, numpy\n"
+            "from strait_sim.profiler.malloc_pin import arena_count\n"
+            "t = threading.Thread(target=lambda: [bytearray(4096) for _ in range(64)])\n"
+            "t.start(); t.join(); print(arena_count())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.strip()
+    if out == "None":
+        pytest.skip("not glibc")
+    assert out == "1"
