@@ -96,7 +96,9 @@ def gpu_settings(gpu: int) -> Settings:
 def cpu_dry_run_settings() -> Settings:
     return Settings(
         device_args=["--cpu"], models=["tiny_cnn", "tiny_mlp", "tiny_bert"], batches="1,2",
-        precision="fp32", profile_extra=["--threads-per-stream", "1"],
+        # --force: like validate below, the dry run checks the plumbing on a shared machine
+        # (the profile command refuses a busy CPU since 2026-12-01; the dry run failed then)
+        precision="fp32", profile_extra=["--threads-per-stream", "1", "--force"],
         solo=["--reps", "3", "--warmup", "1"],
         pairs=["--pair-reps", "1", "--offsets", "0,0.5", "--budget-s", "2"],
         transfers=["--transfer-reps", "1", "--max-transfer-mib", "1"],
