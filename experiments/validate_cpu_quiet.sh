@@ -5,7 +5,7 @@
 # Run it ONLY on a quiet machine (nothing else computing): the profiler and every live run
 # refuse a busy CPU (set FORCE=1 to override, and then the figures are not accuracy claims).
 #
-# Estimated run time on the 2-vCPU development VM: about 18 minutes
+# Run time on the 2-vCPU development VM: 12-13 minutes (measured 2026-12-01, three runs)
 #   profile: solo 2 models x 4 batches x 18 forwards (~15 s), pairs within --budget-s 180,
 #            transfers up to 16 MiB x 3 reps (~30 s)                          -> ~4 min
 #   study:   3 policies x 4 loads x 3 repeats = 36 cells, each a 15 s live run plus model

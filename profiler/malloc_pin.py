@@ -14,17 +14,18 @@ medians of 15 forwards): efficientnet_b0@1 took 25-30 ms as the first unit a pro
 timed and 19 ms after a batch-4 forward; mobilenet_v2@4 51.5 ms or 71.5 ms by the order
 the models were profiled in. The profiler times batch 1 first while live runs mix every
 size, so profiles were 1.2-1.7x slower than live runs. With the mmap threshold and the trim
-threshold fixed and one arena, three orders gave efficientnet_b0 18.0-19.2 / 33.4-34.1 /
-49.0-50.3 / 67.3-69.5 ms at batch 1-4 and mobilenet_v2 13.9-14.3 / 25.0-28.7 /
-39.1-42.1 / 55.7-60.7 ms.
+threshold fixed and one arena, three orders gave efficientnet_b0 17.3-19.2 / 32.7-34.3 /
+47.7-50.6 / 62.5-66.1 ms at batch 1-4 and mobilenet_v2 13.3-13.8 / 24.2-28.1 /
+38.0-42.4 / 49.8-55.2 ms (`strait-sim profile --cpu --only solo --reps 15`, 08:27 UTC).
 
 Setting the thresholds with ``mallopt`` turns their adaptation off at once, so the device
 commands (``profile``, ``run --live``, ``validate --live``) and the CPU backend call
 :func:`pin_malloc`. The arena limit only counts if it is set before a second thread first
 allocates, and importing numpy starts OpenBLAS's threads; so the command line's package
-(``strait_sim.cli``) calls :func:`pin_arenas` before anything else is imported. One arena
-costs a single-threaded simulation nothing. ``arena_count`` reads the arenas glibc has
-(``malloc_info``) so that a bundle records what held. Elsewhere than glibc nothing changes
+(``strait_sim.cli``) calls :func:`pin_arenas` before anything else is imported. The arena
+limit only matters where threads allocate; a simulation runs its engine in one thread.
+``arena_count`` reads the arenas glibc has (``malloc_info``) so that a bundle records what
+held. Elsewhere than glibc nothing changes
 and the result says so.
 """
 
