@@ -317,6 +317,18 @@ def comparison_page(folder: Path) -> str:
     sections = [f"<h2>Policies side by side</h2>{main}"
                 '<p class="note">mean over seeds (95% bootstrap interval, kept within the '
                 "possible range); violated = not on time.</p>"]
+    from strait_sim.cli.compare_report import SLO_NOTE, has_slo, slo_cells
+
+    if has_slo(table):
+        slo_rows = [(num(nan_none(r["load"])), r["policy"], int(r["seeds"]),
+                     *slo_cells(r.to_dict())) for _, r in table.iterrows()]
+        sections.append(
+            "<h2>SLO view: dropped and rejected requests count as misses</h2>"
+            + table_html(("load", "policy", "seeds", "HP p95 (ms)", "HP p99 (ms)",
+                          "LP p95 (ms)", "LP p99 (ms)", "HP on time (%)", "LP on time (%)",
+                          "Jain (model, class)", "goodput over arrivals (req/s)"),
+                         slo_rows, table_id="slo", left=2)
+            + f'<p class="note">{esc(SLO_NOTE)}</p>')
     if not ref.empty:
         ref_rows = [(num(nan_none(r["load"])), r["reference"], r["baseline"], int(r["seeds"]),
                      interval(r, "hp_reduction_pp"), interval(r, "lp_cost_pp"))

@@ -66,6 +66,29 @@ def run_row(summary: dict) -> dict:
     row["pred_mape"] = summary.get("prediction", {}).get("mape")
     row["preemptions"] = summary["engine"]["preemptions"]
     row["lost_work_s"] = summary["engine"]["lost_work_s"]
+    row.update(slo_row(summary.get("slo")))
+    return row
+
+
+def slo_row(slo: dict | None) -> dict:
+    """The SLO-attainment view of one run (summary.json's ``slo`` block), flat: per class
+    the p95/p99 latency with dropped, rejected and failed requests counted as never served
+    (``inf``: the percentile falls among them, unbounded) and the share on time; Jain's
+    index over (model, class) groups weighted by requests; goodput over the arrival
+    window. All None when the run has no ``slo`` block (streamed runs of >4M requests)."""
+    row: dict = {}
+    have = isinstance(slo, dict)
+    by_class = (slo or {}).get("by_class") or {}
+    for cls in CLASSES:
+        c = by_class.get(cls) or {}
+        s = SHORT[cls]
+        for q in SLO_QUANTILES:
+            v = c.get(q)
+            row[f"{s}_slo_{q}"] = None if not have or not c else (
+                math.inf if v is None else v)
+        row[f"{s}_attainment"] = c.get("slo_attainment")
+    row["jain_model_class"] = (slo or {}).get("jain_model_class")
+    row["goodput_arrival_rps"] = (slo or {}).get("goodput_arrival_rps")
     return row
 
 
@@ -76,9 +99,13 @@ def runs_frame(records: list[tuple[float | None, str, int, dict]]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+SLO_QUANTILES = ("p95_ms", "p99_ms")
+SLO_COLUMNS = tuple(f"{s}_slo_{q}" for s in ("hp", "lp") for q in SLO_QUANTILES) + (
+    "hp_attainment", "lp_attainment", "jain_model_class", "goodput_arrival_rps")
+SLO_PERCENTILES = SLO_COLUMNS[:4]
 MEAN_ONLY = ("hp_p50_ms", "hp_p95_ms", "hp_p99_ms", "lp_p50_ms", "lp_p95_ms", "lp_p99_ms",
              "hp_dropped", "lp_dropped", "goodput_rps", "gpu_busy", "pred_mape",
-             "preemptions", "lost_work_s")
+             "preemptions", "lost_work_s", *SLO_COLUMNS)
 WITH_CI = ("hp_violation", "lp_violation", "jain")
 
 
@@ -97,7 +124,15 @@ def comparison_table(runs: pd.DataFrame, policies: Sequence[str]) -> pd.DataFram
                 _, row[f"{col}_lo"], row[f"{col}_hi"], _n = bounded_interval(
                     sel[col].tolist(), lo=0.0, hi=1.0)
             for col in MEAN_ONLY:
-                row[col] = mean_ci(sel[col].tolist())[0]
+                if col in SLO_PERCENTILES:
+                    if col in sel:  # unbounded in any seed: unbounded, not a mean of the rest
+                        vals = [v for v in sel[col].tolist() if v is not None and v == v]
+                        unbounded = sum(1 for v in vals if math.isinf(v))
+                        row[f"{col}_unbounded"] = unbounded
+                        row[col] = (math.inf if unbounded else float(np.mean(vals))) \
+                            if vals else None
+                elif col in sel:
+                    row[col] = mean_ci(sel[col].tolist())[0]
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -202,6 +237,58 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n\n" + INTERVAL_NOTE + ".\n"
 
 
+SLO_NOTE = ("SLO view: every dropped, rejected or failed request counts as never served "
+            "(an infinite latency), so dropping cannot flatter a tail; 'unbounded (k/n)': "
+            "the percentile falls among the unserved requests in k of the n seeds (the "
+            "mean is then unbounded). On time = SLO attainment. Jain (model, class): over "
+            "every (model, class) group's on-time share, weighted by its requests. Goodput "
+            "over the arrival window (first to last arrival), not the run's span.")
+
+
+def _slo_ms(r: dict, col: str) -> str:
+    """A mean SLO-view percentile over seeds, or how many seeds left it unbounded."""
+    v = r.get(col)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if math.isinf(float(v)):
+        k = r.get(f"{col}_unbounded")
+        return f"unbounded ({_fmt(int(k)) if k == k and k is not None else '?'}/{r['seeds']})"
+    return _fmt(float(v), 1)
+
+
+def has_slo(table: pd.DataFrame) -> bool:
+    """Whether any run of the table carries the SLO view (summary.json's ``slo`` block)."""
+    return "hp_attainment" in table and table["hp_attainment"].notna().any()
+
+
+def slo_markdown(table: pd.DataFrame) -> str:
+    """The SLO-attainment view per (load, policy): drops and rejections count as misses."""
+    if not has_slo(table):
+        return ""
+    lines = ["| load | policy | seeds | HP p95 (ms) | HP p99 (ms) | LP p95 (ms) | "
+             "LP p99 (ms) | HP on time (%) | LP on time (%) | Jain (model, class) | "
+             "goodput over arrivals (req/s) |", "|" + "---|" * 11]
+    for r in table.to_dict("records"):
+        lines.append(f"| {_fmt(r['load'])} | {r['policy']} | {r['seeds']} | "
+                     + " | ".join(slo_cells(r)) + " |")
+    return "\n".join(lines) + "\n\n" + SLO_NOTE + "\n"
+
+
+def slo_cells(r: dict) -> list[str]:
+    """HP p95, HP p99, LP p95, LP p99, HP and LP on time, Jain (model, class), goodput
+    over arrivals: one row of the SLO view as text."""
+    return [_slo_ms(r, "hp_slo_p95_ms"), _slo_ms(r, "hp_slo_p99_ms"),
+            _slo_ms(r, "lp_slo_p95_ms"), _slo_ms(r, "lp_slo_p99_ms"),
+            _share(r.get("hp_attainment")), _share(r.get("lp_attainment")),
+            _fmt(r.get("jain_model_class"), 3), _fmt(r.get("goodput_arrival_rps"))]
+
+
+def _share(v: object) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{100 * float(v):.1f}"
+
+
 def reference_markdown(table: pd.DataFrame) -> str:
     if table.empty:
         return ""
@@ -249,6 +336,23 @@ def terminal_tables(table: pd.DataFrame, ref_table: pd.DataFrame) -> list:
                      _fmt(r["hp_dropped"], 1), _fmt(r["lp_dropped"], 1),
                      _fmt(r["jain"], 3))
     out = [viol, work]
+    if has_slo(table):
+        slo = new("SLO view: drops count as misses",
+                  "p99 with dropped/rejected requests as never served; 'unb. k/n': "
+                  "unbounded in k of n seeds. Jain over (model, class) groups.",
+                  lead + [("policy", "left"), ("HP p99 ms", "right"), ("LP p99 ms", "right"),
+                          ("HP on time %", "right"), ("LP on time %", "right"),
+                          ("Jain m×c", "right")])
+        for r in table.to_dict("records"):
+            first = [_fmt(r["load"])] if swept else []
+            slo.add_row(*first, str(r["policy"]),
+                        _slo_ms(r, "hp_slo_p99_ms").replace("unbounded (", "unb. ")
+                        .rstrip(")"),
+                        _slo_ms(r, "lp_slo_p99_ms").replace("unbounded (", "unb. ")
+                        .rstrip(")"),
+                        _share(r.get("hp_attainment")), _share(r.get("lp_attainment")),
+                        _fmt(r.get("jain_model_class"), 3))
+        out.append(slo)
     if not ref_table.empty:
         ref = ref_table["reference"].iloc[0]
         paired = new(f"{ref} against each policy, paired over seeds", SIGN_NOTE,
@@ -355,6 +459,9 @@ def write_comparison(out: Path, comparison, command: str) -> list[str]:  # type:
     records = [(*k, s) for k, s in zip(comparison.keys, comparison.summaries, strict=True)]
     folders = comparison.folders
     text, ref_text = comparison_markdown(table), reference_markdown(ref_table)
+    slo_text = slo_markdown(table)
+    if slo_text:
+        text += "\n## SLO view (dropped and rejected requests count as misses)\n\n" + slo_text
     runs = comparison.runs.assign(folder=[str(f) if f is not None else None for f in folders])
     write_csv(runs, out / "runs.csv")
     write_csv(table, out / "comparison.csv")

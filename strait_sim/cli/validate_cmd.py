@@ -91,6 +91,12 @@ def register(app: typer.Typer) -> None:
             if live:
                 raise UserError("--report re-renders a stored comparison; it does not take "
                                 "--live")
+            if (report / "study.json").is_file():
+                study = _rerender_study(report)
+                if not quiet:
+                    typer.echo((report / "study.md").read_text())
+                typer.echo(f"study: {report}/study.md ({len(study['cells'])} policies)")
+                return
             result = rerender(report, margin=margin, alpha=alpha)
             if not quiet:
                 _print(result)
@@ -234,6 +240,30 @@ def _run_study(*, live_kind: str, gpu: int | None, policies: list[str], params: 
         typer.echo(f"study: {out}/study.md ({len(study['cells'])} policies)")
 
 
+def _rerender_study(folder: Path) -> dict:
+    """Re-summarise a stored study from its cells (every cell must be there): study.json,
+    study.md and the plots are rewritten; nothing runs on a device."""
+    import json
+
+    from strait_sim.errors import UserError
+    from strait_sim.live.study import run_study
+
+    try:
+        data = json.loads((folder / "study.json").read_text())
+        policies, repeats, seed = data["policies"], int(data["repeats"]), int(data["seed"])
+        loads = [float(x) for x in data["loads"] if x is not None] or None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{folder}/study.json: not a study written by validate ({exc})"
+                        ) from None
+
+    def missing(*, out: Path, **_kw: object) -> None:
+        raise UserError(f"{out}: this cell of the study has no report.json; re-run the "
+                        f"study with --live to complete it")
+
+    return run_study(policies=policies, loads=loads, repeats=repeats, seed=seed, out=folder,
+                     run_cell=missing)
+
+
 def _drift_step(*, live_kind: str, gpu: int | None, profile: str | None, probe: bool,
                 recalibrate_into: Path | None, force: bool, quiet: bool,
                 workload_opts: dict | None, max_batch: int) -> object:
@@ -284,6 +314,9 @@ def _print(report: dict) -> None:
     def pct(v):
         return "-" if v is None else f"{100 * v:.1f}"
 
+    def signed(v):
+        return "-" if v is None else f"{100 * v:+.1f}"
+
     title = (f"{report['setup']['policy']}: live vs simulated "
              f"({report['setup']['device']})")
     lat = Table(title=f"{title}: latency of completed requests", box=box.SIMPLE_HEAD,
@@ -308,8 +341,23 @@ def _print(report: dict) -> None:
                     {True: "equivalent", False: "not equiv.", None: "-"}[t.get("equivalent")])
         viol.add_row(cls, pct(v["live"]), pct(v["sim"]),
                      "-" if v["diff_pp"] is None else f"{v['diff_pp']:+.1f}")
+    pred = Table(title=f"{title}: the policy's prediction of its service time",
+                 box=box.SIMPLE_HEAD, title_justify="left", caption_justify="left",
+                 caption="MAPE of predicted_ms against dispatch-to-D2H-end; bias = mean "
+                 "(predicted - observed) over the mean observed service")
+    for col in ("class", "live n", "live MAPE", "live bias", "sim n", "sim MAPE", "sim bias"):
+        pred.add_column(col, justify="left" if col == "class" else "right")
+    predicts = False
+    for cls, c in report["classes"].items():
+        pl, ps = c.get("prediction", {}).get("live", {}), c.get("prediction", {}).get("sim", {})
+        predicts = predicts or bool(pl.get("predictions") or ps.get("predictions"))
+        pred.add_row(cls, str(pl.get("predictions", 0)), pct(pl.get("mape")),
+                     signed(pl.get("bias_share")), str(ps.get("predictions", 0)),
+                     pct(ps.get("mape")), signed(ps.get("bias_share")))
     console = Console()
     console.print(lat)
     console.print(viol)
+    if predicts:
+        console.print(pred)
     for w in report["setup"].get("warnings", []):
         console.print(f"warning: {w}")

@@ -10,7 +10,9 @@ For each class (high, low, all):
 - an equivalence test of the means (TOST: two one-sided Welch t-tests,
   ``scipy.stats.ttest_ind(equal_var=False)``) with margin +-``margin`` x the simulated
   mean: "equivalent" when both one-sided nulls are rejected at ``alpha``;
-- the policy's prediction error (predicted vs observed service time), live and simulated.
+- the policy's prediction error (predicted vs observed service time), live and simulated:
+  MAPE, p90 relative error, mean bias in ms and as a share of the mean observed service
+  (:mod:`strait_sim.live.prediction`).
 
 A stored comparison is a folder: ``live/`` and ``sim/`` (each a run folder that
 :func:`strait_sim.results.load_results` reads), ``report.json``, ``report.md`` and one
@@ -33,7 +35,8 @@ import pandas as pd
 from strait_sim.atomic import atomic_dir, atomic_file
 from strait_sim.errors import UserError
 from strait_sim.live.busy_check import describe_load
-from strait_sim.metrics import class_metrics, prediction_error
+from strait_sim.live.prediction import prediction_accuracy
+from strait_sim.metrics import class_metrics
 from strait_sim.requests import PRIORITY_NAMES
 from strait_sim.results import RunResult, dumps, load_results, write_results
 
@@ -122,7 +125,7 @@ def compare(live: RunResult, sim: RunResult, *, margin: float = 0.10,
                           "diff_pp": None if vl is None or vs is None else 100 * (vs - vl)},
             "ks": ks_test(ll, ls),
             "tost": tost_welch(ll, ls, margin, alpha),
-            "prediction": {"live": prediction_error(dl), "sim": prediction_error(ds)},
+            "prediction": {"live": prediction_accuracy(dl), "sim": prediction_accuracy(ds)},
         }
     return classes
 
@@ -202,17 +205,19 @@ def render_markdown(report: dict) -> str:
                      f"{_p(k['pvalue'])} | {_p(t.get('pvalue'))} | {eq} |")
     lines += ["", "## Policy prediction error (predicted vs observed service time)", "",
               "| class | live MAPE | sim MAPE | live p90 rel. error | sim p90 rel. error | "
-              "live bias ms | sim bias ms |", "|---|---:|---:|---:|---:|---:|---:|"]
+              "live bias ms | sim bias ms | live bias / mean service | "
+              "sim bias / mean service |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for cls in CLASSES:
         pl, ps = (report["classes"][cls]["prediction"][m] for m in ("live", "sim"))
         if not pl.get("predictions") and not ps.get("predictions"):
-            lines.append(f"| {cls} | (policy makes no predictions) | | | | | |")
+            lines.append(f"| {cls} | (policy makes no predictions) | | | | | | | |")
             continue
         lines.append(
             f"| {cls} | {_pct(pl.get('mape')).lstrip('+')} | {_pct(ps.get('mape')).lstrip('+')}"
             f" | {_pct(pl.get('p90_rel_error')).lstrip('+')} | "
             f"{_pct(ps.get('p90_rel_error')).lstrip('+')} | {_ms(pl.get('mean_bias_ms'))} | "
-            f"{_ms(ps.get('mean_bias_ms'))} |")
+            f"{_ms(ps.get('mean_bias_ms'))} | {_pct(pl.get('bias_share'))} | "
+            f"{_pct(ps.get('bias_share'))} |")
     parts = report.get("breakdown", {})
     if parts:
         lines += ["", "## Where the time goes (medians per model, completed requests)", "",

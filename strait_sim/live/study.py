@@ -177,6 +177,7 @@ def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, s
               out: Path, run_cell: CellRunner, load_key: str = "load",
               quiet: bool = True, log: Callable[[str], None] = lambda _m: None) -> dict:
     """Run (or reuse) every cell, then write study.json, study.md and the plots."""
+    from strait_sim.live.prediction import cell_block
     from strait_sim.results import load_results
 
     check_repeats(repeats)
@@ -195,7 +196,11 @@ def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, s
                 live, sim = load_results(cell / "live"), load_results(cell / "sim")
                 pairs.append((live.requests, sim.requests))
                 util.append(live.summary.get("gpu_busy_fraction"))
-            cells.setdefault(policy, {})[tag] = summarize_cell(pairs, util, seed=seed)
+            summary = summarize_cell(pairs, util, seed=seed)
+            prediction = cell_block(pairs)  # the policy's own accuracy, live beside sim
+            if prediction is not None:
+                summary["prediction"] = prediction
+            cells.setdefault(policy, {})[tag] = summary
     study = {"policies": policies, "loads": [None if x is None else x for x in load_list],
              "repeats": repeats, "seed": seed, "targets": {
                  "latency_rel": TARGET_REL, "violation_pp": TARGET_PP,
@@ -250,6 +255,9 @@ def render_study(study: dict) -> str:
                     f"{100 * c['violation']['live']:.1f}% / {100 * c['violation']['sim']:.1f}% | "
                     f"{c['violation']['error']:+.1f}{ci(c['violation'], 1, '')} | {verdict} |")
         lines.append("")
+    from strait_sim.live.prediction import render_study_block
+
+    lines += render_study_block(study)
     return "\n".join(lines) + "\n"
 
 
