@@ -57,6 +57,9 @@ class ServiceEstimator:
         self.out_bytes = {m: float(profile.io_bytes(m)[1]) for m in ctx.models}
         self.h2d_fixed = self.d2h_fixed = 0.0
         self.h2d_inv = self.d2h_inv = 0.0
+        # stretch of a copy per other copy in flight: 1 under fair sharing, the fitted
+        # ``share`` where the link's measured rule is partial (the CPU's memory copies)
+        self.h2d_share = self.d2h_share = 1.0
         if profile.has("transfers"):
             from strait_sim.predictors.transfer import TransferPredictor
 
@@ -64,6 +67,8 @@ class ServiceEstimator:
             self.h2d_fixed, self.d2h_fixed = tp.fixed_ms["h2d"], tp.fixed_ms["d2h"]
             self.h2d_inv = 1.0 / tp.bandwidth_bytes_per_ms["h2d"]
             self.d2h_inv = 1.0 / tp.bandwidth_bytes_per_ms["d2h"]
+            self.h2d_share = _share(tp, "h2d")
+            self.d2h_share = _share(tp, "d2h")
         # fastest possible service of one item (no contention): the early-drop test
         self.min_service_ms = {m: self.h2d_ms(m, 1) + self.solo[m][1] + self.d2h_ms(m, 1)
                                for m in ctx.models}
@@ -73,10 +78,14 @@ class ServiceEstimator:
         self._fast_rls = FastRls.wrap(predictor) if self.online else None
 
     def h2d_ms(self, model: str, size: int, in_flight: int = 0) -> float:
-        return self.h2d_fixed + self.in_bytes[model] * size * (in_flight + 1) * self.h2d_inv
+        """H2D copy time beside ``in_flight`` copies: ``fixed + bytes / bw * (1 + in_flight
+        * share)`` (``TransferPredictor.predict_ms``, as plain float arithmetic)."""
+        stretch = 1.0 + in_flight * self.h2d_share if in_flight else 1.0
+        return self.h2d_fixed + self.in_bytes[model] * size * stretch * self.h2d_inv
 
     def d2h_ms(self, model: str, size: int, in_flight: int = 0) -> float:
-        return self.d2h_fixed + self.out_bytes[model] * size * (in_flight + 1) * self.d2h_inv
+        stretch = 1.0 + in_flight * self.d2h_share if in_flight else 1.0
+        return self.d2h_fixed + self.out_bytes[model] * size * stretch * self.d2h_inv
 
     def solo_service_ms(self, model: str, size: int) -> float:
         return self.h2d_ms(model, size) + self.solo[model][size] + self.d2h_ms(model, size)
@@ -114,6 +123,17 @@ class ServiceEstimator:
         if self._since_refresh >= self.pair_refresh:
             self._pair.clear()
             self._since_refresh = 0
+
+
+def _share(tp, direction: str) -> float:  # noqa: ANN001 - a TransferPredictor
+    """Stretch per extra concurrent copy under the link's fitted rule, as
+    ``TransferPredictor.predict_ms`` reads it: 1 under fair sharing, the fitted ``share``
+    where the rule is partial, 1/2 for a serial engine (the mean copy of a round)."""
+    fit = getattr(tp, "fits", {}).get(direction)
+    rule = getattr(fit, "rule", "fair")
+    if rule == "partial":
+        return float(fit.share)  # type: ignore[union-attr]
+    return 0.5 if rule == "serial" else 1.0
 
 
 class FastRls:
@@ -221,8 +241,12 @@ class FastRls:
 class Believed:
     """What a policy believes of one batch it dispatched: when its compute phase and its
     D2H copy end (seconds), the earliest deadline among its requests, and (``slow``) the
-    mean slowdown believed over the rest of its compute phase, so that its remaining solo
-    work is ``(compute_end_s - max(now, compute_start_s)) / slow``."""
+    mean slowdown believed over the rest of its compute phase.
+
+    ``work_ms``: the solo compute work (ms) believed left, kept by an estimator that
+    follows progress (:class:`~strait_sim.policies.occupancy.OccupancyEstimator` advances
+    it at every change of co-runners); negative until such an estimator first sees the
+    batch, which then takes ``(compute_end_s - max(now, compute_start_s)) / slow``."""
 
     model: str
     size: int
@@ -232,6 +256,7 @@ class Believed:
     end_s: float
     deadline_s: float
     slow: float = 1.0
+    work_ms: float = -1.0
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:

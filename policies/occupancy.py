@@ -10,7 +10,8 @@ The estimate of a candidate batch (model ``m``, ``b`` items) dispatched now on G
 
 - **wait**: zero when dispatched now; :meth:`OccupancyEstimator.earliest_free_s` gives
   the expected wait of work that finds every slot busy;
-- **H2D**: the copy shares the link fairly with the ``in_flight`` copies already running;
+- **H2D**: the copy shares the link with the ``in_flight`` copies already running, under
+  the link's fitted sharing rule (fair, partial or serial; ``TransferPredictor``);
 - **compute**: a small fluid replay of the batch's life. While co-runners with excess
   slowdowns ``e_j`` compute beside it, it progresses at ``1 / (1 + sum_j e_j)`` of its solo
   rate (the additive form the truth model uses for several co-runners). Every other slot
@@ -33,8 +34,14 @@ them at every completion). Other predictors are asked for a whole-life overlap, 
 and refreshed every ``pair_refresh`` updates.
 
 Beliefs about running batches are revised whenever their co-runners change (a dispatch
-beside them, a completion): the remaining solo work of each is its believed compute time
-left divided by its believed mean slowdown, replayed again with the new neighbours.
+beside them, a completion). The estimator follows each batch's believed progress: its
+solo work left (``Believed.work_ms``) is advanced at every change of co-runners on its GPU
+with the pair excesses of the batches that actually computed beside it meanwhile, and a
+revision replays that work with the new neighbours. (Dividing the compute time left by a
+mean slowdown believed earlier misplaces the work of a batch that was alone at first and
+co-located later.) A newcomer takes the slot that a running batch's belief expected a
+replacement to refill, so the running batch is replayed beside the newcomer instead of
+the replacement, not beside both.
 
 The adaptive part is the predictor, updated by :meth:`ServiceEstimator.observe` from every
 completion's observed co-run overlaps (``CompletedBatch.co_runs``), in simulation and live
@@ -87,6 +94,9 @@ class OccupancyEstimator(ServiceEstimator):
         self._freed: dict[tuple[int, int], tuple[float, bool]] = {}
         self._dirty: set[int] = set()  # GPUs whose beliefs await a revision
         self.refill_gap_s = 0.0
+        # time (s) up to which the believed work left (Believed.work_ms) of each GPU's
+        # batches has been advanced
+        self._as_of: list[float] = [-math.inf] * ctx.n_gpus
 
     # -- what the estimator learns from the stream ---------------------------------------
     def note_arrival(self, t: float) -> None:
@@ -251,6 +261,8 @@ class OccupancyEstimator(ServiceEstimator):
         cstart = now + h2d / 1e3
         solo = self.solo[model][size]
         co = self.by_gpu[gpu]
+        if co and self._as_of[gpu] < now:
+            self._advance(gpu, now)
         if self.predictor is None or self.slots < 2:
             comp = solo
         elif not co:  # idle GPU: alone until the other slots refill (the replay, inlined)
@@ -273,17 +285,10 @@ class OccupancyEstimator(ServiceEstimator):
             comp = self._beside_one(now, cstart, solo, model, size, co[0], queued)
         else:
             others = []
-            excess = self.excess
             for c in co:
-                ce = c.compute_end_s
-                if ce > cstart:  # the co-runner as the candidate will stretch it
-                    cs = c.compute_start_s
-                    t0 = cs if cs > cstart else cstart
-                    slow = c.slow
-                    end = t0 + (ce - t0) / slow * (slow + excess(c.model, c.size, model, size))
-                    others.append((c.model, c.size, cs, end, c.end_s + end - ce))
-                else:
-                    others.append((c.model, c.size, c.compute_start_s, ce, c.end_s))
+                end = self.end_with(c, model, size, cstart, now, co)
+                others.append((c.model, c.size, c.compute_start_s, end,
+                               c.end_s + end - c.compute_end_s))
             cend = self._replay(now, cstart, solo, model, size, others, queued)
             comp = (cend - cstart) * 1e3
         return h2d + comp + self.d2h_ms(model, size), cstart, comp
@@ -294,15 +299,12 @@ class OccupancyEstimator(ServiceEstimator):
         running: beside ``c`` (stretched) until its compute end, alone until its slot
         refills, then beside the replacement stream. Returns compute ms."""
         excess = self.excess
-        cs, ce = c.compute_start_s, c.compute_end_s
-        if ce > cstart:
-            t0 = cs if cs > cstart else cstart
-            slow = c.slow
-            end = t0 + (ce - t0) / slow * (slow + excess(c.model, c.size, model, size))
-            free = c.end_s + end - ce
-            e = excess(model, size, c.model, c.size)
-        else:
-            end, free, e = ce, c.end_s, 0.0
+        cs = c.compute_start_s
+        work = c.work_ms if c.work_ms >= 0.0 else self._untracked_work(c, now)
+        t_from = cs if cs > now else now
+        end = _end_beside(t_from, work, cstart, excess(c.model, c.size, model, size), 0.0)
+        free = c.end_s + end - c.compute_end_s
+        e = excess(model, size, c.model, c.size) if end > cstart else 0.0
         if queued > 0:
             fill = free + self.refill_gap_s
         else:
@@ -326,15 +328,79 @@ class OccupancyEstimator(ServiceEstimator):
             er = self.replacement_excess(model, size)
         return (t + w * (1.0 + er) - cstart) * 1e3
 
-    def end_with(self, c: Believed, model: str, size: int, cstart: float) -> float:
+    def end_with(self, c: Believed, model: str, size: int, cstart: float,
+                 now: float | None = None, co: list[Believed] | None = None) -> float:
         """Believed compute end of running batch ``c`` once (model, size) computes beside
-        it from ``cstart`` for the rest of its life (a quick bound, used by guards)."""
-        ce = c.compute_end_s
-        if ce <= cstart:
-            return ce
-        t0 = c.compute_start_s if c.compute_start_s > cstart else cstart
-        left = (ce - t0) / c.slow
-        return t0 + left * (c.slow + self.excess(c.model, c.size, model, size))
+        it from ``cstart`` for the rest of its life (used by guards). From ``now`` (default
+        ``cstart``) ``c`` has its believed work left; it computes beside the other
+        batches of ``co`` (their excesses, for the rest of its life: a bound; none on two
+        slots, where the candidate's slot is the only other one) and, from ``cstart``, the
+        candidate. The candidate takes the slot that ``c``'s belief expected a
+        replacement to refill, so the replacement's excess is not added on top."""
+        t = cstart if now is None else now
+        work = c.work_ms if c.work_ms >= 0.0 else self._untracked_work(c, t)
+        base = 0.0
+        if co is not None and len(co) > 1:
+            excess = self.excess
+            for o in co:
+                if o is not c and o.compute_end_s > t:
+                    base += excess(c.model, c.size, o.model, o.size)
+        cs = c.compute_start_s
+        return _end_beside(cs if cs > t else t, work, cstart,
+                           self.excess(c.model, c.size, model, size), base)
+
+    @staticmethod
+    def _untracked_work(c: Believed, now: float) -> float:
+        """Solo work (ms) left of a belief no estimator has followed: its remaining
+        compute time over its mean slowdown."""
+        start = c.compute_start_s if c.compute_start_s > now else now
+        left = (c.compute_end_s - start) * 1e3 / c.slow
+        return left if left > 0.0 else 0.0
+
+    # -- believed progress ---------------------------------------------------------------
+    def _advance(self, gpu: int, now: float) -> None:
+        """Advance the believed solo work left (``Believed.work_ms``) of the batches on
+        ``gpu`` to ``now``. Between the GPU's events each batch computing progresses at
+        ``1 / (1 + sum of its pair excesses beside the others computing)``; a batch still
+        copying in neither progresses nor slows anyone; a batch believed done that has not
+        completed still holds its slot and slows the others (it is running, late). A
+        revision replays from this progress, not from a mean slowdown believed earlier
+        (which, for a batch alone at first and co-located later, misplaces its work)."""
+        co = self.by_gpu[gpu]
+        t = self._as_of[gpu]
+        self._as_of[gpu] = now
+        fresh = None
+        for c in co:
+            if c.work_ms < 0.0:  # first seen here (not committed through this object):
+                c.work_ms = self._untracked_work(c, now)  # its work left as of now
+                fresh = [c] if fresh is None else [*fresh, c]
+        if t == -math.inf or now <= t:
+            return
+        if fresh is not None:
+            co = [c for c in co if all(c is not f for f in fresh)]
+        excess = self.excess
+        while t < now:
+            nxt = now
+            for c in co:
+                cs = c.compute_start_s
+                if t < cs < nxt:
+                    nxt = cs
+            active = [c for c in co if c.compute_start_s <= t]
+            dt = (nxt - t) * 1e3
+            if len(active) == 1:
+                c = active[0]
+                c.work_ms = c.work_ms - dt if c.work_ms > dt else 0.0
+            elif active:
+                steps = []
+                for c in active:
+                    level = 0.0
+                    for o in active:
+                        if o is not c:
+                            level += excess(c.model, c.size, o.model, o.size)
+                    steps.append(dt / (1.0 + level))
+                for c, step in zip(active, steps, strict=True):
+                    c.work_ms = c.work_ms - step if c.work_ms > step else 0.0
+            t = nxt
 
     # -- beliefs -------------------------------------------------------------------------
     def commit(self, now: float, gpu: int, bel: Believed, queued: int = 0,
@@ -348,6 +414,11 @@ class OccupancyEstimator(ServiceEstimator):
                 a = self.rate_alpha
                 self.refill_gap_s = (1 - a) * self.refill_gap_s + a * (now - freed[0])
         co = self.by_gpu[gpu]
+        if co and self._as_of[gpu] < now:
+            self._advance(gpu, now)
+        self._as_of[gpu] = now
+        if bel.work_ms < 0.0:
+            bel.work_ms = self.solo[bel.model][bel.size]
         co.append(bel)
         self._dirty.discard(gpu)
         self._mix.append((bel.model, bel.size))
@@ -368,6 +439,8 @@ class OccupancyEstimator(ServiceEstimator):
         if slot is not None:
             self._freed[(gpu, slot)] = (now, queued > 0)
         co = self.by_gpu[gpu]
+        if len(co) > 1 and self._as_of[gpu] < now:
+            self._advance(gpu, now)  # the others' progress while it still ran beside them
         for i, c in enumerate(co):
             if c is bel:
                 del co[i]
@@ -379,43 +452,60 @@ class OccupancyEstimator(ServiceEstimator):
         """Revise the GPUs whose batches lost a co-runner and got no newcomer."""
         if self._dirty:
             for gpu in sorted(self._dirty):
+                if self._as_of[gpu] < now:
+                    self._advance(gpu, now)
                 self._revise(now, self.by_gpu[gpu], None, queued)
             self._dirty.clear()
 
     def _revise(self, now: float, co: list[Believed], new: Believed | None,
                 queued: int) -> None:
-        """Replay each running batch's remaining work beside its current co-runners.
-        With a newcomer on a two-slot GPU, a batch that ends before the newcomer does
-        is simply stretched by the pair excess (what the replay would give)."""
+        """Replay each running batch's believed work left (advanced to ``now``) beside its
+        current co-runners. With a newcomer on a two-slot GPU, a batch that ends before
+        the newcomer does is simply slowed by the pair excess from the newcomer's compute
+        start (what the replay would give)."""
         two = new is not None and self.slots == 2 and len(co) == 2
         for c in co:
-            if c is new or c.compute_end_s <= now:
+            if c is new:
                 continue
-            if two:
-                end = self.end_with(c, new.model, new.size, new.compute_start_s)
-                if end <= new.compute_end_s:
-                    if end != c.compute_end_s:
-                        start = c.compute_start_s if c.compute_start_s > now else now
-                        work = (c.compute_end_s - start) / c.slow
-                        c.end_s += end - c.compute_end_s
-                        c.compute_end_s = end
-                        c.slow = (end - start) / work if work > 0 else 1.0
-                    continue
+            work = c.work_ms
+            if work <= 0.0:
+                continue  # believed done already: running late, nothing to replay
             start = c.compute_start_s if c.compute_start_s > now else now
-            work = (c.compute_end_s - start) / c.slow * 1e3
+            if two:
+                end = _end_beside(start, work, new.compute_start_s,  # type: ignore[union-attr]
+                                  self.excess(c.model, c.size, new.model, new.size), 0.0)
+                if end <= new.compute_end_s:  # type: ignore[union-attr]
+                    c.end_s += end - c.compute_end_s
+                    c.compute_end_s = end
+                    c.slow = (end - start) * 1e3 / work
+                    continue
             others = [(o.model, o.size, o.compute_start_s, o.compute_end_s, o.end_s)
                       for o in co if o is not c]
             end = self._replay(now, start, work, c.model, c.size, others, queued)
-            if end != c.compute_end_s:
-                c.end_s += end - c.compute_end_s
-                c.compute_end_s = end
-                c.slow = (end - start) * 1e3 / work if work > 0 else 1.0
+            c.end_s += end - c.compute_end_s
+            c.compute_end_s = end
+            c.slow = (end - start) * 1e3 / work
 
     def earliest_free_s(self, gpu: int | None = None) -> float:
         """When the first believed-busy slot frees (on ``gpu``, or any): the expected wait
         of work that finds every slot busy (inf when nothing is believed running)."""
         rows = self.by_gpu if gpu is None else [self.by_gpu[gpu]]
         return min((c.end_s for row in rows for c in row), default=math.inf)
+
+
+def _end_beside(t: float, work_ms: float, other_start: float, e: float, base: float
+                ) -> float:
+    """Compute end (s) of ``work_ms`` of solo work from ``t`` at slowdown ``1 + base``,
+    then ``1 + base + e`` once another batch computes beside it from ``other_start``."""
+    w = work_ms / 1e3
+    s = 1.0 + base
+    if other_start > t:
+        alone = (other_start - t) / s
+        if w <= alone:
+            return t + w * s
+        w -= alone
+        t = other_start
+    return t + w * (s + e)
 
 
 __all__ = ["OccupancyEstimator"]

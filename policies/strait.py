@@ -380,7 +380,7 @@ class StraitPolicy(Policy):
                     continue  # LP work, or HP already predicted late either way
                 if c.compute_end_s <= cstart:
                     continue
-                new_end = c.end_s + (self.est.end_with(c, model, size, cstart)
+                new_end = c.end_s + (self.est.end_with(c, model, size, cstart, now, co)
                                      - c.compute_end_s)
                 if now + safety * (new_end - now) + margin > c.deadline_s:
                     return False

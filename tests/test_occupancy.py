@@ -71,24 +71,53 @@ def test_beliefs_are_revised_when_co_runners_change(synthetic_bundle):
     end = c0 + 0.25 * S / 1e3  # j, alone since 0, has 0.25 S of work left at c0
     j = Believed("synth_small", 1, 1, 0.0, end, end, 1.0, 1.0)
     est.by_gpu[0].append(j)
-    _, cstart, comp = est.predict(0.0, 0, "synth_large", 1, 0, queued=0)
+    # work is queued: the candidate expects j's slot to be refilled at once
+    _, cstart, comp = est.predict(0.0, 0, "synth_large", 1, 0, queued=3)
     assert cstart == pytest.approx(c0)
     cand = Believed("synth_large", 1, 1, cstart, cstart + comp / 1e3, cstart + comp / 1e3,
                     1.0, comp / S)
-    est.commit(0.0, 0, cand, queued=0, slot=1)
+    est.commit(0.0, 0, cand, queued=3, slot=1)
     # j computes alone until cstart, then at half speed beside the candidate.
-    assert j.compute_end_s == pytest.approx(c0 + 0.5 * S / 1e3)
+    t_j = c0 + 0.5 * S / 1e3
+    assert j.compute_end_s == pytest.approx(t_j)
     assert j.end_s == pytest.approx(j.compute_end_s)
-    # j finishes: the candidate's belief is replayed without it (nothing queued, no
-    # arrival rate known: the slot stays empty), so it ends sooner than believed.
+    # the candidate: 0.25 S of progress beside j, then 0.75 S beside the refill (rate 1/2)
     before = cand.compute_end_s
-    est.release(j.compute_end_s, 0, j, queued=0, slot=0)
+    assert before == pytest.approx(t_j + 1.5 * S / 1e3)
+    # j finishes: the candidate's belief is replayed without it once no newcomer came
+    # (nothing queued any more, no arrival rate known: the slot stays empty)
+    est.release(t_j, 0, j, queued=0, slot=0)
     assert est.by_gpu[0] == [cand]
     assert cand.compute_end_s == before  # a dispatch right away would revise it
-    est.settle(j.compute_end_s, queued=0)  # none came: the slot stays empty
-    assert cand.compute_end_s < before
-    left_work = (before - j.compute_end_s) / (comp / S)
-    assert cand.compute_end_s == pytest.approx(j.compute_end_s + left_work)
+    # the believed progress: half speed beside j from c0 to t_j
+    assert cand.work_ms == pytest.approx(0.75 * S)
+    est.settle(t_j, queued=0)  # none came: the slot stays empty
+    assert cand.compute_end_s == pytest.approx(t_j + 0.75 * S / 1e3)
+
+
+def test_a_newcomer_takes_the_refill_it_was_expected_to_be(synthetic_bundle):
+    """A batch dispatched with work queued believes its other slot refilled at once. When
+    the newcomer comes later, the batch is replayed from the work it really did alone,
+    beside the newcomer; the refill it expected is not counted on top."""
+    est = OccupancyEstimator(_ctx(synthetic_bundle), HalfRate())  # type: ignore[arg-type]
+    S = est.solo["synth_large"][1]
+    _, cs, comp = est.predict(0.0, 0, "synth_large", 1, 0, queued=3)
+    assert comp == pytest.approx(2.0 * S)  # slowed by the expected refill all along
+    j = Believed("synth_large", 1, 1, cs, cs + comp / 1e3, cs + comp / 1e3, 1.0, 2.0)
+    est.commit(0.0, 0, j, queued=3, slot=0)
+    # no newcomer until a quarter of j's solo work is done (alone, at full speed)
+    t1 = cs + 0.25 * S / 1e3
+    _, c2, comp2 = est.predict(t1, 0, "synth_small", 1, 0, queued=3)
+    cand = Believed("synth_small", 1, 1, c2, c2 + comp2 / 1e3, c2 + comp2 / 1e3, 1.0,
+                    comp2 / est.solo["synth_small"][1])
+    est.commit(t1, 0, cand, queued=3, slot=1)
+    # by hand: 0.75 S left at t1; alone during the newcomer's H2D, then at half speed
+    # (beside the newcomer, then beside the refill of its slot, work being queued)
+    left = 0.75 * S - (c2 - t1) * 1e3
+    assert j.work_ms == pytest.approx(0.75 * S)
+    assert j.compute_end_s == pytest.approx(c2 + 2.0 * left / 1e3)
+    # (dividing the time left by the mean slowdown 2 and adding the newcomer's excess
+    # on top would have said c2 + 3 * (cs + 2 S - c2) / 2: far later)
 
 
 def _observe(est: OccupancyEstimator, model: str, co: str, k: float) -> None:
@@ -160,9 +189,27 @@ def test_the_two_slot_shortcuts_equal_the_general_replay(synthetic_bundle, queue
         _, cstart, comp = est.predict(now, 0, model, size, 0, queued)
         others = []
         for c in est.by_gpu[0]:
-            end = est.end_with(c, model, size, cstart)
+            end = est.end_with(c, model, size, cstart, now)
             free = c.end_s + end - c.compute_end_s
             others.append((c.model, c.size, c.compute_start_s, end, free))
         solo = est.solo[model][size]
         general = (est._replay(now, cstart, solo, model, size, others, queued) - cstart) * 1e3
         assert comp == pytest.approx(general, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["cpu-epyc2-fp32", "synthetic-tiny"])
+def test_copy_estimates_follow_the_links_fitted_sharing_rule(name):
+    """The estimator's copy times are TransferPredictor's (fair, partial or serial sharing
+    as the bundle's copies showed), written as plain arithmetic."""
+    from strait_sim.predictors.transfer import TransferPredictor
+    from strait_sim.profile_bundle import load_bundle
+
+    profile = load_bundle(name)
+    est = OccupancyEstimator(_ctx(profile), None)
+    tp = TransferPredictor.from_profile(profile)
+    for m in profile.model_names:
+        for k in range(4):
+            assert est.h2d_ms(m, 2, k) == pytest.approx(
+                tp.predict_ms("h2d", 2 * est.in_bytes[m], k), rel=1e-9)
+            assert est.d2h_ms(m, 2, k) == pytest.approx(
+                tp.predict_ms("d2h", 2 * est.out_bytes[m], k), rel=1e-9)
