@@ -151,8 +151,10 @@ def run_one(policy_name: str, profile: str, workload: str, load: float, seed: in
             ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     pol = strait_sim.make_policy(policy_name, **params)
     rec = BatchRecorder(pol) if breakdown else None
-    res = strait_sim.simulate(pol, profile, seed=seed, max_batch=max_batch,
-                              **workload_keywords(workload, load, duration))
+    bundle = strait_sim.load_profile(profile)
+    wl = strait_sim.describe_workload(bundle, max_batch=max_batch,
+                                      **workload_keywords(workload, load, duration))
+    res = strait_sim.simulate(pol, bundle, wl, seed=seed, max_batch=max_batch)
     rows = pd.DataFrame(rec.rows) if rec is not None else None
     return res.requests, rows
 

@@ -300,9 +300,19 @@ class OccupancyEstimator(ServiceEstimator):
         refills, then beside the replacement stream. Returns compute ms."""
         excess = self.excess
         cs = c.compute_start_s
-        work = c.work_ms if c.work_ms >= 0.0 else self._untracked_work(c, now)
-        t_from = cs if cs > now else now
-        end = _end_beside(t_from, work, cstart, excess(c.model, c.size, model, size), 0.0)
+        w = (c.work_ms if c.work_ms >= 0.0 else self._untracked_work(c, now)) / 1e3
+        # c's end (_end_beside written out): alone until the candidate computes, then
+        # slowed by it
+        end = cs if cs > now else now
+        if cstart > end:
+            if w <= cstart - end:
+                end += w
+                w = 0.0
+            else:
+                w -= cstart - end
+                end = cstart
+        if w > 0.0:
+            end += w * (1.0 + excess(c.model, c.size, model, size))
         free = c.end_s + end - c.compute_end_s
         e = excess(model, size, c.model, c.size) if end > cstart else 0.0
         if queued > 0:
@@ -378,6 +388,36 @@ class OccupancyEstimator(ServiceEstimator):
             return
         if fresh is not None:
             co = [c for c in co if all(c is not f for f in fresh)]
+        n = len(co)
+        if n == 1:  # alone: full speed once its compute started
+            c = co[0]
+            cs = c.compute_start_s
+            if cs < now:
+                dt = (now - (cs if cs > t else t)) * 1e3
+                c.work_ms = c.work_ms - dt if c.work_ms > dt else 0.0
+            return
+        if n == 2:  # the general loop below, written out: alone, then side by side
+            a, b = co
+            ta = a.compute_start_s if a.compute_start_s > t else t
+            tb = b.compute_start_s if b.compute_start_s > t else t
+            both = ta if ta > tb else tb
+            if both < now:
+                side = (now - both) * 1e3
+                da = (both - ta) * 1e3 + side / (1.0 + self.excess(a.model, a.size,
+                                                                   b.model, b.size))
+                db = (both - tb) * 1e3 + side / (1.0 + self.excess(b.model, b.size,
+                                                                   a.model, a.size))
+            else:
+                da = (now - ta) * 1e3 if ta < now else 0.0
+                db = (now - tb) * 1e3 if tb < now else 0.0
+            a.work_ms = a.work_ms - da if a.work_ms > da else 0.0
+            b.work_ms = b.work_ms - db if b.work_ms > db else 0.0
+            return
+        self._progress(co, t, now)
+
+    def _progress(self, co: list[Believed], t: float, now: float) -> None:
+        """:meth:`_advance`'s general case: any number of batches, segment by segment
+        between their compute starts."""
         excess = self.excess
         while t < now:
             nxt = now

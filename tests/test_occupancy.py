@@ -213,3 +213,25 @@ def test_copy_estimates_follow_the_links_fitted_sharing_rule(name):
                 tp.predict_ms("h2d", 2 * est.in_bytes[m], k), rel=1e-9)
             assert est.d2h_ms(m, 2, k) == pytest.approx(
                 tp.predict_ms("d2h", 2 * est.out_bytes[m], k), rel=1e-9)
+
+
+def test_progress_fast_paths_equal_the_general_loop(synthetic_bundle):
+    """_advance writes one and two batches out by hand; they must equal _progress."""
+    import copy
+    import random
+
+    rng = random.Random(5)
+    est = OccupancyEstimator(_ctx(synthetic_bundle), make_predictor("pairs", synthetic_bundle))
+    models = synthetic_bundle.model_names
+    for _ in range(200):
+        t = rng.uniform(0.0, 0.01)
+        now = t + rng.uniform(0.0, 0.01)
+        co = [Believed(rng.choice(models), rng.randint(1, 4), 1, t + rng.uniform(-0.01, 0.012),
+                       1.0, 1.0, 1.0, 1.0, rng.uniform(0.0, 8.0))
+              for _ in range(rng.choice((1, 2)))]
+        ref = copy.deepcopy(co)
+        est.by_gpu[0] = co
+        est._as_of[0] = t
+        est._advance(0, now)
+        est._progress(ref, t, now)
+        assert [c.work_ms for c in co] == pytest.approx([c.work_ms for c in ref], abs=1e-9)
