@@ -511,9 +511,20 @@ class OccupancyEstimator(ServiceEstimator):
             if work <= 0.0:
                 continue  # believed done already: running late, nothing to replay
             start = c.compute_start_s if c.compute_start_s > now else now
-            if two:
-                end = _end_beside(start, work, new.compute_start_s,  # type: ignore[union-attr]
-                                  self.excess(c.model, c.size, new.model, new.size), 0.0)
+            if two:  # _end_beside written out: alone until the newcomer computes, then slowed
+                ncs = new.compute_start_s  # type: ignore[union-attr]
+                w = work / 1e3
+                end = start
+                if ncs > end:
+                    if w <= ncs - end:
+                        end += w
+                        w = 0.0
+                    else:
+                        w -= ncs - end
+                        end = ncs
+                if w > 0.0:
+                    end += w * (1.0 + self.excess(c.model, c.size, new.model,  # type: ignore
+                                                  new.size))  # type: ignore[union-attr]
                 if end <= new.compute_end_s:  # type: ignore[union-attr]
                     c.end_s += end - c.compute_end_s
                     c.compute_end_s = end
