@@ -11,7 +11,8 @@
 #   study:   3 policies x 4 loads x 3 repeats = 36 cells, each a 15 s live run plus model
 #            preparation, simulation and report (~7 s)                       -> ~13-14 min
 #   drift probe: a few seconds before the study.
-# (DURATION, REPEATS, PAIR_BUDGET, LOADS and OUT override the defaults; the tiny check run
+# (MODELS, BATCHES, POLICIES, LOADS, REPEATS, DURATION, PAIR_BUDGET, MAX_BATCH, WORKLOAD and
+#  OUT override the defaults; the tiny check run
 #  before committing used DURATION=3 REPEATS=2 LOADS=0.4,1.2 POLICIES=fifo FORCE=1.)
 #
 # Writes: $OUT/profile (the bundle), $OUT/study (study.md, study.json,
@@ -29,6 +30,8 @@ LOADS=${LOADS:-0.4,0.8,1.2,1.6}
 REPEATS=${REPEATS:-3}
 DURATION=${DURATION:-15}
 PAIR_BUDGET=${PAIR_BUDGET:-180}
+MAX_BATCH=${MAX_BATCH:-4}
+WORKLOAD=${WORKLOAD:-poisson}
 FORCE_FLAG=""
 if [ "${FORCE:-0}" = "1" ]; then FORCE_FLAG="--force"; fi
 SIM=${STRAIT_SIM:-.venv/bin/strait-sim}
@@ -47,7 +50,7 @@ $SIM profile show "$OUT/profile" --no-plots --calibration "$OUT/profile-calibrat
   > "$OUT/profile-show.txt"
 
 STUDY_CMD="$SIM validate --live --cpu --policy $POLICIES --profile $OUT/profile \
-  --models $MODELS --max-batch 4 --duration $DURATION --loads $LOADS --repeats $REPEATS \
+  --models $MODELS --max-batch $MAX_BATCH --workload $WORKLOAD --duration $DURATION --loads $LOADS --repeats $REPEATS \
   --out $OUT/study $FORCE_FLAG"
 log "# $(date -u +%FT%TZ) study"
 log "$STUDY_CMD"
