@@ -40,6 +40,8 @@ def test_study_replicates_and_draws_the_error_against_load(tmp_path):
     study = run_study(policies=["fifo"], loads=[0.3, 0.7], repeats=2, seed=0,
                       out=tmp_path, run_cell=_fake_cell(calls))
     assert len(calls) == 4 and {c[2] for c in calls} == {0, 1}
+    # repeat by repeat, so that the device's drift over minutes spreads over every load
+    assert [c[2] for c in calls] == [0, 0, 1, 1] and [c[1] for c in calls] == [0.3, 0.7] * 2
     cell = study["cells"]["fifo"]["0.7"]
     assert cell["repeats"] == 2 and "replications" in cell["method"]
     for cls in ("high", "low", "all"):

@@ -182,17 +182,30 @@ def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, s
 
     check_repeats(repeats)
     load_list: list[float | None] = list(loads) if loads else [None]
+
+    def cell_dir(policy: str, load: float | None, k: int) -> Path:
+        tag = "default" if load is None else f"{load:g}"
+        return out / policy / f"load-{tag}" / f"rep-{k}"
+
+    # Repeat by repeat, every policy and load in each: the device drifts over minutes
+    # (docs/validation.md), and cells run one policy and load after another would take
+    # that drift for a difference between loads.
+    for k in range(repeats):
+        for policy in policies:
+            for load in load_list:
+                cell = cell_dir(policy, load, k)
+                if not (cell / "report.json").is_file():
+                    tag = "default" if load is None else f"{load:g}"
+                    log(f"study: repeat {k + 1}/{repeats}, {policy} load {tag}")
+                    kw = {} if load is None else {load_key: load}
+                    run_cell(policy=policy, out=cell, seed=seed + k, **kw)
     cells: dict = {}
     for policy in policies:
         for load in load_list:
             pairs, util = [], []
             tag = "default" if load is None else f"{load:g}"
             for k in range(repeats):
-                cell = out / policy / f"load-{tag}" / f"rep-{k}"
-                if not (cell / "report.json").is_file():
-                    log(f"study: {policy} load {tag} repeat {k + 1}/{repeats}")
-                    kw = {} if load is None else {load_key: load}
-                    run_cell(policy=policy, out=cell, seed=seed + k, **kw)
+                cell = cell_dir(policy, load, k)
                 live, sim = load_results(cell / "live"), load_results(cell / "sim")
                 pairs.append((live.requests, sim.requests))
                 util.append(live.summary.get("gpu_busy_fraction"))
