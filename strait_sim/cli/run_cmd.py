@@ -48,6 +48,9 @@ def register(app: typer.Typer) -> None:
         cpu: bool = typer.Option(False, "--cpu", help="Live: run on the CPU backend."),
         force: bool = typer.Option(False, "--force", help="Live: start even if the device "
                                    "is already busy."),
+        no_probe: bool = typer.Option(
+            False, "--no-probe", help="Live: skip the drift probe (a few solo forwards per "
+            "model before the run, compared with the profile; kept in summary.json)."),
         allow_model_mismatch: bool = typer.Option(
             False, "--allow-model-mismatch", help="Live: run even if the profile timed "
             "other definitions of the models than the zoo's (see docs/profiling.md)."),
@@ -100,7 +103,8 @@ def register(app: typer.Typer) -> None:
                                              allow=allow_model_mismatch):
                 print(f"run: warning: {problem}", file=sys.stderr)
             result = run_live(bundle, workload, pol, config,
-                              LiveOptions(gpu=gpu, cpu=cpu, force=force, quiet=quiet))
+                              LiveOptions(gpu=gpu, cpu=cpu, force=force, quiet=quiet,
+                                          probe=not no_probe))
         else:
             with sim_progress(workload, enabled=not quiet) as progress:
                 # with --out the results stream to disk as requests end (issue 15)

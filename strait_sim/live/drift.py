@@ -14,6 +14,9 @@ validation (and a live run) the device is probed briefly:
   machine's run-to-run noise gives) either way, with the worst (model, batch) named.
 
 The result (``drift.json``) goes beside the validation's results and into its warnings.
+``run --live`` probes the same way on the backend it is about to run on (after its models
+are prepared, before the clock starts; :func:`probe_run_backend`), prints the same line and
+keeps the record in its summary.json (``drift``); ``--no-probe`` skips it.
 ``--recalibrate`` goes further: it re-measures solo times (and a few pairs, within a
 minute's budget) of the workload's models into a fresh bundle, copies the transfers of the
 old profile (copies drift less and take long to measure), and the validation runs
@@ -145,6 +148,31 @@ def probe_and_report(bundle: ProfileBundle, *, live_kind: str, gpu: int | None,
         (log or (lambda m: print(m, file=sys.stderr)))(
             f"{'warning: ' if report.flagged else ''}{report.message()}")
     return report
+
+
+def probe_run_backend(bundle: ProfileBundle, backend, models: list[str], max_batch: int,
+                      *, say: Callable[[str], None], quiet: bool = False,
+                      reps: int = 7, warmup: int = 3) -> dict | None:
+    """The probe of ``run --live``: on the run's own backend (stream 0, models already
+    prepared), so the threads and precision probed are the run's. Says the result in one
+    line (always when flagged, else unless ``quiet``) and returns the record for the run's
+    summary.json; None when nothing could be probed. A backend error during the probe is
+    reported and recorded, never fatal: the run itself decides whether the device works."""
+    from strait_sim.profiler.backend import BackendError
+
+    points = probe_points(bundle, list(models), max_batch)
+    if not points:
+        return None
+    try:
+        report = probe(bundle, backend, points, reps=reps, warmup=warmup)
+    except BackendError as exc:
+        say(f"warning: drift probe failed ({exc}); running without it")
+        return {"error": str(exc)}
+    if report.flagged or not quiet:
+        say(f"{'warning: ' if report.flagged else ''}{report.message()}")
+    record = asdict(report)
+    record["message"] = report.message()
+    return record
 
 
 def recalibrate_profile(bundle: ProfileBundle, *, live_kind: str, gpu: int | None, out: Path,

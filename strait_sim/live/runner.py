@@ -3,7 +3,10 @@
 Steps: check the device is idle (:mod:`strait_sim.live.busy_check`), build the profiler's
 backend for the workload's models with one stream per slot (``make_backend``: torch-cuda on
 ``--gpu N``, torch-cpu on ``--cpu``), prepare every (model, batch size) the policy may form
-(1..max_batch) before the clock starts, run the driver over the wall clock
+(1..max_batch) before the clock starts, probe the device against its profile when asked
+(``probe``: a few solo forwards per model on the run's own backend,
+:func:`strait_sim.live.drift.probe_run_backend`; the record goes to the summary's
+``drift``), run the driver over the wall clock
 (:func:`~strait_sim.live.drive.drive_live`), and summarise with
 the simulator's own summary code, so that live results load, print and compare exactly as
 simulated ones. The summary says ``"mode": "live"`` and adds an ``executor`` block (the
@@ -47,11 +50,17 @@ class LiveOptions:
     warmup: int = 2
     drain_timeout_s: float = 30.0  # after Ctrl-C, wait this long for jobs in flight
     handle_sigint: bool = True
+    probe: bool = False  # drift probe before the run (run --live does, unless --no-probe)
 
 
 def _say(opts: LiveOptions, text: str) -> None:
     if not opts.quiet:
         print(f"live: {text}", file=sys.stderr, flush=True)
+
+
+def _say_always(opts: LiveOptions, text: str) -> None:
+    """Said even with ``quiet`` (the caller decides what is worth saying then)."""
+    print(f"live: {text}", file=sys.stderr, flush=True)
 
 
 def _backend_kind(opts: LiveOptions) -> str:
@@ -143,6 +152,14 @@ def run_live(bundle: ProfileBundle, workload: Workload, policy: Policy, config: 
         _say(opts, f"{backend.name} on {device.get('name', '?')}, {config.slots} slot(s); "
                    f"preparing {len(workload.models)} model(s) x batch 1..{config.max_batch}")
         prepare_s = prepare_all(backend, tuple(workload.models), config.max_batch)
+        drift = None
+        if opts.probe:
+            from strait_sim.live.drift import probe_run_backend
+
+            drift = probe_run_backend(bundle, backend, list(workload.models),
+                                      config.max_batch, say=lambda m: _say_always(opts, m),
+                                      quiet=opts.quiet)
+            backend.synchronize()  # idle again before the clock starts
         _say(opts, "running (Ctrl-C stops and keeps the results so far)")
         outcome = drive_live(bundle, workload, policy, config, backend,
                              drain_timeout_s=opts.drain_timeout_s,
@@ -159,6 +176,8 @@ def run_live(bundle: ProfileBundle, workload: Workload, policy: Policy, config: 
     df = outcome.records.to_frame(outcome.models)
     summary = live_summary(df, outcome, bundle, workload, policy, config, backend, device,
                            busy, prepare_s)
+    if drift is not None:
+        summary["drift"] = drift
     return RunResult(df, summary, timeline=outcome.timeline)
 
 
