@@ -18,7 +18,7 @@ import pandas as pd
 from strait_sim import __version__
 from strait_sim.atomic import atomic_dir
 from strait_sim.engine.records import CHUNK
-from strait_sim.engine.simulator import SimConfig, SimOutcome, make_sim_driver, simulate
+from strait_sim.engine.simulator import SimConfig, SimOutcome, make_sim_driver
 from strait_sim.metrics import summarize
 from strait_sim.metrics_stream import IN_MEMORY_ROWS, summarize_file
 from strait_sim.policies.base import Policy
@@ -41,11 +41,25 @@ def run_simulation(profile: ProfileBundle, workload: Workload, policy: Policy,
         return _run_streamed(profile, workload, policy, config, progress, Path(out),
                              row_group)
     t0 = time.perf_counter()
-    outcome = simulate(profile, workload, policy, config, progress=progress)
+    driver = make_sim_driver(profile, workload, policy, config, progress)
+    outcome = driver.run()
     wall = time.perf_counter() - t0
     df = outcome.records.to_frame(outcome.models, release=True)
-    return RunResult(df, build_summary(df, outcome, profile, workload, policy, config, wall),
-                     timeline=outcome.timeline)
+    summary = build_summary(df, outcome, profile, workload, policy, config, wall)
+    _add_truth(summary, driver)
+    return RunResult(df, summary, timeline=outcome.timeline)
+
+
+def _add_truth(summary: dict, driver: object) -> None:
+    """summary["truth"]: how much of the run's compute leaned on slowdowns the profile
+    did not measure (read from the run's truth model once the run has ended; one truth
+    model serves every node of a cluster)."""
+    nodes = getattr(driver, "nodes", None)
+    first = nodes[0] if isinstance(nodes, list) and nodes else driver
+    truth = getattr(getattr(first, "device", None), "truth", None)
+    block = getattr(truth, "run_extrapolation", None)
+    if block is not None:
+        summary["truth"] = block()
 
 
 def _run_streamed(profile: ProfileBundle, workload: Workload, policy: Policy,
@@ -65,6 +79,7 @@ def _run_streamed(profile: ProfileBundle, workload: Workload, policy: Policy,
         block = summarize_file(path, duration_s=span, busy_fraction=_busy(outcome))
         summary = build_summary(None, outcome, profile, workload, policy, config, wall,
                                 requests_summary=block)
+        _add_truth(summary, driver)
         (tmp / "summary.json").write_text(summary_text(summary))
     n = summary["requests"]
     df = pd.read_parquet(out / "requests.parquet") if n <= IN_MEMORY_ROWS else None

@@ -113,6 +113,11 @@ def register(app: typer.Typer) -> None:
                                       interference=not no_interference, pcie=not no_pcie,
                                       timeline=trace_out is not None, progress=progress,
                                       out=out, nodes=nodes, router=router)
+        from strait_sim.truth.compute import extrapolation_warning
+
+        warning = extrapolation_warning(result.summary.get("truth"))
+        if warning:
+            print(f"run: warning: {warning}", file=sys.stderr)
         if out is not None and result.folder is None:
             result.write(out)
         if out is not None:

@@ -334,6 +334,8 @@ class FluidDevice:
             truth = make_truth(profile, models, config)
         self.truth = truth
         self._scale = getattr(self.truth, "sample_slowdown_scale", None)
+        # once per batch, when its compute ends: what the truth model leaned on
+        self._note = getattr(self.truth, "note_compute", None)
         self.units = [ComputeUnit(env, g, self.truth, self._compute_done)
                       for g in range(config.gpus)]
         self.links: list[tuple[Link, Link]] = []
@@ -378,6 +380,8 @@ class FluidDevice:
     def _compute_done(self, w: Work) -> None:
         b = w.batch
         b._compute_end_s = self.env._now
+        if self._note is not None:
+            self._note(w.model_idx, w.size, w.co, b._compute_end_s - b._compute_start_s)
         b._phase = "d2h"
         if self.on_phase is not None:
             self.on_phase(b, "d2h")

@@ -21,6 +21,15 @@ docs/architecture.md):
   w fitted from 3-way samples where ``profile --slots 3`` measured them, else 1 (additive).
 - each batch draws a slowdown scale once (:meth:`sample_slowdown_scale`) from the
   residual spread of its victim model, so the simulated tail has the measured spread.
+
+What a run actually leaned on is tallied as it goes (:meth:`note_compute`, called by the
+device once per batch when its compute ends, off the per-event path): the batch-seconds a
+batch overlapped each co-runner, by where that key's slowdown came from (``ORIGINS``:
+measured and identified, interpolated between measured batch sizes, measured but not
+identified by its samples, beyond the measured batch range, a model pair never measured),
+and the batches by the least supported key they met. :meth:`run_extrapolation` gives the
+summary's ``truth`` block; :func:`extrapolation_warning` the line the CLI prints when a
+large share of the simulated compute time ran at slowdowns the profile did not measure.
 """
 
 from __future__ import annotations
@@ -36,6 +45,9 @@ from strait_sim.truth.colocation import (
 )
 
 QUANTILES = 64
+# where a (model, batch, co_model, co_batch) slowdown comes from, best supported first
+ORIGINS = ("measured", "interpolated", "unidentified", "beyond_range", "pair_not_measured")
+EXTRAPOLATED_WARN_SHARE = 0.25  # of the run's compute batch-seconds
 
 
 class ComputeTruth:
@@ -72,6 +84,15 @@ class ComputeTruth:
         self._slow_l: list[list[list | None]] = [[None] * max_batch for _ in models]
         self._draws: list[int] = []
         self._next = 0
+        # what the run leaned on (note_compute): filled as batches end their compute
+        self._index = {m: i for i, m in enumerate(models)}
+        self._origin_of: dict[tuple[int, int, str, int], int] = {}
+        self._pair_grids: dict[tuple[str, str], tuple[int, int, int, int]] | None = None
+        self.compute_s = 0.0
+        self.batches_computed = 0
+        self.overlap_s = [0.0] * len(ORIGINS)
+        self.batches_by_origin = [0] * len(ORIGINS)
+        self.multi_co_rates = 0  # rate changes with 2+ co-runners (the 3-way rule)
 
     # -- solo -------------------------------------------------------------------------------
     @staticmethod
@@ -115,6 +136,8 @@ class ComputeTruth:
         if table is None:
             table = self._slow_l[model_idx][batch - 1] = \
                 self._victim_rows(model_idx)[batch - 1].tolist()
+        if len(co) > 1:
+            self.multi_co_rates += 1
         if len(co) == 1 or self._additive:
             excess = 0.0
             for cm, cb in co:
@@ -168,6 +191,70 @@ class ComputeTruth:
         summary = _pair_summary(cal)
         return np.stack([_victim_table(summary, models, max_batch, i) for i in range(n)])
 
+    # -- what the run leaned on ---------------------------------------------------------
+    def note_compute(self, model_idx: int, size: int, co: dict, compute_s: float) -> None:
+        """A batch ended its compute after ``compute_s`` seconds beside the co-runners
+        ``co`` (the device's record: batch id -> [model, size, overlap seconds])."""
+        self.compute_s += compute_s
+        self.batches_computed += 1
+        if not co or not self.interference:
+            return
+        worst = -1
+        origin_of = self._origin_of
+        for cm, cb, overlap in co.values():
+            if overlap <= 0.0:
+                continue
+            key = (model_idx, size, cm, cb)
+            k = origin_of.get(key)
+            if k is None:
+                k = origin_of[key] = self._origin(model_idx, size, cm, cb)
+            self.overlap_s[k] += overlap
+            if k > worst:
+                worst = k
+        if worst >= 0:
+            self.batches_by_origin[worst] += 1
+
+    def _origin(self, model_idx: int, size: int, co_model: str, co_size: int) -> int:
+        """Index in ORIGINS of where the slowdown of this key comes from."""
+        model = self.models[model_idx]
+        fit = self.calibration.keys.get((model, size, co_model, co_size))
+        if fit is not None:
+            return ORIGINS.index("measured" if fit.identified else "unidentified")
+        if self._pair_grids is None:
+            grids: dict[tuple[str, str], list[int]] = {}
+            for m, b, cm, cb in self.calibration.keys:
+                g = grids.setdefault((m, cm), [b, b, cb, cb])
+                g[0], g[1] = min(g[0], b), max(g[1], b)
+                g[2], g[3] = min(g[2], cb), max(g[3], cb)
+            self._pair_grids = {p: (g[0], g[1], g[2], g[3]) for p, g in grids.items()}
+        grid = self._pair_grids.get((model, co_model))
+        if grid is None:
+            return ORIGINS.index("pair_not_measured")
+        b_lo, b_hi, cb_lo, cb_hi = grid
+        inside = b_lo <= size <= b_hi and cb_lo <= co_size <= cb_hi
+        return ORIGINS.index("interpolated" if inside else "beyond_range")
+
+    def run_extrapolation(self) -> dict:
+        """The summary's ``truth`` block: the profile's coverage (:meth:`extrapolation`)
+        and what this run leaned on, by ORIGINS (overlap batch-seconds, batches by the
+        least supported key they met), and the share of the run's compute batch-seconds
+        spent overlapping co-runners at keys not measured and identified."""
+        out = self.extrapolation()
+        co_s = sum(self.overlap_s)
+        off = sum(self.overlap_s[1:])
+        out.update({
+            "interference": self.interference,
+            "compute_s": self.compute_s,
+            "batches_computed": self.batches_computed,
+            "co_located_batches": sum(self.batches_by_origin),
+            "batches_by_origin": dict(zip(ORIGINS, self.batches_by_origin, strict=True)),
+            "overlap_s": dict(zip(ORIGINS, self.overlap_s, strict=True)),
+            "co_located_share": co_s / self.compute_s if self.compute_s > 0 else 0.0,
+            "extrapolated_share": off / self.compute_s if self.compute_s > 0 else 0.0,
+            "multi_co_rate_changes": self.multi_co_rates,
+        })
+        return out
+
     def extrapolation(self) -> dict:
         """What the truth model had to invent: counts for the run's summary."""
         cal = self.calibration
@@ -218,3 +305,18 @@ def _pooled_effective(cal: Calibration, pair: tuple[str, str]) -> float:
     k = 1.0 - 1.0 / p.slowdown + p.fixed_cost / max(x, MIN_SPREAD)
     return float(1.0 / (1.0 - min(k, 0.98)))
 
+
+
+def extrapolation_warning(block: dict | None,
+                          threshold: float = EXTRAPOLATED_WARN_SHARE) -> str | None:
+    """One line when at least ``threshold`` of a run's compute batch-seconds overlapped
+    co-runners at slowdowns the profile did not measure and identify (None otherwise)."""
+    if not block or block.get("extrapolated_share", 0.0) < threshold:
+        return None
+    overlap = block.get("overlap_s", {})
+    parts = [f"{k.replace('_', ' ')} {v / block['compute_s']:.0%}"
+             for k, v in overlap.items() if k != "measured" and v > 0]
+    return (f"{block['extrapolated_share']:.0%} of the simulated compute time ran beside "
+            f"co-runners at slowdowns the profile did not measure and identify "
+            f"({', '.join(parts)}); profile those batch sizes and model pairs "
+            f"(summary.json: truth)")
