@@ -31,8 +31,8 @@ def _file_mode() -> int:
 
 
 _FILE_MODE = _file_mode()
-TABLES = ("models.csv", "solo.csv", "pairs.csv", "kernels.csv", "transfers.csv",
-          "utilization.csv")
+TABLES = ("models.csv", "solo.csv", "pairs.csv", "triples.csv", "kernels.csv",
+          "transfers.csv", "utilization.csv")
 
 
 class BundleStore:

@@ -1,6 +1,6 @@
 """What every measurement routine is given: the backend, the bundle, settings, progress.
 
-Each part (solo, pairs, transfers, kernels, utilization) is a function ``run(ctx)`` that
+Each part (solo, pairs, triples, transfers, kernels, utilization) is a function ``run(ctx)`` that
 walks its units of work in a fixed order, skips units the bundle already holds, appends
 samples, and calls ``ctx.unit_done()`` after each unit so that the bundle on disk is
 valid and complete up to that point.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from strait_sim.profiler.backend import Backend
 from strait_sim.profiler.bundle_store import BundleStore
 
-PARTS = ("solo", "pairs", "transfers", "kernels", "utilization")
+PARTS = ("solo", "pairs", "triples", "transfers", "kernels", "utilization")
 KIB = 1024
 MIB = 1024 * 1024
 
@@ -43,6 +43,7 @@ class Settings:
     pair_reps: int = 5
     offsets_frac: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
     pair_budget_s: float | None = 300.0
+    triple_budget_s: float | None = 120.0  # 3-way co-location (profile --slots 3)
     transfer_sizes: tuple[int, ...] = field(default_factory=default_transfer_sizes)
     transfer_concurrency: tuple[int, ...] = (1, 2, 4)
     transfer_reps: int = 5

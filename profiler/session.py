@@ -26,6 +26,7 @@ from strait_sim.profiler import (
     measure_pairs,
     measure_solo,
     measure_transfers,
+    measure_triples,
     measure_utilization,
 )
 from strait_sim.profiler.backend import Backend
@@ -120,7 +121,8 @@ def run_session(out: Path | str, make: Callable[[], Backend], settings: Settings
 
         ctx = MeasureContext(backend, store, settings, progress, on_unit_done=on_unit_done)
         wanted = list(settings.parts)
-        if any(p in wanted for p in ("pairs", "kernels", "utilization")) and "solo" not in wanted:
+        if any(p in wanted for p in ("pairs", "triples", "kernels", "utilization")) \
+                and "solo" not in wanted:
             wanted.insert(0, "solo")  # they need solo samples of the same units
             progress.note("solo samples are needed first; measuring the missing ones")
         store.flush()
@@ -172,6 +174,14 @@ def _run_part(part: str, ctx: MeasureContext, model_files: tuple[str, ...]) -> d
         out.update(reps=ctx.settings.pair_reps, offsets_frac=list(ctx.settings.offsets_frac),
                    budget_s_per_session=ctx.settings.pair_budget_s)
         return out
+    if part == "triples":
+        out = measure_triples.run(ctx)
+        out.update(reps=ctx.settings.pair_reps,
+                   budget_s_per_session=ctx.settings.triple_budget_s)
+        if ctx.store.rows["triples.csv"]:
+            ctx.store.meta["concurrency_measured"] = max(
+                3, int(ctx.store.meta.get("concurrency_measured", 2)))
+        return out
     if part == "transfers":
         measure_transfers.run(ctx)
         return {"reps": ctx.settings.transfer_reps,
@@ -191,6 +201,8 @@ def _part_complete(part: str, ctx: MeasureContext, extra: dict | None) -> bool:
                    for m in s.models for b in s.batches)
     if part == "pairs":
         return bool(extra and extra.get("grid_complete"))
+    if part == "triples":
+        return bool(extra and extra.get("complete"))
     if part == "transfers":
         have = ctx.key_counts("transfers.csv", ("direction", "bytes", "concurrent",
                                                 "opposite_active", "rep"))

@@ -95,9 +95,8 @@ def print_calibration(bundle: ProfileBundle, console: Console, limit: int = 12) 
         f"{len(tab)} keys from {cal.views} views; slowdown median {tab['slowdown'].median():.2f}"
         f" (range {tab['slowdown'].min():.2f}-{tab['slowdown'].max():.2f}); "
         f"{len(cal.unidentified)} unidentified; {cal.unexplained} views lost more than they "
-        f"overlapped; fixed cost kept for {len(kept)} of {len(cal.pairs)} model pairs; "
-        f"3-way rule w = {cal.three_way.weight:.2f} "
-        f"({cal.three_way.points} measured points)")
+        f"overlapped; fixed cost kept for {len(kept)} of {len(cal.pairs)} model pairs")
+    console.print(cal.three_way.describe())
     width = (tab["hi"] / tab["lo"]).to_numpy()
     t = Table(title=f"Least certain slowdowns (of {len(tab)}; all: profile show --calibration F)")
     for col in ("model@batch", "co@batch", "views", "slowdown", "90% interval", "identified"):

@@ -35,6 +35,10 @@ SCHEMA: dict[str, dict[str, str]] = {
     "pairs.csv": {"model": "str", "batch": "pos_int", "co_model": "str", "co_batch": "pos_int",
                   "offset_ms": "nonneg", "rep": "int", "latency_ms": "pos",
                   "co_latency_ms": "pos", "overlap_ms": "nonneg"},
+    # 3-way co-location (profile --slots 3), one row per victim: docs/profiling.md
+    "triples.csv": {"model": "str", "batch": "pos_int", "co_model": "str",
+                    "co_batch": "pos_int", "co2_model": "str", "co2_batch": "pos_int",
+                    "rep": "int", "latency_ms": "pos", "overlap_ms": "nonneg"},
     "kernels.csv": {"model": "str", "batch": "pos_int", "seq": "int", "name": "str",
                     "start_us": "nonneg", "duration_us": "nonneg"},
     "transfers.csv": {"direction": "str", "bytes": "pos_int", "concurrent": "pos_int",
@@ -43,7 +47,8 @@ SCHEMA: dict[str, dict[str, str]] = {
                         "l2_pct": "nonneg", "dram_pct": "nonneg"},
 }
 REQUIRED_FILES = ("profile.json", "models.csv", "solo.csv")
-OPTIONAL_FILES = ("pairs.csv", "kernels.csv", "transfers.csv", "utilization.csv")
+OPTIONAL_FILES = ("pairs.csv", "kernels.csv", "transfers.csv", "utilization.csv",
+                  "triples.csv")
 REQUIRED_META = ("schema_version", "device", "backend", "created")
 
 
@@ -289,6 +294,7 @@ def read_bundle_dir(path: Path, *, name: str | None = None) -> ProfileBundle:
                           line=row + 2, column="model")
     known = set(models["model"])
     for fname, cols in (("solo.csv", ("model",)), ("pairs.csv", ("model", "co_model")),
+                        ("triples.csv", ("model", "co_model", "co2_model")),
                         ("kernels.csv", ("model",)), ("utilization.csv", ("model",))):
         df = tables[fname]
         if df is not None:

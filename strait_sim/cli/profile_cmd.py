@@ -104,6 +104,18 @@ class RichProgress:
         self.bar.console.print(f"[yellow]note:[/yellow] {message}")
 
 
+def _recorded_threads(folder: Path) -> int | None:
+    """threads_per_stream of the bundle being resumed (None: new, or not recorded)."""
+    import json
+
+    try:
+        meta = json.loads((folder / "profile.json").read_text())
+        threads = meta.get("backend", {}).get("threads_per_stream")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return threads if isinstance(threads, int) and threads > 0 else None
+
+
 def register(app: typer.Typer) -> None:
     profile_app = typer.Typer(help="Measure a GPU (or the CPU) into a profile bundle.",
                               add_completion=False)
@@ -119,7 +131,15 @@ def register(app: typer.Typer) -> None:
             None, help=f"Batch sizes (default GPU {GPU_DEFAULT_BATCHES}, CPU "
                        f"{CPU_DEFAULT_BATCHES})."),
         only: str = typer.Option("solo,pairs,transfers,kernels",
-                                 help="Parts: solo,pairs,transfers,kernels,utilization."),
+                                 help="Parts: solo,pairs,triples,transfers,kernels,"
+                                      "utilization (triples: with --slots 3)."),
+        slots: int = typer.Option(
+            2, "--slots", help="Co-runners the bundle is for: 3 also measures a seeded "
+            "sample of 3-way co-locations (triples.csv; the truth model's rule for more "
+            "co-runners than pairs is fitted to them) on a 3-stream backend."),
+        triple_budget_s: float = typer.Option(
+            120.0, "--triple-budget-s", help="Seconds this session may spend on 3-way "
+            "co-locations (with --slots 3; 0: no limit)."),
         out: Path | None = typer.Option(None, help="Bundle folder (created, or resumed)."),
         budget_s: float = typer.Option(
             300.0, "--budget-s", help="Seconds this session may spend on pairs; a seeded "
@@ -142,7 +162,8 @@ def register(app: typer.Typer) -> None:
         warmup: int = typer.Option(3, help="Warm-up runs before each solo unit."),
         threads_per_stream: int | None = typer.Option(
             None, help="CPU only: torch threads per stream (default: the cores shared "
-                       "out among the 2 streams; more makes timings depend on history)."),
+                       "out among the streams, 2 or --slots; more makes timings depend on "
+                       "history; a resumed bundle keeps its own)."),
         no_cuda_graphs: bool = typer.Option(False, "--no-cuda-graphs",
                                             help="Run forwards eagerly (torch-cuda)."),
         note: list[str] = typer.Option([], "--note", help="A line for profile.json notes."),
@@ -183,6 +204,14 @@ def register(app: typer.Typer) -> None:
         if bad or not parts:
             raise UserError(f"--only: unknown part(s) {', '.join(bad) or '(none)'}; "
                             f"valid: {', '.join(PARTS)}")
+        if slots not in (2, 3):
+            raise UserError(f"--slots: the profiler measures 2 (pairs) or 3 (pairs and "
+                            f"3-way co-locations) co-runners, got {slots}")
+        if "triples" in parts and slots != 3:
+            raise UserError("--only triples needs --slots 3 (three streams)")
+        if slots == 3 and "triples" not in parts:
+            parts = (*parts, "triples")
+        streams = slots
         registry = model_registry([str(f) for f in model_file])
         names = _names(models) if models else DEFAULT_MODELS
         specs = resolve_models(names, registry)
@@ -201,6 +230,7 @@ def register(app: typer.Typer) -> None:
             pair_reps=pair_reps if pair_reps is not None else (5 if on_gpu else 2),
             offsets_frac=_floats(offsets, "--offsets"),
             pair_budget_s=None if budget_s <= 0 else budget_s,
+            triple_budget_s=None if triple_budget_s <= 0 else triple_budget_s,
             transfer_sizes=default_transfer_sizes(int(max_mib * MIB)),
             transfer_reps=transfer_reps,
             kernel_rows=kernel_rows,
@@ -229,20 +259,27 @@ def register(app: typer.Typer) -> None:
         options: dict = {"warmup": warmup if on_gpu else 1, "seed": seed}
         if on_gpu:
             options["cuda_graphs"] = not no_cuda_graphs
-        elif threads_per_stream is not None:
+        elif threads_per_stream is None:
+            # resuming: the bundle's threads, whatever --slots this session asks, so that
+            # every sample of one bundle ran with the same threads per stream
+            recorded = _recorded_threads(out_dir)
+            if recorded is not None:
+                options["threads_per_stream"] = recorded
+        else:
             from strait_sim.profiler.cpu_backend import usable_cores
 
             if threads_per_stream < 1:
                 raise UserError(f"--threads-per-stream must be >= 1, got {threads_per_stream}")
-            if 2 * threads_per_stream > usable_cores():
-                print(f"profile: warning: 2 streams x {threads_per_stream} threads exceed the "
+            if streams * threads_per_stream > usable_cores():
+                print(f"profile: warning: {streams} streams x {threads_per_stream} threads "
+                      f"exceed the "
                       f"{usable_cores()} usable cores: OpenMP then sleeps between operators "
                       "and forwards take times that depend on the other stream's history "
                       "(see docs/profiling.md)", file=sys.stderr)
             options["threads_per_stream"] = threads_per_stream
 
         def make():  # noqa: ANN202
-            return make_backend(backend_name, device=gpu, streams=2, precision=precision,
+            return make_backend(backend_name, device=gpu, streams=streams, precision=precision,
                                 models=spec_map, **options)
 
         command = _command_line(ctx)

@@ -49,7 +49,8 @@ More co-runners than pairs: the excesses combine as s = 1 + sum_i w^i (s_(i) - 1
 excesses sorted largest first. w = 1 (additive: exact for a time-shared device, where
 three equal jobs each get a third) unless 3-way samples exist (``triples.csv`` beside the
 bundle, written by ``profile --slots 3``): then w in [0, 1] is fitted to them by least
-squares and recorded with the residual at the fitted w.
+squares (even reps) and recorded with the residual at the fitted w, and checked on the odd
+reps against the additive rule (:class:`ThreeWayRule`, printed by ``profile show``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from strait_sim.sample_split import split_pairs
+from strait_sim.sample_split import split_is_out_of_sample, split_pairs
 
 U_MAX = math.log(50.0)
 GRID = np.linspace(0.0, U_MAX, 801)
@@ -128,6 +129,28 @@ class ThreeWayRule:
     weight: float  # w in s = 1 + sum_i w^i (s_(i) - 1)
     points: int  # 3-way views it was fitted to (0: the additive default)
     rel_error: float  # median |predicted - measured| / measured latency at the fitted w
+    # the check on views the fit did not see (odd reps of triples.csv, when it has both)
+    holdout_points: int = 0
+    holdout_rel_error: float = float("nan")  # at the fitted w
+    holdout_additive_rel_error: float = float("nan")  # at w = 1, for comparison
+    rows: int = 0  # rows of triples.csv (usable or not)
+
+    def describe(self) -> str:
+        """One line for ``profile show``."""
+        if not self.points:
+            if self.rows:
+                return (f"3-way rule: none of the {self.rows} 3-way views is usable (no "
+                        f"time when all three computed together, or a pair key the "
+                        f"calibration lacks); excesses add (w = 1)")
+            return ("3-way rule: no 3-way points measured (profile --slots 3); excesses "
+                    "add (w = 1)")
+        head = (f"3-way rule: w = {self.weight:.2f} fitted to {self.points} measured views "
+                f"(median |error| of the predicted latency {self.rel_error:.1%})")
+        if not self.holdout_points:
+            return head + "; no held-out views (one repetition): the check is in-sample"
+        return (f"{head}; on {self.holdout_points} held-out views (odd reps): "
+                f"{self.holdout_rel_error:.1%} at the fitted w, "
+                f"{self.holdout_additive_rel_error:.1%} if the excesses added (w = 1)")
 
     def combine(self, excesses: list[float]) -> float:
         if len(excesses) == 1:
@@ -548,34 +571,62 @@ def _scales(v: pd.DataFrame, cal: Calibration, lin: dict[str, _Linear]
 def fit_three_way(triples: pd.DataFrame | None, cal: Calibration,
                   solo: pd.DataFrame) -> ThreeWayRule:
     """Fit w from 3-way views: columns model, batch, co_model, co_batch, co2_model,
-    co2_batch, latency_ms, overlap_ms (how long all three computed together)."""
+    co2_batch, latency_ms, overlap_ms (how long all three computed together), and where
+    the profiler wrote them only_co_ms / only_co2_ms (how long the victim computed beside
+    only one of them) and rep.
+
+    A view predicts the victim's latency with the fluid identity
+    L = S + O3 (1 - 1/s3) + Oa (1 - 1/sa) + Ob (1 - 1/sb): S its solo median, s3 the rule
+    applied to the two pair slowdowns sa, sb of the calibration (views whose pair keys the
+    calibration lacks are not used). w minimises the squared relative error over [0, 1].
+    With even and odd reps, w is fitted on the even ones and checked on the odd ones
+    (sample_split): the check says whether the rule predicts 3-way points it never saw."""
     if triples is None or len(triples) == 0:
         return ThreeWayRule(1.0, 0, float("nan"))
     med = solo.groupby(["model", "batch"])["latency_ms"].median().to_dict()
-    rows = []
-    for r in triples.itertuples(index=False):
+    only_a = triples["only_co_ms"] if "only_co_ms" in triples.columns else None
+    only_b = triples["only_co2_ms"] if "only_co2_ms" in triples.columns else None
+    reps = triples["rep"] if "rep" in triples.columns else None
+    rows, held = [], []
+    odd_even = reps is not None and split_is_out_of_sample(triples)
+    for n, r in enumerate(triples.itertuples(index=False)):
         a = cal.keys.get((r.model, int(r.batch), r.co_model, int(r.co_batch)))
         b = cal.keys.get((r.model, int(r.batch), r.co2_model, int(r.co2_batch)))
         s = med.get((r.model, int(r.batch)))
         if a is None or b is None or s is None or r.overlap_ms <= 0:
             continue
-        rows.append((s, float(r.latency_ms), float(r.overlap_ms),
-                     a.effective_slowdown - 1.0, b.effective_slowdown - 1.0))
+        row = (s, float(r.latency_ms), float(r.overlap_ms),
+               a.effective_slowdown - 1.0, b.effective_slowdown - 1.0,
+               float(only_a.iloc[n]) if only_a is not None else 0.0,
+               float(only_b.iloc[n]) if only_b is not None else 0.0)
+        (held if odd_even and int(reps.iloc[n]) % 2 == 1 else rows).append(row)
     if not rows:
-        return ThreeWayRule(1.0, 0, float("nan"))
+        return ThreeWayRule(1.0, 0, float("nan"), rows=len(triples))
     arr = np.array(rows)
     ws = np.linspace(0.0, 1.0, 101)
-
-    def errors(w: float) -> np.ndarray:
-        rule = ThreeWayRule(w, 0, 0.0)
-        s3 = np.array([rule.combine([ea, eb]) for ea, eb in arr[:, 3:5]])
-        # the pair overlap outside the 3-way overlap is not modelled: L = S + O3 (1 - 1/s3)
-        pred = arr[:, 0] + arr[:, 2] * (1.0 - 1.0 / s3)
-        return (pred - arr[:, 1]) / arr[:, 1]
-
-    sse = [float(np.sum(errors(w) ** 2)) for w in ws]
+    sse = [float(np.sum(three_way_errors(arr, w) ** 2)) for w in ws]
     best = float(ws[int(np.argmin(sse))])
-    return ThreeWayRule(best, len(rows), float(np.median(np.abs(errors(best)))))
+    rule = ThreeWayRule(best, len(rows), float(np.median(np.abs(three_way_errors(arr, best)))),
+                        rows=len(triples))
+    if held:
+        h = np.array(held)
+        rule = ThreeWayRule(best, len(rows), rule.rel_error, len(held),
+                            float(np.median(np.abs(three_way_errors(h, best)))),
+                            float(np.median(np.abs(three_way_errors(h, 1.0)))),
+                            rows=len(triples))
+    return rule
+
+
+def three_way_errors(arr: np.ndarray, w: float) -> np.ndarray:
+    """(predicted - measured) / measured latency of 3-way views (rows: solo median,
+    latency, 3-way overlap, excess a, excess b, overlap with a only, with b only) under
+    the rule with weight ``w``."""
+    rule = ThreeWayRule(w, 0, 0.0)
+    s3 = np.array([rule.combine([ea, eb]) for ea, eb in arr[:, 3:5]])
+    pred = (arr[:, 0] + arr[:, 2] * (1.0 - 1.0 / s3)
+            + arr[:, 5] * (1.0 - 1.0 / (1.0 + arr[:, 3]))
+            + arr[:, 6] * (1.0 - 1.0 / (1.0 + arr[:, 4])))
+    return (pred - arr[:, 1]) / arr[:, 1]
 
 
 def calibrate(pairs: pd.DataFrame | None, solo: pd.DataFrame,
@@ -584,8 +635,6 @@ def calibrate(pairs: pd.DataFrame | None, solo: pd.DataFrame,
     cal = Calibration()
     if pairs is None or len(pairs) == 0:
         return cal
-    from strait_sim.sample_split import split_is_out_of_sample
-
     cal.out_of_sample = split_is_out_of_sample(pairs)
     v = views_of(split_pairs(pairs, "truth"), solo)
     cal.views = len(v)

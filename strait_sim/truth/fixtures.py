@@ -128,7 +128,7 @@ def make_bundle(out: Path, truth: ColocationTruth | None = None, *, seed: int = 
             for cm in names:
                 for cm2 in names:
                     b = truth.batches[0]
-                    for _ in range(truth.triples_reps):
+                    for rep in range(truth.triples_reps):
                         w = truth.solo_ms(m, b) * _lognormal(rng, truth.noise_cv)
                         ex = sorted([slow(m, b, cm, b) - 1.0, slow(m, b, cm2, b) - 1.0],
                                     reverse=True)
@@ -136,7 +136,9 @@ def make_bundle(out: Path, truth: ColocationTruth | None = None, *, seed: int = 
                         # all three start together and the co-runners outlast the victim
                         triples_rows.append({"model": m, "batch": b, "co_model": cm,
                                              "co_batch": b, "co2_model": cm2, "co2_batch": b,
-                                             "latency_ms": w * s3, "overlap_ms": w * s3})
+                                             "rep": rep, "latency_ms": w * s3,
+                                             "overlap_ms": w * s3, "only_co_ms": 0.0,
+                                             "only_co2_ms": 0.0})
         pd.DataFrame(triples_rows).to_csv(out / "triples.csv", index=False)
     return read_bundle_dir(out, name="synthetic-colocation")
 
