@@ -165,6 +165,7 @@ class Session:
         if budget < step.budget_s:
             step.note = f"budget shortened to {budget:.0f} s by the session deadline"
         self.log(f"== {step.name} (budget {budget:.0f} s): {shlex.join(step.argv)}")
+        start = self.log_path.stat().st_size
         t = time.monotonic()
         with self.log_path.open("a") as logf:
             proc = subprocess.Popen(step.argv, stdout=logf, stderr=subprocess.STDOUT,
@@ -185,6 +186,9 @@ class Session:
         step.seconds = round(time.monotonic() - t, 2)
         if step.status != "cut":
             step.status = "ok" if step.rc == 0 else "failed"
+        if step.status == "failed":  # say why where steps.json and the summary show it
+            why = _last_lines(self.log_path, start)
+            step.note = "; ".join(x for x in (step.note, why) if x)
         self.log(f"== {step.name}: {step.status} (exit {step.rc}) after {step.seconds} s"
                  + (f"; {step.note}" if step.note else ""))
         return step
@@ -361,6 +365,19 @@ class Session:
         files.append(self.out / "session.log")
         print(summary, flush=True)
         return files
+
+
+def _last_lines(log: Path, start: int, n: int = 3, width: int = 300) -> str:
+    """The last ``n`` non-empty lines a step wrote to the log (from byte ``start``)."""
+    try:
+        with log.open("rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # no "|": the note goes into a markdown table cell of session-summary.md
+    return " / ".join(ln[:width].replace("|", "/") for ln in lines[-n:])
 
 
 def _tar(path: Path, folder: Path, arcname: str) -> Path:

@@ -84,10 +84,13 @@ def test_a_step_past_its_budget_is_cut_and_the_next_one_runs(tmp_path: Path,
     cut = session.run(gpu_session.Step("sleepy", 1.0, sleep))
     killed = session.run(gpu_session.Step("stubborn", 1.0, stubborn))
     fine = session.run(gpu_session.Step("fine", 20.0, [sys.executable, "-c", "pass"]))
-    failed = session.run(gpu_session.Step("bad", 20.0, [sys.executable, "-c", "exit(3)"]))
+    failed = session.run(gpu_session.Step("bad", 20.0, [
+        sys.executable, "-c", "print('fine so far'); print('boom | here'); exit(3)"]))
     assert (cut.status, killed.status, fine.status, failed.status) == ("cut", "cut", "ok",
                                                                        "failed")
     assert cut.seconds < 10 and killed.seconds < 10 and failed.rc == 3
+    # a failed step says why in steps.json (its last lines; no "|" for the summary table)
+    assert failed.note == "fine so far / boom / here" and fine.note == ""
     log = session.log_path.read_text()
     assert "== sleepy: cut" in log and "== fine: ok" in log
 
@@ -202,3 +205,12 @@ def test_paper_models_capture_as_cuda_graphs(name: str) -> None:
         assert backend.submit(name, 2, 0).result(timeout=120).compute_ms > 0
     finally:
         backend.close()
+
+
+def test_only_the_dry_run_forces_a_busy_device() -> None:
+    """The suite runs beside other jobs: the dry run's profile and validate steps start on
+    a busy CPU (a refused step made the dry run fail under load); a GPU session never
+    forces."""
+    dry, gpu = gpu_session.cpu_dry_run_settings(), gpu_session.gpu_settings(0)
+    assert "--force" in dry.profile_extra and "--force" in dry.validate_extra
+    assert "--force" not in gpu.profile_extra + gpu.validate_extra
