@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import simpy
 
-from strait_sim.driver.clocks import call_in
+from strait_sim.driver.clocks import scheduler
 from strait_sim.policies.base import CoRun
 from strait_sim.truth.compute import ComputeTruth
 from strait_sim.truth.kernel_restore import KernelRestore
@@ -74,7 +74,8 @@ class ComputeUnit:
         self.version = 0
         self.busy_s = 0.0
         self._busy_since = 0.0
-        self._on_event_cb = self._on_event  # bound once: one is appended per event
+        self._call_in = scheduler(env)
+        self._on_event_cb = self._on_event  # bound once: one is scheduled per event
 
     def _advance(self) -> None:
         now = self.env._now
@@ -113,10 +114,10 @@ class ComputeUnit:
                 t = w.remaining_s / w.rate
                 if first_t is None or t < first_t:
                     first_t = t
-        call_in(self.env, max(first_t, 0.0), self.version, self._on_event_cb)
+        self._call_in(max(first_t, 0.0), self.version, self._on_event_cb)
 
-    def _on_event(self, ev: simpy.Event) -> None:
-        if ev.value != self.version:
+    def _on_event(self, version: int) -> None:
+        if version != self.version:
             return
         if len(self.running) == 1:  # fast path: the only batch finishes
             w = self.running.pop()
@@ -145,7 +146,7 @@ class ComputeUnit:
             self.running.append(work)
             work.rate = 1.0
             self.version += 1
-            call_in(self.env, work.remaining_s, self.version, self._on_event_cb)
+            self._call_in(work.remaining_s, self.version, self._on_event_cb)
             return
         self._advance()
         for other in self.running:
@@ -200,7 +201,8 @@ class Link:
         self.sharing: list[Work] = []
         self.last = 0.0
         self.version = 0
-        self._on_event_cb = self._on_event  # bound once: one is appended per event
+        self._call_in = scheduler(env)
+        self._on_event_cb = self._on_event  # bound once: one is scheduled per event
 
     @property
     def in_flight(self) -> int:
@@ -231,8 +233,7 @@ class Link:
             self.last = self.env._now
             sharing.append(work)
             self.version += 1
-            call_in(self.env, work.tr_left / self.bytes_per_s, self.version,
-                    self._on_event_cb)
+            self._call_in(work.tr_left / self.bytes_per_s, self.version, self._on_event_cb)
             return
         self._advance()
         was_idle = not sharing
@@ -283,10 +284,10 @@ class Link:
             smallest = sharing[0].tr_left if len(sharing) == 1 else \
                 min(w.tr_left for w in sharing)
         delay = max(smallest, 0.0) / self._rate()
-        call_in(self.env, delay, self.version, self._on_event_cb)
+        self._call_in(delay, self.version, self._on_event_cb)
 
-    def _on_event(self, ev: simpy.Event) -> None:
-        if ev.value != self.version:  # overtaken by a later change
+    def _on_event(self, version: int) -> None:
+        if version != self.version:  # overtaken by a later change
             return
         sharing = self.sharing
         coupled = self.opposite_factor != 1.0 and self.partner is not None
@@ -350,6 +351,8 @@ class FluidDevice:
         self.work: dict[int, Work] = {}
         self.driver = None
         self.on_phase = None  # optional: called (batch, phase) as compute and D2H start
+        self._h2d_done_cb = self._h2d_done  # bound once: one is passed per batch
+        self._d2h_done_cb = self._d2h_done
 
     def bind(self, driver) -> None:
         self.driver = driver
@@ -360,7 +363,7 @@ class FluidDevice:
         self.work[w.batch_id] = w
         if self.links:
             self.links[w.gpu][0].start(w, self.io_bytes[w.model_idx][0] * w.size,
-                                       self._h2d_done)
+                                       self._h2d_done_cb)
         else:
             self._h2d_done(w)
 
@@ -387,7 +390,7 @@ class FluidDevice:
             self.on_phase(b, "d2h")
         if self.links:
             self.links[w.gpu][1].start(w, self.io_bytes[w.model_idx][1] * w.size,
-                                       self._d2h_done)
+                                       self._d2h_done_cb)
         else:
             self._d2h_done(w)
 

@@ -3,7 +3,7 @@
 SimPy itself has one ``Environment`` and a wall-clock ``RealtimeEnvironment`` running the
 same process code; the driver follows that pattern. Both clocks here *are* SimPy
 environments, so the driver and the devices schedule callbacks the same way in both modes:
-:func:`call_in` (a lean SimPy-compatible entry on the environment's heap) or
+:func:`scheduler` (a lean entry on the environment's heap) or
 ``clock.timeout(delay, value)``. They differ only in how time passes:
 
 - :class:`VirtualClock` jumps from event to event (simulation).
@@ -37,24 +37,41 @@ INF = math.inf
 
 
 class Call:
-    """A callback scheduled on a SimPy environment's heap: only what ``step`` reads
-    (``callbacks``, ``_ok``) and what the callback reads (``value``). A ``Timeout``
-    carries more (its environment, delay, the checks of a general event) and costs more
-    to make; the fluid device schedules a few of these per request."""
+    """A callback scheduled on a plain SimPy environment's heap: only what ``step`` reads
+    (``callbacks``, ``_ok``) and what the callback needs (``fn``, ``value``). A
+    ``Timeout`` carries more (its environment, delay, the checks of a general event) and
+    costs more to make. On a :class:`VirtualClock` the entry is leaner still: a
+    ``(fn, value)`` pair its loop calls directly (see :func:`scheduler`)."""
 
-    __slots__ = ("callbacks", "value", "_ok")
+    __slots__ = ("callbacks", "fn", "value", "_ok")
 
-    def __init__(self, callback: Callable, value: object) -> None:
-        self.callbacks = [callback]
+    def __init__(self, fn: Callable[[object], None], value: object) -> None:
+        self.callbacks = [_run_call]
+        self.fn = fn
         self.value = value
         self._ok = True
 
 
-def call_in(env: simpy.Environment, delay: float, value: object,
-            callback: Callable[[Call], None]) -> None:
-    """Run ``callback(call)`` after ``delay`` (>= 0), with ``call.value == value``; ties
-    are broken exactly as SimPy breaks them for a ``Timeout`` (time, priority, order)."""
-    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), Call(callback, value)))
+def _run_call(call: Call) -> None:
+    call.fn(call.value)
+
+
+def scheduler(env: simpy.Environment) -> Callable[[float, object, Callable], None]:
+    """``call_in(delay, value, fn)`` bound to ``env``: run ``fn(value)`` after ``delay``
+    (>= 0), ties broken exactly as SimPy breaks them for a ``Timeout`` (time, priority,
+    insertion order). On a :class:`VirtualClock` the heap entry is a bare ``(fn, value)``
+    pair that :meth:`VirtualClock.run_driver` calls without SimPy's event protocol (no
+    callback list, no ok check: the fluid device schedules a few per request); on any
+    other environment (a plain one stepped by SimPy itself) it is a :class:`Call`."""
+    q = env._queue
+    eid = env._eid
+    if isinstance(env, VirtualClock):
+        def call_in(delay: float, value: object, fn: Callable) -> None:
+            heappush(q, (env._now + delay, NORMAL, next(eid), (fn, value)))
+    else:
+        def call_in(delay: float, value: object, fn: Callable) -> None:
+            heappush(q, (env._now + delay, NORMAL, next(eid), Call(fn, value)))
+    return call_in
 
 
 class ArrivalSource(Protocol):
@@ -75,6 +92,9 @@ class VirtualClock(simpy.Environment):
             ta = arrivals.next_t
             if q and q[0][0] < ta or (ta == INF and q):
                 self._now, _, _, ev = heappop(q)
+                if ev.__class__ is tuple:  # a lean entry of scheduler(): (fn, value)
+                    ev[0](ev[1])
+                    continue
                 callbacks, ev.callbacks = ev.callbacks, None
                 for cb in callbacks:
                     cb(ev)

@@ -26,7 +26,7 @@ Queues of waiting requests belong to the policy; everything else belongs here.
 from __future__ import annotations
 
 import math
-from bisect import insort
+from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -151,6 +151,14 @@ class Driver:
         self._wakes: set[float] = set()
         self._credit: dict[int, tuple[int, float, int]] = {}  # request -> (batch, kept, n)
         self._resets: dict[int, list] = {}  # batch id -> [cost pending, drain pending]
+        # Hot-path constants and the records' column lists, looked up once (the lists are
+        # the records' own: chunks are appended to them, never replaced during a run).
+        self._n_gpus, self._n_slots, self._max_batch = config.gpus, config.slots, \
+            config.max_batch
+        cols = self.records.cols
+        self._dispatch_cols = (cols["start_s"], cols["gpu"], cols["slot"],
+                               cols["predicted_ms"], cols["batch_size"])
+        self._done_cols = (cols["finish_s"], cols["compute_ms"], cols["status"])
         self.view = DriverView(self)
         device.bind(self)
 
@@ -217,16 +225,16 @@ class Driver:
 
     def _dispatch(self, a: Dispatch) -> None:
         gpu, slot, reqs = a.gpu, a.slot, a.requests
-        cfg = self.config
-        busy = 0 <= gpu < cfg.gpus and 0 <= slot < cfg.slots \
-            and self.slots[gpu][slot] is not None
-        model, size = check_dispatch(self.policy.name, a, cfg.gpus, cfg.slots, busy,
-                                     cfg.max_batch)
+        ok = 0 <= gpu < self._n_gpus and 0 <= slot < self._n_slots
+        busy = ok and self.slots[gpu][slot] is not None
+        if ok and not busy and len(reqs) == 1 and reqs[0].items <= self._max_batch:
+            model, size = reqs[0].model, reqs[0].items  # one request: well formed
+        else:
+            model, size = check_dispatch(self.policy.name, a, self._n_gpus, self._n_slots,
+                                         busy, self._max_batch)
         now = self.clock._now
         pred = math.nan if a.predicted_ms is None else a.predicted_ms
-        cols = self.records.cols
-        start, gpus, slots = cols["start_s"], cols["gpu"], cols["slot"]
-        preds, sizes = cols["predicted_ms"], cols["batch_size"]
+        start, gpus, slots, preds, sizes = self._dispatch_cols
         gpu_id = gpu + self.gpu_offset
         chunks = self.states.chunks
         for r in reqs:  # the state check and move, inlined: this runs for every request
@@ -245,7 +253,8 @@ class Driver:
         if self._credit:
             b._credit = self._take_credit(reqs)
         self.slots[gpu][slot] = b
-        self.free.remove((gpu, slot))
+        free = self.free
+        del free[bisect_left(free, (gpu, slot))]  # the pair is there: the slot was idle
         self.device.start(b)
 
     def _take_credit(self, reqs: Sequence[Request]) -> float:
@@ -375,8 +384,7 @@ class Driver:
         fin_t = b._finish_s
         cs, ce = b._compute_start_s, b._compute_end_s
         compute_ms = (ce - cs) * 1e3
-        cols = self.records.cols
-        finish, comp, status = cols["finish_s"], cols["compute_ms"], cols["status"]
+        finish, comp, status = self._done_cols
         chunks = self.states.chunks
         for r in b._requests:
             c, i = r.id >> CHUNK_BITS, r.id & MASK
