@@ -32,44 +32,67 @@ def pop_items(heap: list, max_items: int, at: int) -> tuple[tuple[Request, ...],
 
 
 class RequestQueues:
-    """Heaps keyed by (class, model). ``by_class=False`` merges the classes."""
+    """Heaps keyed by (class, model). ``by_class=False`` merges the classes.
+
+    The head of a class (the request that comes first among all its models) is the top
+    of one more heap per class, ``_order``, holding every queued request's entry in key
+    order; entries of requests since taken in a batch are dropped lazily when they reach
+    the top (the entry at the top is current exactly when it is also its model heap's
+    top). So ``head`` costs O(1) amortised instead of a scan of every model's heap
+    (issue 15: per-request cost flat from 6 to 100 models), with the same answer.
+    """
 
     def __init__(self, models: tuple[str, ...], order: str = "arrival",
                  by_class: bool = True) -> None:
         if order not in ("arrival", "deadline"):
             raise ValueError(f"order must be 'arrival' or 'deadline', got {order!r}")
         self.order = order
+        self.by_arrival = order == "arrival"
         self.by_class = by_class
         self.classes = (HIGH, LOW) if by_class else (HIGH,)
         self._heaps: dict[tuple[int, str], list[tuple[float, int, Request]]] = {
             (c, m): [] for c in self.classes for m in models}
-        # the same heap lists grouped by class, so head(class) scans only that class
-        self._class_heaps: dict[int, list[list]] = {
-            c: [self._heaps[(c, m)] for m in models] for c in self.classes}
-        self._all_heaps = list(self._heaps.values())
+        # per class: model -> the same heap lists, and the class's lazy order heap
+        self._by_model: dict[int, dict[str, list]] = {
+            c: {m: self._heaps[(c, m)] for m in models} for c in self.classes}
+        self._order: dict[int, list[tuple[float, int, Request]]] = {
+            c: [] for c in self.classes}
         self._count = 0
 
     def __len__(self) -> int:
         return self._count
 
-    def _key(self, req: Request) -> tuple[float, int, Request]:
-        return (req.arrival_s if self.order == "arrival" else req.deadline_s, req.id, req)
-
     def push(self, req: Request) -> None:
         cls = req.priority if self.by_class else HIGH
-        heapq.heappush(self._heaps[(cls, req.model)], self._key(req))
+        entry = (req.arrival_s if self.by_arrival else req.deadline_s, req.id, req)
+        heapq.heappush(self._by_model[cls][req.model], entry)
+        heapq.heappush(self._order[cls], entry)
         self._count += 1
+
+    def _top(self, cls: int) -> tuple[float, int, Request] | None:
+        """The first current entry of class ``cls`` (stale entries above it dropped)."""
+        order = self._order[cls]
+        heaps = self._by_model[cls]
+        while order:
+            entry = order[0]
+            heap = heaps[entry[2].model]
+            if heap and heap[0][1] == entry[1]:
+                return entry
+            heapq.heappop(order)
+        return None
 
     def head(self, priority: int | None = None) -> Request | None:
         """The request that comes first (within one class, or overall)."""
         if not self._count:
             return None
-        heaps = self._all_heaps if priority is None or not self.by_class \
-            else self._class_heaps[priority]
+        if priority is not None and self.by_class:
+            entry = self._top(priority)
+            return entry[2] if entry is not None else None
         best = None
-        for heap in heaps:
-            if heap and (best is None or heap[0] < best):
-                best = heap[0]
+        for cls in self.classes:
+            entry = self._top(cls)
+            if entry is not None and (best is None or entry < best):
+                best = entry
         return best[2] if best is not None else None
 
     def pop_batch(self, model: str, max_items: int, priority: int | None = None

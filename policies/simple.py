@@ -57,14 +57,18 @@ class QueuePolicy(Policy):
         return self._fill(view)
 
     def _fill(self, view: SystemView) -> list[Action]:
-        if not len(self.queues):
+        queues = self.queues
+        if not queues._count:
             return []
         actions: list[Action] = []
+        max_batch = view.max_batch
         for gpu, slot in view.free_slots():
-            batch = self._next_batch(view.max_batch)
+            batch = self._next_batch(max_batch)
             if not batch:
                 break
             actions.append(Dispatch(gpu, slot, batch))
+            if not queues._count:
+                break
         return actions
 
     def _next_batch(self, max_items: int) -> tuple[Request, ...]:
