@@ -297,3 +297,40 @@ def test_rate_scale_across_read_blocks(synthetic_bundle, monkeypatch):
     assert np.all(np.isin(orig, t))
     per_gap = np.searchsorted(t, orig[1:]) - np.searchsorted(t, orig[:-1])
     assert per_gap.min() >= 3 and per_gap.max() <= 4
+
+
+@pytest.mark.parametrize("options", [
+    {"workload": "azure-conv", "rate_scale": 3.5},
+    {"workload": "azure-conv", "rate_scale": 2.0, "duration": 1500.0},
+    {"workload": "azure-code", "rate_scale": 1.7, "max_requests": 9000},
+])
+def test_rate_scale_expands_in_pieces_with_the_same_chunks(synthetic_bundle, monkeypatch,
+                                                            options):
+    """Copies are made a few rows at a time (memory bounded at any --rate-scale), with
+    the chunks, and every value in them, of the expansion of whole blocks at once."""
+    import strait_sim.workloads.trace as trace
+
+    def chunks(expand_rows):
+        monkeypatch.setattr(trace, "EXPAND_ROWS", expand_rows)
+        wl = workload_from_options(dict(options), synthetic_bundle)
+        pieces = []
+        original = trace.TraceWorkload._rate_scaled
+
+        def counted(self, blocks, rng):
+            for piece in original(self, blocks, rng):
+                pieces.append(len(piece[0]))
+                yield piece
+
+        monkeypatch.setattr(trace.TraceWorkload, "_rate_scaled", counted)
+        out = list(wl.chunks(synthetic_bundle, 5))
+        monkeypatch.setattr(trace.TraceWorkload, "_rate_scaled", original)
+        return out, pieces
+
+    whole, whole_pieces = chunks(1 << 40)
+    small, small_pieces = chunks(50)
+    assert len(whole_pieces) <= 2 and len(small_pieces) > 100
+    assert max(small_pieces) <= 50
+    assert [len(c) for c in whole] == [len(c) for c in small]
+    for a, b in zip(whole, small, strict=True):
+        for name in ("arrival_s", "model", "priority", "deadline_s", "items"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name

@@ -44,6 +44,8 @@ from strait_sim.workloads.load import work_s
 from strait_sim.workloads.tracefile import TraceBlock, TraceError, TraceReader
 
 MAPPINGS = ("column", "weighted", "round-robin", "tokens")
+# Rate scaling expands a block's copies about this many rows at a time (see _rate_scaled).
+EXPAND_ROWS = 4 * BLOCK
 PACKAGED_TRACES = {
     "azure-conv": "azure-llm-2023-conv.csv.gz",
     "azure-code": "azure-llm-2023-code.csv.gz",
@@ -161,35 +163,52 @@ class TraceWorkload(Workload):
             if end is not None and t[-1] >= end:
                 return
 
-    def _rate_scaled(self, blocks: Iterator[TraceBlock],
-                     rng: np.random.Generator) -> Iterator[tuple[TraceBlock, np.ndarray]]:
-        """Blocks with each row's copy number (0 = the original row)."""
+    def _rate_scaled(self, blocks: Iterator[TraceBlock], rng: np.random.Generator
+                     ) -> Iterator[tuple[TraceBlock, np.ndarray, bool]]:
+        """Pieces of the rate-scaled blocks: rows, each row's copy number (0 = the
+        original row), and whether the piece ends the block it came from.
+
+        A block's copies are made a group of source rows at a time (at most about
+        :data:`EXPAND_ROWS` copies per piece), not all at once: at x1,000 one 65,536-row
+        block is 65 million rows, and the Azure conversation trace's whole hour (one
+        block) took 1.9 GiB. The pieces are the whole block's expansion cut between source
+        rows, bit for bit: the copy counts are drawn for the whole block first, then each
+        piece draws its copies' offsets in the order the whole block drew them (uniform
+        doubles are drawn one 64-bit word each, so consecutive draws are the same numbers
+        as one large draw), and a row's copies never straddle two pieces (they are sorted
+        by (row, time), so sorting each piece sorts the whole)."""
         if self.rate_scale == 1.0:
             for b in blocks:
-                yield b, np.zeros(len(b), dtype=np.int64)
+                yield b, np.zeros(len(b), dtype=np.int64), True
             return
         whole = math.floor(self.rate_scale)
         frac = self.rate_scale - whole
         carry: TraceBlock | None = None
         last_gap = 0.0
+        rows_per_piece = max(1, EXPAND_ROWS // (whole + 1))
 
-        def expand(b: TraceBlock, nxt: np.ndarray) -> tuple[TraceBlock, np.ndarray]:
+        def expand(b: TraceBlock, nxt: np.ndarray
+                   ) -> Iterator[tuple[TraceBlock, np.ndarray, bool]]:
             counts = whole + (rng.random(len(b)) < frac)
-            idx = np.repeat(np.arange(len(b)), counts)
-            copy_no = np.arange(len(idx)) - np.repeat(np.cumsum(counts) - counts, counts)
-            out = b.take(idx)
-            extra = copy_no > 0
-            if extra.any():
-                t = out.time_s.copy()
-                lo, hi = t[extra], nxt[idx][extra]
-                t[extra] = np.minimum(lo + rng.random(len(lo)) * (hi - lo), hi)
-                if out.deadline_s is not None:  # a copy keeps the original's relative deadline
-                    out.deadline_s = out.deadline_s + (t - out.time_s)
-                order = np.lexsort((t, idx))
-                out = out.take(order)
-                out.time_s = t[order]
-                copy_no = copy_no[order]
-            return out, copy_no
+            n = len(b)
+            for r0 in range(0, n, rows_per_piece):
+                r1 = min(n, r0 + rows_per_piece)
+                c = counts[r0:r1]
+                idx = np.repeat(np.arange(r0, r1), c)
+                copy_no = np.arange(len(idx)) - np.repeat(np.cumsum(c) - c, c)
+                out = b.take(idx)
+                extra = copy_no > 0
+                if extra.any():
+                    t = out.time_s.copy()
+                    lo, hi = t[extra], nxt[idx][extra]
+                    t[extra] = np.minimum(lo + rng.random(len(lo)) * (hi - lo), hi)
+                    if out.deadline_s is not None:  # a copy keeps its relative deadline
+                        out.deadline_s = out.deadline_s + (t - out.time_s)
+                    order = np.lexsort((t, idx))
+                    out = out.take(order)
+                    out.time_s = t[order]
+                    copy_no = copy_no[order]
+                yield out, copy_no, r1 == n
 
         for b in blocks:
             b = b if carry is None else _concat(carry, b)
@@ -197,10 +216,10 @@ class TraceWorkload(Workload):
                 carry = b
                 continue
             last_gap = float(b.time_s[-1] - b.time_s[-2])
-            yield expand(b.take(slice(0, len(b) - 1)), b.time_s[1:])
+            yield from expand(b.take(slice(0, len(b) - 1)), b.time_s[1:])
             carry = b.take(slice(len(b) - 1, len(b)))
         if carry is not None and len(carry):
-            yield expand(carry, carry.time_s + last_gap)
+            yield from expand(carry, carry.time_s + last_gap)
 
     def chunks(self, profile: ProfileBundle, seed: int) -> Iterator[RequestChunk]:
         check_seed(seed)
@@ -216,26 +235,39 @@ class TraceWorkload(Workload):
         identity = start == 0.0 and self.time_scale == 1.0
         left = self.max_requests
         served = 0
-        for block, copy_no in self._rate_scaled(self._windowed(reader), scale_rng):
+        # Rows of the current block not yet made into chunks: chunks are cut every BLOCK
+        # rows from each block's start, whatever the pieces the block arrives in.
+        held: tuple[TraceBlock, np.ndarray, np.ndarray] | None = None
+        for block, copy_no, ends in self._rate_scaled(self._windowed(reader), scale_rng):
             arrival = (block.time_s - start) * self.time_scale if not identity \
                 else block.time_s
             stop = False
-            if self.duration_s is not None and arrival[-1] >= self.duration_s:
+            if self.duration_s is not None and len(block) and \
+                    arrival[-1] >= self.duration_s:
                 n = int(np.searchsorted(arrival, self.duration_s, side="left"))
                 block, copy_no, arrival, stop = block.take(slice(0, n)), copy_no[:n], \
                     arrival[:n], True
             if left is not None and len(block) >= left:
                 block, copy_no, arrival, stop = block.take(slice(0, left)), copy_no[:left], \
                     arrival[:left], True
-            for lo in range(0, len(block), BLOCK):
-                sl = slice(lo, lo + BLOCK)
-                part = block.take(sl)
-                chunk = self._chunk(part, copy_no[sl], arrival[sl], identity, served,
-                                    attr_rng, solo, profile)
-                served += len(chunk)
-                yield chunk
             if left is not None:
                 left -= len(block)
+            if held is not None:
+                block = _concat(held[0], block)
+                copy_no = np.concatenate((held[1], copy_no))
+                arrival = np.concatenate((held[2], arrival))
+                held = None
+            last = ends or stop
+            full = len(block) if last else len(block) - len(block) % BLOCK
+            for lo in range(0, full, BLOCK):
+                sl = slice(lo, min(lo + BLOCK, full))
+                chunk = self._chunk(block.take(sl), copy_no[sl], arrival[sl], identity,
+                                    served, attr_rng, solo, profile)
+                served += len(chunk)
+                yield chunk
+            if full < len(block):
+                sl = slice(full, len(block))
+                held = (block.take(sl), copy_no[sl], arrival[sl])
             if stop:
                 return
 
