@@ -21,6 +21,7 @@ moves these figures between runs: quote ratios from one run, and say so.
     .venv/bin/python benchmarks/bench_engine.py                       # 200k requests each
     .venv/bin/python benchmarks/bench_engine.py --gpus 1 --policies fifo --requests 10000000
     .venv/bin/python benchmarks/bench_engine.py --policies strait --gpus 1,64
+    .venv/bin/python benchmarks/bench_engine.py --gpus 1 --models 6,100  # flat in models?
     .venv/bin/python benchmarks/bench_engine.py --gpus 1 --policies fifo --stream \
         --requests 100000000                   # results streamed to disk, as --out does
 
@@ -50,12 +51,39 @@ TARGET_REF = {"fifo": 1.0, "strait": 0.5}  # requests/CPU-s as a multiple of the
 TARGET_FLAT = 1.25  # per-request cost at the most GPUs / at 1 GPU
 
 
-def make_bundle(folder: Path) -> Path:
+def make_bundle(folder: Path, n_models: int = 6) -> Path:
+    """The six-model synthetic bundle; with ``n_models`` above 6, more models added to
+    it (solo times only: their co-location slowdowns are the truth model's means for
+    unmeasured pairs, so the bundle's calibration costs what the six models' costs)."""
+    import numpy as np
+    import pandas as pd
+
+    from strait_sim.profile_bundle import write_table
     from strait_sim.synthetic import SyntheticSpec, make_synthetic_bundle
 
     spec = SyntheticSpec(models=MODELS, io_bytes={m: (602_112, 4_000) for m in MODELS},
                          batches=(1, 2, 4, 8), reps=6)
-    return make_synthetic_bundle(folder / "synthetic-bench6", spec, seed=1)
+    if n_models == 6:
+        return make_synthetic_bundle(folder / "synthetic-bench6", spec, seed=1)
+    if n_models < 6:
+        raise SystemExit("--models must be at least 6")
+    path = make_synthetic_bundle(folder / f"synthetic-bench{n_models}", spec, seed=1)
+    rng = np.random.default_rng(n_models)
+    base = list(MODELS.values())
+    extra = {f"bench_m{k:03d}": base[k % len(base)] for k in range(6, n_models)}
+    solo = pd.read_csv(path / "solo.csv")
+    models = pd.read_csv(path / "models.csv")
+    solo = pd.concat([solo, pd.DataFrame([
+        {"model": m, "batch": b, "rep": r,
+         "latency_ms": (base_ms + per_item * b) * float(rng.lognormal(0.0, 0.03))}
+        for m, (base_ms, per_item) in extra.items() for b in spec.batches
+        for r in range(spec.reps)])], ignore_index=True)
+    models = pd.concat([models, pd.DataFrame([
+        {"model": m, "params": 0, "input_bytes_per_item": 602_112,
+         "output_bytes_per_item": 4_000} for m in extra])], ignore_index=True)
+    write_table(path, "solo.csv", solo)
+    write_table(path, "models.csv", models)
+    return path
 
 
 def child(bundle: str, policy: str, requests: int, load: float, seed: int,
@@ -128,6 +156,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200_000)
     ap.add_argument("--policies", default="fifo,priority,strait")
     ap.add_argument("--gpus", default="1,64,1024", help="comma-separated GPU counts")
+    ap.add_argument("--models", default="6",
+                    help="comma-separated model counts (6: the scenario's own; more: "
+                         "synthetic models added with solo times only)")
     ap.add_argument("--load", type=float, default=0.8, help="offered load per GPU")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--stream", action="store_true",
@@ -143,63 +174,70 @@ def main() -> None:
                                args.seed, args.child_gpus, args.child_stream_to)))
         return
     gpu_counts = [int(g) for g in args.gpus.split(",")]
+    model_counts = [int(m) for m in args.models.split(",")]
     policies = args.policies.split(",")
+    cases = [(p, m, g) for p in policies for m in model_counts for g in gpu_counts]
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = make_bundle(Path(tmp))
+        bundles = {m: make_bundle(Path(tmp), m) for m in model_counts}
         ref_n = min(args.requests, args.reference_requests)
         refs = [_reference(ref_n)]
         rows: list[dict | str] = []
-        for policy in policies:
-            for g in gpu_counts:
-                rows.append(_run_child(
-                    [__file__, "--child", str(bundle), policy, "--child-gpus", str(g),
-                     "--requests", str(args.requests), "--load", str(args.load),
-                     "--seed", str(args.seed)]
-                    + (["--child-stream-to", tmp] if args.stream else [])))
+        for policy, m, g in cases:
+            rows.append(_run_child(
+                [__file__, "--child", str(bundles[m]), policy, "--child-gpus", str(g),
+                 "--requests", str(args.requests), "--load", str(args.load),
+                 "--seed", str(args.seed)]
+                + (["--child-stream-to", tmp] if args.stream else [])))
         refs.append(_reference(ref_n))
     ok_refs = [r for r in refs if isinstance(r, dict)]
     if not ok_refs:
         sys.exit(f"the reference failed: {refs[0]}")
     ref = max(r["requests_per_cpu_s"] for r in ok_refs)
-    print(f"{args.requests:,} requests per run; 6 models, 2 slots per GPU, max batch 8, "
-          f"offered load {args.load} per GPU (batch-1 solo work); one run, a shared machine"
-          + ("; results streamed to disk" if args.stream else ""))
+    print(f"{args.requests:,} requests per run; {args.models} models, 2 slots per GPU, "
+          f"max batch 8, offered load {args.load} per GPU (batch-1 solo work); one run, a "
+          f"shared machine" + ("; results streamed to disk" if args.stream else ""))
     print(f"reference (SimPy M/M/1: a Store and one server process, {ref_n:,} requests): "
           + ", ".join(f"{r['requests_per_cpu_s']:,.0f}" for r in ok_refs)
           + f" requests/CPU-s (before, after); ratios use {ref:,.0f}")
     print("req/CPU-s and us/req: the event loop (with --stream: the whole run); setup "
-          "(driver and truth model) and results (table, summary) in CPU seconds beside")
-    print(f"{'policy':<9} {'GPUs':>5} {'req/CPU-s':>10} {'x ref':>6} {'us/req':>7} "
-          f"{'x 1 GPU':>8} {'setup s':>8} {'results s':>9} {'wall s':>7} {'peak MiB':>9} "
-          f"{'busy':>5} {'HP viol':>8} {'LP viol':>8}")
-    base_cost: dict[str, float] = {}
+          "(driver and truth model) and results (table, summary) in CPU seconds beside; "
+          f"x {gpu_counts[0]} GPU and x {model_counts[0]} mod: per-request cost against "
+          "the same policy's")
+    print(f"{'policy':<9} {'models':>6} {'GPUs':>5} {'req/CPU-s':>10} {'x ref':>6} "
+          f"{'us/req':>7} {'x ' + str(gpu_counts[0]) + ' GPU':>8} "
+          f"{'x ' + str(model_counts[0]) + ' mod':>8} {'setup s':>8} {'results s':>9} "
+          f"{'wall s':>7} {'peak MiB':>9} {'busy':>5} {'HP viol':>8} {'LP viol':>8}")
+    cost: dict[tuple[str, int, int], float] = {}
     verdicts: list[str] = []
-    i = 0
-    for policy in policies:
-        for g in gpu_counts:
-            r = rows[i]
-            i += 1
-            if isinstance(r, str):
-                print(f"{policy:<9} {g:>5} {r}")
-                continue
-            cost_us = 1e6 * r["cpu_s"] / r["requests"]
-            if g == gpu_counts[0]:
-                base_cost[policy] = cost_us
-            flat = cost_us / base_cost[policy] if policy in base_cost else float("nan")
-            x_ref = r["requests_per_cpu_s"] / ref
-            print(f"{policy:<9} {g:>5} {r['requests_per_cpu_s']:>10,.0f} {x_ref:>6.2f} "
-                  f"{cost_us:>7.1f} {flat:>8.2f} {_fixed(r['setup_cpu_s']):>8} "
-                  f"{_fixed(r['results_cpu_s']):>9} {r['wall_s']:>7.1f} "
-                  f"{r['peak_rss_mib']:>9.0f} {r['gpu_busy']:>5.2f} "
-                  f"{r['hp_violation']:>8.3f} {r['lp_violation']:>8.3f}")
-            if g == 1 and policy in TARGET_REF:
-                met = "met" if x_ref >= TARGET_REF[policy] else "NOT met"
-                verdicts.append(f"{policy} at 1 GPU: {x_ref:.2f}x the reference "
-                                f"(target >= {TARGET_REF[policy]}x): {met}")
-            if g == gpu_counts[-1] and g != gpu_counts[0]:
-                met = "met" if flat <= TARGET_FLAT else "NOT met"
-                verdicts.append(f"{policy} at {g} GPUs: {flat:.2f}x the per-request cost at "
-                                f"{gpu_counts[0]} GPU(s) (target <= {TARGET_FLAT}x): {met}")
+    for (policy, m, g), r in zip(cases, rows, strict=True):
+        if isinstance(r, str):
+            print(f"{policy:<9} {m:>6} {g:>5} {r}")
+            continue
+        cost_us = cost[(policy, m, g)] = 1e6 * r["cpu_s"] / r["requests"]
+        base_g = cost.get((policy, m, gpu_counts[0]))
+        base_m = cost.get((policy, model_counts[0], g))
+        flat_g = cost_us / base_g if base_g else float("nan")
+        flat_m = cost_us / base_m if base_m else float("nan")
+        x_ref = r["requests_per_cpu_s"] / ref
+        print(f"{policy:<9} {m:>6} {g:>5} {r['requests_per_cpu_s']:>10,.0f} {x_ref:>6.2f} "
+              f"{cost_us:>7.1f} {flat_g:>8.2f} {flat_m:>8.2f} "
+              f"{_fixed(r['setup_cpu_s']):>8} {_fixed(r['results_cpu_s']):>9} "
+              f"{r['wall_s']:>7.1f} {r['peak_rss_mib']:>9.0f} {r['gpu_busy']:>5.2f} "
+              f"{r['hp_violation']:>8.3f} {r['lp_violation']:>8.3f}")
+        if g == 1 and m == 6 and policy in TARGET_REF:
+            met = "met" if x_ref >= TARGET_REF[policy] else "NOT met"
+            verdicts.append(f"{policy} at 1 GPU: {x_ref:.2f}x the reference "
+                            f"(target >= {TARGET_REF[policy]}x): {met}")
+        if g == gpu_counts[-1] and g != gpu_counts[0]:
+            met = "met" if flat_g <= TARGET_FLAT else "NOT met"
+            verdicts.append(f"{policy} at {g} GPUs ({m} models): {flat_g:.2f}x the "
+                            f"per-request cost at {gpu_counts[0]} GPU(s) (target <= "
+                            f"{TARGET_FLAT}x): {met}")
+        if m == model_counts[-1] and m != model_counts[0]:
+            met = "met" if flat_m <= TARGET_FLAT else "NOT met"
+            verdicts.append(f"{policy} with {m} models ({g} GPUs): {flat_m:.2f}x the "
+                            f"per-request cost with {model_counts[0]} (flat: <= "
+                            f"{TARGET_FLAT}x, the GPUs' target): {met}")
     for v in verdicts:
         print("target: " + v)
 
