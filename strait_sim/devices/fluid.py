@@ -229,7 +229,9 @@ class Link:
         work.tr_done = on_done
         sharing = self.sharing
         coupled = self.opposite_factor != 1.0 and self.partner is not None
-        if not sharing and not coupled:  # fast path: an idle, uncoupled link
+        if not sharing and not (coupled and self.partner.sharing):
+            # fast path: an idle link whose partner direction is idle (or uncoupled): the
+            # copy runs alone at the full bandwidth, and no partner needs re-rating
             self.last = self.env._now
             sharing.append(work)
             self.version += 1
@@ -291,7 +293,8 @@ class Link:
             return
         sharing = self.sharing
         coupled = self.opposite_factor != 1.0 and self.partner is not None
-        if len(sharing) == 1 and not coupled:  # fast path: the only transfer finishes
+        if len(sharing) == 1 and not (coupled and self.partner.sharing):
+            # fast path: the only transfer finishes; no partner copy to re-rate
             w = sharing.pop()
             self.last = self.env._now
             self.version += 1
