@@ -9,6 +9,7 @@ for each, with the ratio B/A, and whether the two gave the same results.
     .venv/bin/python benchmarks/compare_revisions.py HEAD~1 HEAD
     .venv/bin/python benchmarks/compare_revisions.py main WORKTREE --policies fifo,strait
     .venv/bin/python benchmarks/compare_revisions.py HEAD~3 HEAD --requests 200000 --repeats 5
+    .venv/bin/python benchmarks/compare_revisions.py main WORKTREE --gpus 1024
 
 ``WORKTREE`` means the working tree as it is, uncommitted edits included.
 """
@@ -43,7 +44,8 @@ for sub in ("policies", "workloads", "profiler"):
 assert Path(strait_sim.__file__).is_relative_to(root), strait_sim.__file__
 sys.path.insert(0, str(root / "benchmarks"))
 import bench_engine
-print(json.dumps(bench_engine.child(sys.argv[2], sys.argv[3], int(sys.argv[4]), 0.8, 0)))
+print(json.dumps(bench_engine.child(sys.argv[2], sys.argv[3], int(sys.argv[4]), 0.8, 0,
+                                    int(sys.argv[5]))))
 """
 
 
@@ -64,6 +66,7 @@ def main() -> None:
     ap.add_argument("--policies", default="fifo,priority")
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--gpus", type=int, default=1, help="GPUs (load 0.8 per GPU)")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "benchmarks"))
     import bench_engine
@@ -75,8 +78,8 @@ def main() -> None:
             for rev in (args.a, args.b):  # one at a time: a failed second still cleans the first
                 trees[rev] = checkout(rev, tmp_path)
             bundle = str(bench_engine.make_bundle(tmp_path))
-            print(f"{args.requests:,} requests per run, best of {args.repeats}, "
-                  f"requests per CPU second")
+            print(f"{args.requests:,} requests per run, {args.gpus} GPU(s), best of "
+                  f"{args.repeats}, requests per CPU second")
             print(f"{'policy':<10} {args.a:>14} {args.b:>14}  ratio  same results")
             for policy in args.policies.split(","):
                 best: dict[str, dict] = {}
@@ -84,7 +87,8 @@ def main() -> None:
                     for rev, tree in trees.items():
                         out = subprocess.run(
                             [sys.executable, "-c", CHILD, str(tree), bundle, policy,
-                             str(args.requests)], check=True, capture_output=True, text=True)
+                             str(args.requests), str(args.gpus)], check=True,
+                            capture_output=True, text=True)
                         r = json.loads(out.stdout.strip().splitlines()[-1])
                         if rev not in best or r["requests_per_cpu_s"] > \
                                 best[rev]["requests_per_cpu_s"]:

@@ -198,6 +198,7 @@ class Link:
         self.aggregate = aggregate if callable(aggregate) else None
         self.opposite_factor = float(getattr(fit, "opposite_factor", 1.0))
         self.partner: Link | None = None
+        self.coupled = False  # set with the partner: its activity changes this rate
         self.sharing: list[Work] = []
         self.last = 0.0
         self.version = 0
@@ -228,7 +229,7 @@ class Link:
         work.tr_left = nbytes + self.fixed_bytes
         work.tr_done = on_done
         sharing = self.sharing
-        coupled = self.opposite_factor != 1.0 and self.partner is not None
+        coupled = self.coupled
         if not sharing and not (coupled and self.partner.sharing):
             # fast path: an idle link whose partner direction is idle (or uncoupled): the
             # copy runs alone at the full bandwidth, and no partner needs re-rating
@@ -292,7 +293,7 @@ class Link:
         if version != self.version:  # overtaken by a later change
             return
         sharing = self.sharing
-        coupled = self.opposite_factor != 1.0 and self.partner is not None
+        coupled = self.coupled
         if len(sharing) == 1 and not (coupled and self.partner.sharing):
             # fast path: the only transfer finishes; no partner copy to re-rate
             w = sharing.pop()
@@ -348,6 +349,8 @@ class FluidDevice:
             for g in range(config.gpus):
                 up, down = Link(env, g, "h2d", h2d), Link(env, g, "d2h", d2h)
                 up.partner, down.partner = down, up
+                up.coupled = up.opposite_factor != 1.0
+                down.coupled = down.opposite_factor != 1.0
                 self.links.append((up, down))
         self.io_bytes = [profile.io_bytes(m) for m in models]
         self.restore = KernelRestore(profile)

@@ -149,7 +149,7 @@ class RequestRecords:
         for name in COLUMNS:
             columns[name] = self.full(name)
             if release:
-                self.cols[name] = []
+                self.cols[name].clear()  # in place: holders of the list (the driver) too
         return frame_from_columns(columns, 0, models)
 
     # -- streaming -----------------------------------------------------------------------------
