@@ -197,13 +197,23 @@ class Link:
         aggregate = getattr(fit, "aggregate", None)
         self.aggregate = aggregate if callable(aggregate) else None
         self.opposite_factor = float(getattr(fit, "opposite_factor", 1.0))
-        self.partner: Link | None = None
-        self.coupled = False  # set with the partner: its activity changes this rate
+        self._partner: Link | None = None
+        self.coupled = False  # kept by the partner's setter: its activity changes this rate
         self.sharing: list[Work] = []
         self.last = 0.0
         self.version = 0
         self._call_in = scheduler(env)
         self._on_event_cb = self._on_event  # bound once: one is scheduled per event
+
+    @property
+    def partner(self) -> Link | None:
+        """The opposite direction of the same GPU's link (None: uncoupled)."""
+        return self._partner
+
+    @partner.setter
+    def partner(self, other: Link | None) -> None:
+        self._partner = other
+        self.coupled = self.opposite_factor != 1.0 and other is not None
 
     @property
     def in_flight(self) -> int:
@@ -349,8 +359,6 @@ class FluidDevice:
             for g in range(config.gpus):
                 up, down = Link(env, g, "h2d", h2d), Link(env, g, "d2h", d2h)
                 up.partner, down.partner = down, up
-                up.coupled = up.opposite_factor != 1.0
-                down.coupled = down.opposite_factor != 1.0
                 self.links.append((up, down))
         self.io_bytes = [profile.io_bytes(m) for m in models]
         self.restore = KernelRestore(profile)
