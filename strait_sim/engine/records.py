@@ -94,8 +94,21 @@ class RequestRecords:
         self.written = 0  # rows [0, written) are in the sink (streaming only)
 
     def _grow(self) -> None:
-        for name, (dtype, fill) in COLUMNS.items():
-            self.cols[name].append(np.full(CHUNK, fill, dtype=dtype))
+        # Uninitialised: rows get their defaults as ids are registered (_fill). Filling
+        # 14 columns of 2^20 rows up front cost 13-15 ms of CPU per run (measured in a
+        # fresh process), whatever the run's size: 0.3 us per request of 50,000.
+        for name, (dtype, _) in COLUMNS.items():
+            self.cols[name].append(np.empty(CHUNK, dtype=dtype))
+
+    def _fill(self, start: int, stop: int) -> None:
+        """Write every column's default into rows [start, stop)."""
+        pos = start
+        while pos < stop:
+            c, off = pos >> CHUNK_BITS, pos & MASK
+            end = off + min(stop - pos, CHUNK - off)
+            for name, (_, fill) in COLUMNS.items():
+                self.cols[name][c][off:end] = fill
+            pos += end - off
 
     def ensure(self, n: int) -> None:
         """Make room for ids < n (and, when streaming, write out the rows that are final)."""
@@ -103,7 +116,9 @@ class RequestRecords:
             self.flush_final()
         while len(self.cols["status"]) * CHUNK < n:
             self._grow()
-        self.count = max(self.count, n)
+        if n > self.count:
+            self._fill(self.count, n)
+            self.count = n
 
     def column(self, name: str, rid: int) -> tuple[np.ndarray, int]:
         """The chunk array holding ``rid`` in column ``name``, and the offset in it."""
