@@ -136,6 +136,28 @@ def test_the_drift_probe_flags_a_device_made_1_3x_slower(tmp_path):
     assert saved["flagged"] and len(saved["points"]) == len(points)
 
 
+class OneModelSlowed(SlowedBackend):
+    """Only ``model`` runs ``factor`` x slower; the others as profiled."""
+
+    def __init__(self, bundle, factor, model):
+        super().__init__(bundle, factor)
+        self.model = model
+
+    def submit(self, model, batch, stream):
+        f = self.factor if model == self.model else 1.0
+        return _Job(self.bundle.solo_ms(model, batch) * f * float(self.rng.normal(1.0, 0.01)))
+
+
+def test_the_drift_probe_flags_one_model_off_its_profile():
+    # measured: a geometric mean of 5% hid densenet121@1 15% off (docs/validation.md)
+    bundle = api.load_profile("synthetic-tiny")
+    points = probe_points(bundle, None, 8)
+    model = points[0][0]
+    report = probe(bundle, OneModelSlowed(bundle, 1.25, model), points)
+    assert abs(report.ratio - 1) < 0.15 and report.flagged
+    assert f"{model}@" in report.message() and "beyond" in report.message()
+
+
 def test_the_study_command_reaches_the_study_with_every_option(tmp_path, monkeypatch):
     """validate --loads/--repeats hands all its options to the study (a CLI option added
     to validate but not to the study once made the command fail before any cell ran)."""
