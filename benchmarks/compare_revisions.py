@@ -43,9 +43,13 @@ for sub in ("policies", "workloads", "profiler"):
     setattr(strait_sim, sub, mod)
 assert Path(strait_sim.__file__).is_relative_to(root), strait_sim.__file__
 sys.path.insert(0, str(root / "benchmarks"))
-import bench_engine
-print(json.dumps(bench_engine.child(sys.argv[2], sys.argv[3], int(sys.argv[4]), 0.8, 0,
-                                    int(sys.argv[5]))))
+import bench_engine, inspect
+args = [sys.argv[2], sys.argv[3], int(sys.argv[4]), 0.8, 0]
+if len(inspect.signature(bench_engine.child).parameters) > 5:  # revisions before --gpus
+    args.append(int(sys.argv[5]))                               # ran 1 GPU only
+elif int(sys.argv[5]) != 1:
+    sys.exit("this revision's bench_engine.child takes no GPU count")
+print(json.dumps(bench_engine.child(*args)))
 """
 
 
