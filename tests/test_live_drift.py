@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
+from drift_fakes import SlowedBackend
 
 from strait_sim.cli.app import main
 from strait_sim.engine.simulator import SimConfig
@@ -19,7 +19,6 @@ from strait_sim.live.drift import probe_run_backend
 from strait_sim.live.runner import LiveOptions, run_live
 from strait_sim.policies.fifo import FifoPolicy
 from strait_sim.profile_bundle import read_bundle_dir
-from strait_sim.profiler.backend import BackendError
 from strait_sim.synthetic import SyntheticSpec, make_synthetic_bundle
 from strait_sim.workloads.poisson_basic import BasicPoissonWorkload
 
@@ -33,38 +32,6 @@ def tiny_bundle_path(tmp_path_factory):
                          reps=4, offsets_frac=(0.0,), batches=(1, 2, 4))
     return make_synthetic_bundle(tmp_path_factory.mktemp("drift") / "bundle", spec,
                                  name="synthetic-live")
-
-
-class _Timing:
-    def __init__(self, ms):
-        self.compute_ms = ms
-
-
-class _Job:
-    def __init__(self, ms):
-        self._ms = ms
-
-    def result(self, timeout):
-        return _Timing(self._ms)
-
-
-class SlowedBackend:
-    """Forwards take ``factor`` x the profile's solo median, with 3% noise."""
-
-    def __init__(self, bundle, factor, seed=0, fail=False):
-        self.bundle, self.factor, self.fail = bundle, factor, fail
-        self.rng = np.random.default_rng(seed)
-        self.streams_used: set[int] = set()
-
-    def prepare(self, model, batch):
-        pass
-
-    def submit(self, model, batch, stream):
-        if self.fail:
-            raise BackendError("injected: the device fell over")
-        self.streams_used.add(stream)
-        return _Job(self.bundle.solo_ms(model, batch) * self.factor
-                    * float(self.rng.normal(1.0, 0.03)))
 
 
 def test_the_run_probe_flags_a_device_made_1_3x_slower(tiny_bundle_path):

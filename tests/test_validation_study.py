@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+from drift_fakes import SlowedBackend
 
 from strait_sim import api
 from strait_sim.cli.app import main
@@ -88,38 +89,6 @@ def test_parse_loads():
     assert parse_loads(None) is None
 
 
-class _Timing:
-    def __init__(self, ms):
-        self.compute_ms = ms
-
-
-class _Job:
-    def __init__(self, ms):
-        self._ms = ms
-
-    def result(self, timeout):
-        return _Timing(self._ms)
-
-
-class SlowedBackend:
-    """Forwards take ``factor`` x the profile's solo median, with 3% noise."""
-
-    def __init__(self, bundle, factor, seed=0):
-        self.bundle, self.factor = bundle, factor
-        self.rng = np.random.default_rng(seed)
-        self.closed = False
-
-    def prepare(self, model, batch):
-        pass
-
-    def submit(self, model, batch, stream):
-        return _Job(self.bundle.solo_ms(model, batch) * self.factor
-                    * float(self.rng.normal(1.0, 0.03)))
-
-    def close(self):
-        self.closed = True
-
-
 def test_the_drift_probe_flags_a_device_made_1_3x_slower(tmp_path):
     bundle = api.load_profile("synthetic-tiny")
     points = probe_points(bundle, None, 8)
@@ -136,24 +105,12 @@ def test_the_drift_probe_flags_a_device_made_1_3x_slower(tmp_path):
     assert saved["flagged"] and len(saved["points"]) == len(points)
 
 
-class OneModelSlowed(SlowedBackend):
-    """Only ``model`` runs ``factor`` x slower; the others as profiled."""
-
-    def __init__(self, bundle, factor, model):
-        super().__init__(bundle, factor)
-        self.model = model
-
-    def submit(self, model, batch, stream):
-        f = self.factor if model == self.model else 1.0
-        return _Job(self.bundle.solo_ms(model, batch) * f * float(self.rng.normal(1.0, 0.01)))
-
-
 def test_the_drift_probe_flags_one_model_off_its_profile():
     # measured: a geometric mean of 5% hid densenet121@1 15% off (docs/validation.md)
     bundle = api.load_profile("synthetic-tiny")
     points = probe_points(bundle, None, 8)
     model = points[0][0]
-    report = probe(bundle, OneModelSlowed(bundle, 1.25, model), points)
+    report = probe(bundle, SlowedBackend(bundle, 1.25, model=model, noise=0.01), points)
     assert abs(report.ratio - 1) < 0.15 and report.flagged
     assert f"{model}@" in report.message() and "beyond" in report.message()
 
