@@ -161,8 +161,8 @@ class SystemView(Protocol):
     def free_slots(self) -> Sequence[tuple[int, int]]:
         """Idle (gpu, slot) pairs, ordered by gpu then slot: a read-only view of the
         driver's own list (index, iterate, ``len``, ``in``), valid until the next dispatch;
-        copy it (``list(...)``) to keep it. Why not a list: copying every idle slot of a
-        1,024-GPU cluster per call was the engine's largest cost there."""
+        copy it (``list(...)``) to keep it. Why not a list: a copy per call costs time in
+        the number of GPUs, and policies call it at every decision."""
         ...
 
     def running(self, gpu: int | None = None) -> list[RunningBatch]:
