@@ -25,23 +25,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Run in a child with the revision's tree first on sys.path. The installed (editable)
-# package maps strait_sim.policies etc. to the main checkout, so those three subpackages
-# are loaded from the revision's own folders explicitly.
+# Run in a child with the revision's tree first on sys.path (revision_tree.use_tree, from
+# this checkout's benchmarks folder: older revisions lack it), then the revision's own
+# bench_engine.
 CHILD = r"""
-import importlib.util, json, sys
+import json, sys
 from pathlib import Path
-root = Path(sys.argv[1]); sys.path.insert(0, str(root))
-import strait_sim
-for sub in ("policies", "workloads", "profiler"):
-    spec = importlib.util.spec_from_file_location(
-        f"strait_sim.{sub}", root / sub / "__init__.py",
-        submodule_search_locations=[str(root / sub)])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[f"strait_sim.{sub}"] = mod
-    spec.loader.exec_module(mod)
-    setattr(strait_sim, sub, mod)
-assert Path(strait_sim.__file__).is_relative_to(root), strait_sim.__file__
+sys.path.insert(0, sys.argv[6])
+from revision_tree import use_tree
+root = Path(sys.argv[1])
+use_tree(root)
 sys.path.insert(0, str(root / "benchmarks"))
 import bench_engine, inspect
 args = [sys.argv[2], sys.argv[3], int(sys.argv[4]), 0.8, 0]
@@ -91,7 +84,8 @@ def main() -> None:
                     for rev, tree in trees.items():
                         out = subprocess.run(
                             [sys.executable, "-c", CHILD, str(tree), bundle, policy,
-                             str(args.requests), str(args.gpus)], check=True,
+                             str(args.requests), str(args.gpus),
+                             str(REPO / "benchmarks")], check=True,
                             capture_output=True, text=True)
                         r = json.loads(out.stdout.strip().splitlines()[-1])
                         if rev not in best or r["requests_per_cpu_s"] > \

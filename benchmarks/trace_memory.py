@@ -15,28 +15,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import resource
-import sys
 import time
 from pathlib import Path
 
-
-def use_tree(root: Path) -> None:
-    """Import strait_sim (and its policies/workloads/profiler folders) from ``root``."""
-    sys.path.insert(0, str(root))
-    import strait_sim
-
-    for sub in ("policies", "workloads", "profiler"):
-        spec = importlib.util.spec_from_file_location(
-            f"strait_sim.{sub}", root / sub / "__init__.py",
-            submodule_search_locations=[str(root / sub)])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[f"strait_sim.{sub}"] = mod
-        spec.loader.exec_module(mod)
-        setattr(strait_sim, sub, mod)
-    if not Path(strait_sim.__file__).is_relative_to(root):
-        sys.exit(f"could not import strait_sim from {root}")
+from revision_tree import use_tree
 
 
 def main() -> None:
