@@ -91,7 +91,7 @@ def dumps(summary: dict) -> str:
 
 def summary_text(summary: dict) -> str:
     """summary.json's text (NaN and infinities written as null)."""
-    return dumps(_nan_to_none(summary))
+    return dumps(nan_to_none(summary))
 
 
 def write_results(out: Path | str, requests: pd.DataFrame, summary: dict, *,
@@ -107,11 +107,12 @@ def write_results(out: Path | str, requests: pd.DataFrame, summary: dict, *,
     return out
 
 
-def _nan_to_none(obj: object) -> object:
+def nan_to_none(obj: object) -> object:
+    """NaN and infinities (nested in dicts and lists) to None, so that JSON is strict."""
     if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
+        return {k: nan_to_none(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
+        return [nan_to_none(v) for v in obj]
     if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
         return None
     return obj

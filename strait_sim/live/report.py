@@ -38,7 +38,7 @@ from strait_sim.live.busy_check import describe_load
 from strait_sim.live.prediction import prediction_accuracy
 from strait_sim.metrics import class_metrics
 from strait_sim.requests import PRIORITY_NAMES
-from strait_sim.results import RunResult, dumps, load_results, write_results
+from strait_sim.results import RunResult, dumps, load_results, nan_to_none, write_results
 
 CLASSES = (*PRIORITY_NAMES, "all")
 STATS = ("mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms")
@@ -372,7 +372,7 @@ def write_validation(out: Path | str, live: RunResult, sim: RunResult, *, comman
     with atomic_dir(Path(out), "validation") as tmp:
         write_results(tmp / "live", live.requests, live.summary)
         write_results(tmp / "sim", sim.requests, sim.summary)
-        (tmp / "report.json").write_text(dumps(_clean(report)))
+        (tmp / "report.json").write_text(dumps(nan_to_none(report)))
         (tmp / "report.md").write_text(render_markdown(report))
         for name, data in figures.items():
             (tmp / name).write_bytes(data)
@@ -405,7 +405,7 @@ def rerender(folder: Path | str, *, margin: float | None = None,
     with atomic_file(folder / "report.md") as fh:
         fh.write(render_markdown(report))
     with atomic_file(folder / "report.json") as fh:
-        fh.write(dumps(_clean(report)))
+        fh.write(dumps(nan_to_none(report)))
     return report
 
 
@@ -422,19 +422,7 @@ def attach_drift(folder: Path | str, drift: dict, message: str) -> None:
     if drift.get("flagged"):
         setup.setdefault("warnings", []).append(message)
     with atomic_file(folder / "report.json") as fh:
-        fh.write(dumps(_clean(report)))
+        fh.write(dumps(nan_to_none(report)))
     with atomic_file(folder / "report.md") as fh:
         fh.write(render_markdown(report))
 
-
-def _clean(obj: object) -> object:
-    """NaN/inf to None, so that report.json is strict JSON."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
-        return None
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj

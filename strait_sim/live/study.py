@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from strait_sim.errors import UserError
+from strait_sim.results import nan_to_none
 
 CLASSES = ("high", "low", "all")
 LAT_STATS = ("mean", "p50", "p95", "p99")
@@ -222,15 +223,6 @@ def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, s
     return study
 
 
-def _clean(obj: object) -> object:
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
 
 def render_study(study: dict) -> str:
     lines = ["# Validation study: simulated against live", "",
@@ -315,7 +307,7 @@ def write_study(out: Path, study: dict) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     with atomic_file(out / "study.json") as fh:
-        fh.write(json.dumps(_clean(study), indent=1))
+        fh.write(json.dumps(nan_to_none(study), indent=1))
     with atomic_file(out / "study.md") as fh:
         fh.write(render_study(study))
     for policy in study["cells"]:

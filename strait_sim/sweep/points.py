@@ -110,9 +110,9 @@ def simulate_point(spec: dict, *, expected_profile_hash: str | None = None) -> R
 
 def json_summary(summary: dict) -> dict:
     """The summary exactly as it reads back from summary.json (NaN -> null, plain types)."""
-    from strait_sim.results import _nan_to_none, dumps
+    from strait_sim.results import dumps, nan_to_none
 
-    return json.loads(dumps(_nan_to_none(summary)))
+    return json.loads(dumps(nan_to_none(summary)))
 
 
 def run_point(spec: dict, out: str | Path | None = None, *, keep_requests: bool = True
