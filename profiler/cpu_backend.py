@@ -20,8 +20,8 @@ case and 1.04-1.16x beside a co-runner. ``oversubscribed`` says when a caller as
 more threads than that; the bundle records it.
 
 Memory: glibc's malloc adapts to the process's history, and a forward's time with it;
-:func:`~strait_sim.profiler.malloc_pin.pin_malloc` (called by the device commands before
-any thread exists, and here) fixes its thresholds and arenas; see that module.
+:func:`~strait_sim.profiler.malloc_pin.pin_malloc`, called here, fixes its thresholds
+(the command line asks for one arena before any thread exists); see that module.
 
 The GIL: torch releases it inside operators, but the Python between operators holds it,
 and CPython hands it over only every ``sys.getswitchinterval()`` (5 ms by default), which
@@ -122,7 +122,7 @@ class TorchCpuBackend(Backend):
         if self.threads_per_stream < 1:
             raise UserError(f"threads per stream must be >= 1, got {threads_per_stream}")
         # one thread per stream makes no OpenMP team, so no waiting policy to change
-        self.malloc = pin_malloc()  # a no-op after the CLI's own, earlier call
+        self.malloc = pin_malloc()
         self.oversubscribed = (self.threads_per_stream > 1
                                and streams * self.threads_per_stream > usable_cores())
         self.cuda_graphs = False

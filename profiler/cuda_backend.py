@@ -36,6 +36,7 @@ from strait_sim.errors import UnknownNameError, UserError
 from strait_sim.profiler.backend import Backend, BackendError, Job, PhaseTiming, TransferTiming
 from strait_sim.profiler.device_info import cuda_device_info, nvml_clocks, software_versions
 from strait_sim.profiler.jobs import FutureJob
+from strait_sim.profiler.malloc_pin import pin_malloc
 from strait_sim.profiler.zoo import PRECISIONS, ModelSpec, count_params
 
 Runner = Callable[[], torch.Tensor]
@@ -117,6 +118,7 @@ class TorchCudaBackend(Backend):
             raise UserError(f"torch-cuda supports precision fp16, fp32 or bf16, not {precision!r}")
         if streams < 1:
             raise UserError(f"streams must be >= 1, got {streams}")
+        pin_malloc()  # host-side allocations of the timed path, as on the CPU backend
         self.models = dict(models)
         self.precision = precision
         self.dtype = PRECISIONS[precision]

@@ -18,15 +18,14 @@ threshold fixed and one arena, three orders gave efficientnet_b0 17.3-19.2 / 32.
 47.7-50.6 / 62.5-66.1 ms at batch 1-4 and mobilenet_v2 13.3-13.8 / 24.2-28.1 /
 38.0-42.4 / 49.8-55.2 ms (`strait-sim profile --cpu --only solo --reps 15`, 08:27 UTC).
 
-Setting the thresholds with ``mallopt`` turns their adaptation off at once, so the device
-commands (``profile``, ``run --live``, ``validate --live``) and the CPU backend call
-:func:`pin_malloc`. The arena limit only counts if it is set before a second thread first
-allocates, and importing numpy starts OpenBLAS's threads; so the command line's package
+Setting the thresholds with ``mallopt`` turns their adaptation off at once, whenever it is
+done, so the device backends (torch-cpu, torch-cuda) call :func:`pin_malloc` when they are
+built. The arena limit only counts if it is set before a second thread first allocates,
+and importing numpy starts OpenBLAS's threads; so the command line's package
 (``strait_sim.cli``) calls :func:`pin_arenas` before anything else is imported. The arena
 limit only matters where threads allocate; a simulation runs its engine in one thread.
 ``arena_count`` reads the arenas glibc has (``malloc_info``) so that a bundle records what
-held. Elsewhere than glibc nothing changes
-and the result says so.
+held. Elsewhere than glibc nothing changes and the result says so.
 """
 
 from __future__ import annotations

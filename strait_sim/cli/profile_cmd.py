@@ -175,9 +175,6 @@ def register(app: typer.Typer) -> None:
         """Measure solo, co-located and PCIe timings into a profile bundle (resumable)."""
         if ctx.invoked_subcommand is not None:
             return
-        from strait_sim.profiler.malloc_pin import pin_malloc
-
-        pin_malloc()  # before any thread exists: see profiler/malloc_pin.py
         if (gpu is None) == (not cpu):
             if gpu is None:
                 raise UserError("choose the device: --gpu N or --cpu")

@@ -59,10 +59,6 @@ def register(app: typer.Typer) -> None:
         workload_opts: dict = None,  # filled by @workload_options
     ) -> None:
         """Simulate a workload under a policy and report per-class deadline misses."""
-        if live:  # before any thread exists: see profiler/malloc_pin.py
-            from strait_sim.profiler.malloc_pin import pin_malloc
-
-            pin_malloc()
         from strait_sim import api
         from strait_sim.cli.progress import sim_progress
         from strait_sim.cli.render import print_summary

@@ -72,10 +72,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Compare a live run with its simulation: latency percentiles, violations, KS, TOST;
         with --repeats/--loads, a replicated study of the error against load."""
-        if live:  # before any thread exists: see profiler/malloc_pin.py
-            from strait_sim.profiler.malloc_pin import pin_malloc
-
-            pin_malloc()
         from strait_sim.errors import UserError
         from strait_sim.live.report import rerender
         from strait_sim.live.study import check_repeats, parse_loads
