@@ -121,8 +121,8 @@ class TorchCpuBackend(Backend):
         self.threads_per_stream = threads_per_stream or default_threads_per_stream(streams)
         if self.threads_per_stream < 1:
             raise UserError(f"threads per stream must be >= 1, got {threads_per_stream}")
-        # one thread per stream makes no OpenMP team, so no waiting policy to change
         self.malloc = pin_malloc()
+        # one thread per stream makes no OpenMP team, so no waiting policy to change
         self.oversubscribed = (self.threads_per_stream > 1
                                and streams * self.threads_per_stream > usable_cores())
         self.cuda_graphs = False
