@@ -10,10 +10,11 @@ with the study's own statistics (``strait_sim.live.study``).
     .venv/bin/python experiments/resimulate_study.py \
         docs/validation/cpu-quiet-20261201T0828Z/study --out runs/resim
 
-Writes ``OUT/study.md``, ``OUT/study.json`` and the error plots, and one ``sim/`` folder per
-cell under ``OUT/<policy>/load-<L>/rep-<k>/``. The profile is the study's own (``--profile``
-chooses another: e.g. the same study against a profile of another hour). Policies run with
-their default parameters, as the committed studies did.
+Writes ``OUT/study.md``, ``OUT/study.json`` and the error plots, and one validate folder
+per cell under ``OUT/<policy>/load-<L>/rep-<k>/`` (the recorded live half copied beside the
+new simulated half), all through the study's own code (``run_study``). The profile is the
+study's own (``--profile`` chooses another: e.g. the same study against a profile of
+another hour). Policies run with their default parameters, as the committed studies did.
 """
 
 from __future__ import annotations
@@ -27,44 +28,39 @@ from strait_sim.errors import UserError
 
 
 def resimulate(study_dir: Path, out: Path, profile: str | None) -> dict:
+    """The study again, each cell's live half copied and its simulated half run anew."""
     from strait_sim.api import make_policy
     from strait_sim.driver.config import SimConfig
     from strait_sim.experiment import run_simulation
-    from strait_sim.live.study import MAX_UTIL, TARGET_PP, TARGET_REL, summarize_cell, write_study
+    from strait_sim.live.report import write_validation
+    from strait_sim.live.study import run_study
     from strait_sim.profile_bundle import load_bundle
     from strait_sim.results import load_results
     from strait_sim.workloads.spec import workload_from_description
 
     old = json.loads((study_dir / "study.json").read_text())
-    bundle = load_bundle(profile or str(study_dir.parent / "profile"))
-    cells: dict = {}
-    for policy in old["policies"]:
-        for load in old["loads"]:
-            tag = "default" if load is None else f"{load:g}"
-            pairs, util = [], []
-            for k in range(old["repeats"]):
-                cell = study_dir / policy / f"load-{tag}" / f"rep-{k}"
-                live = load_results(cell / "live")
-                summary = json.loads((cell / "sim" / "summary.json").read_text())
-                system = summary["system"]
-                config = SimConfig(gpus=int(system["gpus"]), slots=int(system["slots"]),
-                                   max_batch=int(system["max_batch"]),
-                                   seed=int(summary["seed"]),
-                                   interference=bool(system["interference"]),
-                                   pcie=bool(system["pcie"]))
-                workload = workload_from_description(summary["workload"])
-                sim = run_simulation(bundle, workload, make_policy(policy), config,
-                                     out=out / policy / f"load-{tag}" / f"rep-{k}" / "sim")
-                pairs.append((live.requests, sim.requests))
-                util.append(live.summary.get("gpu_busy_fraction"))
-                print(f"resimulate: {policy} load {tag} repeat {k + 1}", file=sys.stderr)
-            cells.setdefault(policy, {})[tag] = summarize_cell(pairs, util, seed=old["seed"])
-    study = {**{k: old[k] for k in ("policies", "loads", "repeats", "seed")},
-             "targets": {"latency_rel": TARGET_REL, "violation_pp": TARGET_PP,
-                         "max_live_utilization": MAX_UTIL},
-             "cells": cells, "resimulated_from": str(study_dir), "profile": bundle.name}
-    write_study(out, study)
-    return study
+    profile = profile or str(study_dir.parent / "profile")
+    bundle = load_bundle(profile)
+    new_root = out
+
+    def cell(*, policy: str, out: Path, seed: int, **_load: object) -> None:
+        recorded = study_dir / out.relative_to(new_root)
+        live = load_results(recorded / "live")
+        summary = json.loads((recorded / "sim" / "summary.json").read_text())
+        system = summary["system"]
+        config = SimConfig(gpus=int(system["gpus"]), slots=int(system["slots"]),
+                           max_batch=int(system["max_batch"]), seed=int(summary["seed"]),
+                           interference=bool(system["interference"]),
+                           pcie=bool(system["pcie"]))
+        sim = run_simulation(bundle, workload_from_description(summary["workload"]),
+                             make_policy(policy), config)
+        write_validation(out, live, sim, command=f"resimulate_study.py {study_dir} "
+                                                 f"--profile {profile} (cell {recorded})")
+
+    loads = [x for x in old["loads"] if x is not None] or None
+    return run_study(policies=old["policies"], loads=loads, repeats=int(old["repeats"]),
+                     seed=int(old["seed"]), out=out, run_cell=cell,
+                     log=lambda m: print(m.replace("study:", "resimulate:"), file=sys.stderr))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -174,6 +174,24 @@ def summarize_cell(pairs: list[tuple[pd.DataFrame, pd.DataFrame]], util: list[fl
 CellRunner = Callable[..., object]
 
 
+def load_tag(load: float | None) -> str:
+    """A cell's load as its folder and study.json name it ('0.4', or 'default')."""
+    return "default" if load is None else f"{load:g}"
+
+
+def cell_dir(out: Path, policy: str, load: float | None, k: int) -> Path:
+    """The validate folder of one cell of a study in ``out``."""
+    return out / policy / f"load-{load_tag(load)}" / f"rep-{k}"
+
+
+def study_record(policies: list[str], loads: list[float | None], repeats: int, seed: int,
+                 cells: dict) -> dict:
+    """study.json's content: the study's shape, the targets and the summarised cells."""
+    return {"policies": policies, "loads": list(loads), "repeats": repeats, "seed": seed,
+            "targets": {"latency_rel": TARGET_REL, "violation_pp": TARGET_PP,
+                        "max_live_utilization": MAX_UTIL}, "cells": cells}
+
+
 def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, seed: int,
               out: Path, run_cell: CellRunner, load_key: str = "load",
               quiet: bool = True, log: Callable[[str], None] = lambda _m: None) -> dict:
@@ -184,29 +202,23 @@ def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, s
     check_repeats(repeats)
     load_list: list[float | None] = list(loads) if loads else [None]
 
-    def cell_dir(policy: str, load: float | None, k: int) -> Path:
-        tag = "default" if load is None else f"{load:g}"
-        return out / policy / f"load-{tag}" / f"rep-{k}"
-
     # Repeat by repeat, every policy and load in each: the device drifts over minutes
     # (docs/validation.md), and cells run one policy and load after another would take
     # that drift for a difference between loads.
     for k in range(repeats):
         for policy in policies:
             for load in load_list:
-                cell = cell_dir(policy, load, k)
+                cell = cell_dir(out, policy, load, k)
                 if not (cell / "report.json").is_file():
-                    tag = "default" if load is None else f"{load:g}"
-                    log(f"study: repeat {k + 1}/{repeats}, {policy} load {tag}")
+                    log(f"study: repeat {k + 1}/{repeats}, {policy} load {load_tag(load)}")
                     kw = {} if load is None else {load_key: load}
                     run_cell(policy=policy, out=cell, seed=seed + k, **kw)
     cells: dict = {}
     for policy in policies:
         for load in load_list:
             pairs, util = [], []
-            tag = "default" if load is None else f"{load:g}"
             for k in range(repeats):
-                cell = cell_dir(policy, load, k)
+                cell = cell_dir(out, policy, load, k)
                 live, sim = load_results(cell / "live"), load_results(cell / "sim")
                 pairs.append((live.requests, sim.requests))
                 util.append(live.summary.get("gpu_busy_fraction"))
@@ -214,11 +226,8 @@ def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, s
             prediction = cell_block(pairs)  # the policy's own accuracy, live beside sim
             if prediction is not None:
                 summary["prediction"] = prediction
-            cells.setdefault(policy, {})[tag] = summary
-    study = {"policies": policies, "loads": [None if x is None else x for x in load_list],
-             "repeats": repeats, "seed": seed, "targets": {
-                 "latency_rel": TARGET_REL, "violation_pp": TARGET_PP,
-                 "max_live_utilization": MAX_UTIL}, "cells": cells}
+            cells.setdefault(policy, {})[load_tag(load)] = summary
+    study = study_record(policies, load_list, repeats, seed, cells)
     write_study(out, study)
     return study
 
