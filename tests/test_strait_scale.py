@@ -1,0 +1,104 @@
+"""Strait's indexes for scale (issue 15) give the answers of the scans they replace.
+
+Each fast structure is checked against the plain computation it stands for, on random
+sequences of operations: the GPUs filed by occupancy against ``len(by_gpu[g])``, the
+least-occupied-first order against a stable sort.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from strait_sim.policies.base import PolicyContext
+from strait_sim.policies.estimates import Believed
+from strait_sim.policies.occupancy import OccupancyEstimator
+from strait_sim.policies.strait import _least_occupied_first
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None)
+
+
+@pytest.fixture(scope="module")
+def profile():
+    from strait_sim.profile_bundle import read_bundle_dir
+    from strait_sim.profile_registry import resolve_profile
+
+    return read_bundle_dir(resolve_profile("synthetic-tiny")[0], name="synthetic-tiny")
+
+
+def _estimator(profile, gpus: int, slots: int) -> OccupancyEstimator:
+    ctx = PolicyContext(profile=profile, models=profile.model_names, n_gpus=gpus,
+                        slots_per_gpu=slots, max_batch=4)
+    return OccupancyEstimator(ctx, None)
+
+
+def _belief(model: str) -> Believed:
+    return Believed(model, 1, 1, 0.0, 0.001, 0.002, 1.0, 1.0, 1.0)
+
+
+def _filed(est: OccupancyEstimator) -> list[list[int]]:
+    """``gpus_at`` computed from scratch: the GPUs of each occupancy, ascending."""
+    assert est.gpus_at is not None
+    return [[g for g, row in enumerate(est.by_gpu) if len(row) == k]
+            for k in range(len(est.gpus_at))]
+
+
+@SETTINGS
+@given(gpus=st.integers(2, 7), slots=st.integers(1, 3), seed=st.integers(0, 2**32 - 1),
+       steps=st.integers(1, 120))
+def test_gpus_filed_by_occupancy_follow_commits_and_releases(profile, gpus, slots, seed,
+                                                             steps):
+    rng = random.Random(seed)
+    est = _estimator(profile, gpus, slots)
+    model = profile.model_names[0]
+    for i in range(steps):
+        gpu = rng.randrange(gpus)
+        row = est.by_gpu[gpu]
+        if row and rng.random() < 0.5:
+            est.release(i * 1e-3, gpu, rng.choice(row))
+        else:  # may exceed the slots: the index grows a row rather than break
+            est.commit(i * 1e-3, gpu, _belief(model))
+        assert est.gpus_at == _filed(est)
+
+
+@SETTINGS
+@given(gpus=st.integers(2, 9), slots=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_least_occupied_first_is_the_stable_sort_even_while_dispatching(profile, gpus,
+                                                                         slots, seed):
+    rng = random.Random(seed)
+    est = _estimator(profile, gpus, slots)
+    model = profile.model_names[0]
+    for gpu in range(gpus):  # a random occupancy per GPU
+        for _ in range(rng.randint(0, slots)):
+            est.commit(0.0, gpu, _belief(model))
+    # free slots: usually the ones beliefs leave, sometimes any subset (a live driver's
+    # view may disagree with the beliefs); ordered by gpu then slot, as the view's are
+    free = sorted((g, s) for g in range(gpus) for s in range(slots)
+                  if (s >= len(est.by_gpu[g]) if rng.random() < 0.8 else rng.random() < 0.5))
+    expected = sorted(free, key=lambda gs: len(est.by_gpu[gs[0]]))
+    got = []
+    for gpu, slot in _least_occupied_first(free, est.gpus_at):  # type: ignore[arg-type]
+        got.append((gpu, slot))
+        if rng.random() < 0.5:  # a dispatch there moves the GPU up a row meanwhile
+            est.commit(0.001, gpu, _belief(model))
+    assert got == expected
+
+
+def test_least_occupied_first_stops_after_the_last_free_slot():
+    # a full GPU (row 2) has no free slot: once every free slot is out, the rows after
+    # are not walked (the generator ends without reading them)
+    class Row(list):
+        def __len__(self):
+            raise AssertionError("walked a row past the last free slot")
+
+        def __getitem__(self, i):  # noqa: ANN001, ANN204
+            raise AssertionError("walked a row past the last free slot")
+
+    rows = [[1], [0], Row([2, 3])]
+    free = [(0, 1), (1, 0), (1, 1)]
+    assert list(_least_occupied_first(free, rows)) == [(1, 0), (1, 1), (0, 1)]
