@@ -7,6 +7,10 @@ model whose head comes first in a class, and re-queueing preempted victims at th
 of their queue (REEF restarts them first). Entries are ``(rank, key, id, request)`` with
 rank 0 for re-queued victims and 1 otherwise, so that ties break by request id and runs
 stay deterministic.
+
+The models whose heap of a class is not empty are kept (``_busy``), so that the head of
+a class, the models in head order and the models with work cost time in the models that
+have work, not in all models (issue 15: per-request cost flat from 6 to 100 models).
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ class ClassQueues:
         self.items: tuple[dict[str, int], dict[str, int]] = (
             dict.fromkeys(models, 0), dict.fromkeys(models, 0))
         self.counts = [0, 0]
+        # per class: the models whose heap is not empty (a dict as an insertion-ordered
+        # set), and each model's place in ``models`` (to list them in that order)
+        self._busy: tuple[dict[str, None], dict[str, None]] = ({}, {})
+        self._rank = {m: i for i, m in enumerate(self.models)}
 
     def __len__(self) -> int:
         return self.counts[0] + self.counts[1]
@@ -54,7 +62,10 @@ class ClassQueues:
     def push(self, req: Request, *, front: bool = False) -> None:
         cls = req.priority if self.by_class else HIGH
         key = req.deadline_s if self.by_deadline else req.arrival_s
-        heapq.heappush(self.heaps[cls][req.model], (0 if front else 1, key, req.id, req))
+        heap = self.heaps[cls][req.model]
+        if not heap:
+            self._busy[cls][req.model] = None
+        heapq.heappush(heap, (0 if front else 1, key, req.id, req))
         self.items[cls][req.model] += req.items
         self.counts[cls] += 1
 
@@ -64,36 +75,57 @@ class ClassQueues:
 
     def first(self, cls: int) -> tuple[str, Request] | None:
         """(model, request) of the heap whose head comes first in class ``cls``."""
-        if not self.counts[cls]:
+        busy = self._busy[cls]
+        if not busy:
             return None
+        heaps = self.heaps[cls]
         best: Entry | None = None
         best_model = ""
-        for model, heap in self.heaps[cls].items():
-            if heap and (best is None or heap[0] < best):
-                best = heap[0]
+        for model in busy:
+            head = heaps[model][0]
+            if best is None or head < best:
+                best = head
                 best_model = model
         assert best is not None
         return best_model, best[3]
 
     def models_in_order(self, cls: int) -> list[str]:
         """Models with waiting requests of class ``cls``, heads first-come first."""
-        if not self.counts[cls]:
+        busy = self._busy[cls]
+        if not busy:
             return []
-        heads = sorted((h[0], m) for m, h in self.heaps[cls].items() if h)
+        heaps = self.heaps[cls]
+        if len(busy) == 1:
+            return list(busy)
+        heads = sorted((heaps[m][0], m) for m in busy)
         return [m for _, m in heads]
+
+    def models_with_work(self, cls: int) -> list[str]:
+        """Models with waiting requests of class ``cls``, in the order of ``models`` (a
+        new list: popping while walking it is safe)."""
+        busy = self._busy[cls]
+        if len(busy) < 2:
+            return list(busy)
+        return sorted(busy, key=self._rank.__getitem__)
 
     def waiting_items(self, cls: int, model: str) -> int:
         return self.items[cls][model]
 
     def pop(self, cls: int, model: str) -> Request:
-        req = heapq.heappop(self.heaps[cls][model])[3]
+        heap = self.heaps[cls][model]
+        req = heapq.heappop(heap)[3]
+        if not heap:
+            del self._busy[cls][model]
         self.items[cls][model] -= req.items
         self.counts[cls] -= 1
         return req
 
     def take(self, cls: int, model: str, max_items: int) -> tuple[Request, ...]:
         """Pop requests of one heap in order, up to ``max_items`` items (at least one)."""
-        out, items = pop_items(self.heaps[cls][model], max_items, 3)
+        heap = self.heaps[cls][model]
+        out, items = pop_items(heap, max_items, 3)
+        if not heap and out:
+            del self._busy[cls][model]
         self.items[cls][model] -= items
         self.counts[cls] -= len(out)
         return out

@@ -212,9 +212,9 @@ class StraitPolicy(Policy):
         for cls in (HIGH, LOW):
             if not q.counts[cls]:
                 continue
-            for model, heap in q.heaps[cls].items():
-                if not heap:
-                    continue
+            heaps = q.heaps[cls]
+            for model in q.models_with_work(cls):  # the models' order, as a walk of all
+                heap = heaps[model]
                 limit = now + min_service[model] / 1e3
                 while heap and heap[0][3].deadline_s < limit:
                     dropped.append(q.pop(cls, model))
