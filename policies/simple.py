@@ -42,7 +42,17 @@ class QueuePolicy(Policy):
         return len(self.queues)
 
     def on_arrival(self, request: Request, view: SystemView) -> Sequence[Action]:
-        self.queues.push(request)
+        queues = self.queues
+        if not queues._count:
+            # Nothing queued: the newcomer is the head of every order and alone in its
+            # model's queue, so _fill would push it, pop it again as a batch of one and
+            # put it on the first free slot. Do that without the queue (issue 15: most
+            # arrivals below saturation take this path; the same actions).
+            free = view.free_slots()
+            if free:
+                gpu, slot = free[0]
+                return [Dispatch(gpu, slot, (request,))]
+        queues.push(request)
         return self._fill(view)
 
     def on_completion(self, batch: CompletedBatch, view: SystemView) -> Sequence[Action]:
