@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from strait_sim.policies.base import (
+    NO_ACTIONS,
     Action,
     CompletedBatch,
     Dispatch,
@@ -56,7 +57,7 @@ class QueuePolicy(Policy):
         return self._fill(view)
 
     def on_completion(self, batch: CompletedBatch, view: SystemView) -> Sequence[Action]:
-        return self._fill(view)
+        return self._fill(view) if self.queues._count else NO_ACTIONS
 
     def on_preempted(self, batch: RunningBatch, view: SystemView) -> Sequence[Action]:
         for req in batch.requests:
