@@ -173,3 +173,60 @@ def test_partial_sharing_and_opposite_direction_coupling():
     # both at 0.5e9 B/s until down ends at 1 ms (up did 0.5e6); up's 1.5e6 left at 1e9 B/s
     assert got["down"] == pytest.approx(1e-3)
     assert got["up"] == pytest.approx(2.5e-3)
+
+
+class _PairTable:
+    """A slowdown per (victim, co-runner) model pair, with or without the two-batch
+    shortcut ``slowdown_beside`` (ComputeTruth has it)."""
+
+    def __init__(self, table: list[list[float]], *, beside: bool) -> None:
+        self.table = table
+        if beside:
+            self.slowdown_beside = lambda m, b, cm, cb: 1.0 + (self.table[m][cm] - 1.0)
+
+    def slowdown(self, model_idx, batch, co):
+        excess = 0.0
+        for cm, _cb in co:
+            excess += self.table[model_idx][cm] - 1.0
+        return 1.0 + excess
+
+
+def _run_unit(beside: bool, seed: int) -> tuple[dict[int, float], dict[int, list]]:
+    """Random arrivals of batches onto one unit (at most two at once, as a 2-slot GPU
+    holds); every end time and overlap, exactly as floats."""
+    import random
+
+    rnd = random.Random(seed)
+    table = [[1.0 + rnd.random() for _ in range(3)] for _ in range(3)]
+    env = simpy.Environment()
+    ends: dict[int, float] = {}
+    unit = ComputeUnit(env, 0, _PairTable(table, beside=beside),
+                       lambda w: ends.__setitem__(w.batch_id, env.now))
+    works = []
+
+    def source():
+        for bid in range(60):
+            yield env.timeout(rnd.expovariate(400.0))
+            while len(unit.running) >= 2:
+                yield env.timeout(1e-4)
+            w = _batch(bid, rnd.randrange(3))
+            w.work_s = w.remaining_s = rnd.choice([1e-3, 2e-3, 2e-3, 3.5e-3])
+            w.scale = rnd.choice([1.0, 1.0, 0.5, 1.7])
+            works.append(w)
+            unit.add(w)
+
+    env.process(source())
+    env.run()
+    return ends, {w.batch_id: sorted(w.co.items()) for w in works}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_two_batch_path_gives_the_general_paths_floats(seed):
+    # The written-out two-batch paths (add, re-rate, event) must not change one bit of
+    # an end time or an overlap against the general loops they shortcut.
+    fast, fast_co = _run_unit(True, seed)
+    slow, slow_co = _run_unit(False, seed)
+    assert len(fast) == 60
+    assert fast == slow  # exact: float equality
+    assert fast_co == slow_co
+    assert any(co for co in fast_co.values())  # batches did co-run

@@ -65,7 +65,7 @@ class ComputeUnit:
 
     # slotted: a 1,024-GPU run keeps 1,024 of these, read on every event (no __dict__)
     __slots__ = ("env", "gpu", "truth", "on_done", "running", "last", "version", "busy_s",
-                 "_busy_since", "_call_in", "_on_event_cb")
+                 "_busy_since", "_call_in", "_on_event_cb", "_beside")
 
     def __init__(self, env: simpy.Environment, gpu: int, truth: ComputeTruth,
                  on_done: Callable[[Work], None]) -> None:
@@ -80,6 +80,9 @@ class ComputeUnit:
         self._busy_since = 0.0
         self._call_in = scheduler(env)
         self._on_event_cb = self._on_event  # bound once: one is scheduled per event
+        # the slowdown beside exactly one co-runner, if the truth model offers it: the
+        # two-batch paths below use it (the common co-location of a 2-slot GPU)
+        self._beside = getattr(truth, "slowdown_beside", None)
 
     def _advance(self) -> None:
         now = self.env._now
@@ -120,10 +123,65 @@ class ComputeUnit:
                     first_t = t
         self._call_in(max(first_t, 0.0), self.version, self._on_event_cb)
 
+    def _rerate_pair(self, a: Work, b: Work) -> None:
+        """:meth:`_rerate` for exactly two batches, written out (the same arithmetic)."""
+        self.version += 1
+        beside = self._beside
+        s = beside(a.model_idx, a.size, b.model_idx, b.size)
+        if a.scale != 1.0:
+            s = 1.0 + (s - 1.0) * a.scale
+        a.rate = 1.0 / s
+        first_t = a.remaining_s / a.rate
+        s = beside(b.model_idx, b.size, a.model_idx, a.size)
+        if b.scale != 1.0:
+            s = 1.0 + (s - 1.0) * b.scale
+        b.rate = 1.0 / s
+        t = b.remaining_s / b.rate
+        if t < first_t:
+            first_t = t
+        self._call_in(first_t if first_t > 0.0 else 0.0, self.version, self._on_event_cb)
+
+    def _pair_event(self, a: Work, b: Work) -> None:
+        """:meth:`_on_event` with exactly two batches running, written out: bring both
+        up to now, finish the one(s) done, re-rate the other alone."""
+        now = self.env._now
+        dt = now - self.last
+        self.last = now
+        if dt > 0.0:
+            a.remaining_s -= dt * a.rate
+            b.remaining_s -= dt * b.rate
+            a.co[b.batch_id][2] += dt
+            b.co[a.batch_id][2] += dt
+        ws = a.work_s
+        a_done = a.remaining_s <= EPS * (ws if ws > 1.0 else 1.0)
+        ws = b.work_s
+        b_done = b.remaining_s <= EPS * (ws if ws > 1.0 else 1.0)
+        running = self.running
+        if a_done and b_done:
+            running.clear()
+            self.busy_s += now - self._busy_since
+            self.version += 1
+            self.on_done(a)
+            self.on_done(b)
+            return
+        if not (a_done or b_done):  # rounding: the first finisher is a hair short
+            a_done = a.remaining_s / a.rate <= b.remaining_s / b.rate
+        done, left = (a, b) if a_done else (b, a)
+        running.remove(done)
+        self.version += 1
+        left.rate = 1.0
+        r = left.remaining_s
+        self._call_in(r if r > 0.0 else 0.0, self.version, self._on_event_cb)
+        self.on_done(done)
+
     def _on_event(self, version: int) -> None:
         if version != self.version:
             return
-        if len(self.running) == 1:  # fast path: the only batch finishes
+        running = self.running
+        if len(running) == 2 and self._beside is not None:
+            self._pair_event(running[0], running[1])
+            return
+        if len(running) == 1:  # fast path: the only batch finishes
             w = self.running.pop()
             now = self.env._now
             self.last = now
@@ -152,11 +210,24 @@ class ComputeUnit:
             self.version += 1
             self._call_in(work.remaining_s, self.version, self._on_event_cb)
             return
+        running = self.running
+        if len(running) == 1 and self._beside is not None:  # a second batch: written out
+            o = running[0]
+            now = self.env._now
+            dt = now - self.last
+            self.last = now
+            if dt > 0.0:
+                o.remaining_s -= dt * o.rate
+            o.co[work.batch_id] = [work.model, work.size, 0.0]
+            work.co[o.batch_id] = [o.model, o.size, 0.0]
+            running.append(work)
+            self._rerate_pair(o, work)
+            return
         self._advance()
-        for other in self.running:
+        for other in running:
             other.co[work.batch_id] = [work.model, work.size, 0.0]
             work.co[other.batch_id] = [other.model, other.size, 0.0]
-        self.running.append(work)
+        running.append(work)
         self._rerate()
 
     def remove(self, work: Work) -> None:

@@ -145,6 +145,16 @@ class ComputeTruth:
             return 1.0 + excess
         return self._combine([table[cm][cb - 1] - 1.0 for cm, cb in co])
 
+    def slowdown_beside(self, model_idx: int, batch: int, co_idx: int, co_batch: int
+                        ) -> float:
+        """:meth:`slowdown` beside exactly one co-runner (the same value, without the
+        list: the device's two-batch path calls it twice per co-location change)."""
+        table = self._slow_l[model_idx][batch - 1]
+        if table is None:
+            table = self._slow_l[model_idx][batch - 1] = \
+                self._victim_rows(model_idx)[batch - 1].tolist()
+        return 1.0 + (table[co_idx][co_batch - 1] - 1.0)
+
     def sample_slowdown_scale(self, model_idx: int, size: int) -> float:
         """One draw (per batch, at its compute start) of the slowdown scale: the engine
         applies s_eff = 1 + (s - 1) * scale. Mean 1; exactly 1 where the residuals show no
