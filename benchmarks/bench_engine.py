@@ -22,6 +22,7 @@ moves these figures between runs: quote ratios from one run, and say so.
     .venv/bin/python benchmarks/bench_engine.py --gpus 1 --policies fifo --requests 10000000
     .venv/bin/python benchmarks/bench_engine.py --policies strait --gpus 1,64
     .venv/bin/python benchmarks/bench_engine.py --gpus 1 --models 6,100  # flat in models?
+    .venv/bin/python benchmarks/bench_engine.py --ladder --policies fifo  # what each feature costs
     .venv/bin/python benchmarks/bench_engine.py --gpus 1 --policies fifo --stream \
         --requests 100000000                   # results streamed to disk, as --out does
 
@@ -87,7 +88,8 @@ def make_bundle(folder: Path, n_models: int = 6) -> Path:
 
 
 def child(bundle: str, policy: str, requests: int, load: float, seed: int,
-          gpus: int = 1, stream_to: str | None = None) -> dict:
+          gpus: int = 1, stream_to: str | None = None, slots: int = 2,
+          pcie: bool = True, interference: bool = True) -> dict:
     """One engine run, timed in three parts: setup (building the driver, the truth model's
     calibration included: a fixed cost per run), the event loop (what the per-request
     figures use) and the results (table and summary). With ``stream_to`` the run goes
@@ -104,9 +106,11 @@ def child(bundle: str, policy: str, requests: int, load: float, seed: int,
     rate = load * gpus / mean_work_s
     wl = BasicPoissonWorkload(models, rate=rate, duration_s=1.2 * requests / rate,
                               hp_fraction=0.2, slo=5.0, max_requests=requests)
-    config = SimConfig(gpus=gpus, slots=2, max_batch=8, seed=seed)
+    config = SimConfig(gpus=gpus, slots=slots, max_batch=8, seed=seed, pcie=pcie,
+                       interference=interference)
     pol = make_policy(policy)
     t0, c0 = time.perf_counter(), time.process_time()
+    events = None
     if stream_to is not None:
         summary = run_simulation(profile, wl, pol, config,
                                  out=Path(stream_to) / "run").summary
@@ -116,6 +120,9 @@ def child(bundle: str, policy: str, requests: int, load: float, seed: int,
         c1 = time.process_time()
         outcome = driver.run()
         c2 = time.process_time()
+        # entries the clock's heap ever held (its insertion counter): every one was
+        # popped, as the loop runs until the heap is empty; arrivals are not among them
+        events = next(driver.clock._eid)
         df = outcome.records.to_frame(outcome.models, release=True)
         summary = build_summary(df, outcome, profile, wl, pol, config,
                                 time.perf_counter() - t0)
@@ -127,6 +134,8 @@ def child(bundle: str, policy: str, requests: int, load: float, seed: int,
             "cpu_s": loop, "setup_cpu_s": None if stream_to else c1 - c0,
             "results_cpu_s": None if stream_to else c3 - c2,
             "total_cpu_s": c3 - c0,
+            "events_per_request": None if events is None else events / n,
+            "batches_per_request": summary["engine"]["batches"] / n if n else 0.0,
             "requests_per_s": n / wall, "requests_per_cpu_s": n / loop,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "gpu_busy": summary["gpu_busy_fraction"],
@@ -151,6 +160,55 @@ def _reference(requests: int) -> dict | str:
                        "--requests", str(requests)])
 
 
+# (label, slots, PCIe links, co-location slowdowns): from the model nearest the
+# reference's (one server, no copies, no interference; batching and records remain) to the
+# scenario's; each step adds one feature
+LADDER = (("1 slot, no PCIe, no co-location", 1, False, False),
+          ("1 slot, PCIe", 1, True, False),
+          ("2 slots, no PCIe, no co-location", 2, False, False),
+          ("2 slots, PCIe, no co-location", 2, True, False),
+          ("2 slots, PCIe, co-location (the scenario)", 2, True, True))
+
+
+def ladder(args: argparse.Namespace) -> None:
+    """What each of the scenario's features costs, at 1 GPU, as a ratio to the reference
+    measured in the same run: where the engine's time per request goes."""
+    policies = args.policies.split(",")
+    ref_n = min(args.requests, args.reference_requests)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = make_bundle(Path(tmp))
+        refs = [_reference(ref_n)]
+        rows = []
+        for policy in policies:
+            for label, slots, pcie, inter in LADDER:
+                extra = ["--child-slots", str(slots)]
+                extra += [] if pcie else ["--child-no-pcie"]
+                extra += [] if inter else ["--child-no-interference"]
+                rows.append((policy, label, _run_child(
+                    [__file__, "--child", str(bundle), policy, "--requests",
+                     str(args.requests), "--load", str(args.load), "--seed",
+                     str(args.seed), *extra])))
+        refs.append(_reference(ref_n))
+    ok_refs = [r for r in refs if isinstance(r, dict)]
+    if not ok_refs:
+        sys.exit(f"the reference failed: {refs[0]}")
+    ref = max(r["requests_per_cpu_s"] for r in ok_refs)
+    print(f"{args.requests:,} requests per run, 1 GPU, max batch 8, offered load "
+          f"{args.load}; one run, a shared machine")
+    print(f"reference (SimPy M/M/1, {ref_n:,} requests): "
+          + ", ".join(f"{r['requests_per_cpu_s']:,.0f}" for r in ok_refs)
+          + f" requests/CPU-s (before, after); ratios use {ref:,.0f}")
+    print(f"{'policy':<9} {'features':<42} {'req/CPU-s':>10} {'x ref':>6} {'us/req':>7} "
+          f"{'events/req':>10} {'batches':>8}")
+    for policy, label, r in rows:
+        if isinstance(r, str):
+            print(f"{policy:<9} {label:<42} {r}")
+            continue
+        print(f"{policy:<9} {label:<42} {r['requests_per_cpu_s']:>10,.0f} "
+              f"{r['requests_per_cpu_s'] / ref:>6.2f} {1e6 * r['cpu_s'] / r['requests']:>7.1f} "
+              f"{r['events_per_request']:>10.2f} {r['batches_per_request']:>8.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=200_000)
@@ -165,13 +223,24 @@ def main() -> None:
                     help="stream each run's results to a temporary folder (as --out)")
     ap.add_argument("--reference-requests", type=int, default=1_000_000,
                     help="requests of the reference run (at most --requests)")
+    ap.add_argument("--ladder", action="store_true",
+                    help="1 GPU: the scenario's features added one at a time (slots, "
+                         "PCIe links, co-location), each as a ratio to the reference")
     ap.add_argument("--child", nargs=2, metavar=("BUNDLE", "POLICY"), help=argparse.SUPPRESS)
     ap.add_argument("--child-gpus", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--child-stream-to", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-slots", type=int, default=2, help=argparse.SUPPRESS)
+    ap.add_argument("--child-no-pcie", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child-no-interference", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.requests, args.load,
-                               args.seed, args.child_gpus, args.child_stream_to)))
+                               args.seed, args.child_gpus, args.child_stream_to,
+                               args.child_slots, not args.child_no_pcie,
+                               not args.child_no_interference)))
+        return
+    if args.ladder:
+        ladder(args)
         return
     gpu_counts = [int(g) for g in args.gpus.split(",")]
     model_counts = [int(m) for m in args.models.split(",")]
@@ -199,13 +268,16 @@ def main() -> None:
     print(f"reference (SimPy M/M/1: a Store and one server process, {ref_n:,} requests): "
           + ", ".join(f"{r['requests_per_cpu_s']:,.0f}" for r in ok_refs)
           + f" requests/CPU-s (before, after); ratios use {ref:,.0f}")
+    print("ev/req: heap events per request (phase ends, re-rates, timers; arrivals are "
+          "not events)")
     print("req/CPU-s and us/req: the event loop (with --stream: the whole run); setup "
           "(driver and truth model) and results (table, summary) in CPU seconds beside; "
           f"x {gpu_counts[0]} GPU and x {model_counts[0]} mod: per-request cost against "
           "the same policy's")
     print(f"{'policy':<9} {'models':>6} {'GPUs':>5} {'req/CPU-s':>10} {'x ref':>6} "
           f"{'us/req':>7} {'x ' + str(gpu_counts[0]) + ' GPU':>8} "
-          f"{'x ' + str(model_counts[0]) + ' mod':>8} {'setup s':>8} {'results s':>9} "
+          f"{'x ' + str(model_counts[0]) + ' mod':>8} {'ev/req':>6} {'setup s':>8} "
+          f"{'results s':>9} "
           f"{'wall s':>7} {'peak MiB':>9} {'busy':>5} {'HP viol':>8} {'LP viol':>8}")
     cost: dict[tuple[str, int, int], float] = {}
     verdicts: list[str] = []
@@ -221,6 +293,7 @@ def main() -> None:
         x_ref = r["requests_per_cpu_s"] / ref
         print(f"{policy:<9} {m:>6} {g:>5} {r['requests_per_cpu_s']:>10,.0f} {x_ref:>6.2f} "
               f"{cost_us:>7.1f} {flat_g:>8.2f} {flat_m:>8.2f} "
+              f"{_fixed(r.get('events_per_request')):>6} "
               f"{_fixed(r['setup_cpu_s']):>8} {_fixed(r['results_cpu_s']):>9} "
               f"{r['wall_s']:>7.1f} {r['peak_rss_mib']:>9.0f} {r['gpu_busy']:>5.2f} "
               f"{r['hp_violation']:>8.3f} {r['lp_violation']:>8.3f}")
