@@ -91,12 +91,27 @@ class OccupancyEstimator(ServiceEstimator):
         # a predictor that keeps its clamped rates in a dict (``pairs``) is read in place
         table = getattr(predictor, "k", None)
         self._rates: dict | None = table if isinstance(table, dict) else None
+        # ... and mirrored under int keys (victim * n + aggressor, each (model, size) an
+        # index) for replacement_excess's loop, which costs a tuple and its hash per look-up
+        # otherwise. The mirror holds the table's values: filled from rate() on a miss and
+        # updated in observe() for the keys each learn() step changes (the only writes).
+        self._pair_index: dict[tuple[str, int], int] | None = None
+        self._pair_n = 0
+        self._by_index: dict[int, float] = {}
+        if self._rates is not None:
+            top = ctx.max_batch
+            self._pair_index = {(m, b): i * (top + 1) + b for i, m in enumerate(ctx.models)
+                                for b in range(top + 1)}
+            self._pair_n = len(ctx.models) * (top + 1)
         self._learn = getattr(predictor, "learn", None) if self.online else None
         self._observed = 0  # co-located completions since the replacement memo was built
         self._mix: deque[tuple[str, int]] = deque(maxlen=MIX_WINDOW)
         self._since_mix = 0
         self._replacement: dict[tuple[str, int], float] = {}
         self._mix_counts: dict[tuple[str, int], int] | None = None
+        # the mix as (model, size, index, index * n, count * solo ms) rows, with the
+        # counts; None until built, () when a (model, size) has no index
+        self._mix_terms: list[tuple[str, int, int, int, float]] | tuple | None = None
         # learned refill gap (s) of a slot freed while requests were queued: 0 when the
         # policy refills at once, longer when it holds work back (strait's LP guard)
         self._freed: dict[tuple[int, int], tuple[float, bool]] = {}
@@ -168,11 +183,41 @@ class OccupancyEstimator(ServiceEstimator):
         num = den = 0.0
         solo = self.solo
         table = self._rates
-        if table is not None:
-            # excess() and rate() written out over the per-pair table (clamped already,
-            # so rate()'s clamp is the identity on it): recomputed for every (model,
-            # size) asked after each refresh, this loop was a third of strait's time at
-            # 100 models (issue 15). Same terms, same order, same sums.
+        index = self._pair_index
+        a = index.get(key) if index is not None else None
+        terms = self._mix_terms if a is not None else ()
+        if terms is None:
+            terms = self._mix_terms = self._terms(counts)
+        if terms:
+            # excess() and rate() written out over the int-keyed mirror of the per-pair
+            # table (clamped already, so rate()'s clamp is the identity on it):
+            # recomputed for every (model, size) asked after each refresh, this loop was
+            # a third of strait's time at 100 models (issue 15). Same terms, same order,
+            # same sums. A key not mirrored yet stops the plain loop (which has changed
+            # nothing), and the loop is run again reading such keys through rate(), as
+            # before (rate() may add a key to the table: in the same order as before).
+            mirror = self._by_index
+            row = a * self._pair_n  # type: ignore[operator]
+            try:
+                for _, _, vi, vi_row, ns in terms:
+                    k = mirror[vi_row + a]
+                    tau = ns * (1.0 + k / (1.0 - k))
+                    num += tau * mirror[row + vi]
+                    den += tau
+            except KeyError:
+                num = den = 0.0
+                get = mirror.get
+                for m, b, vi, vi_row, ns in terms:
+                    k = get(vi_row + a)
+                    if k is None:
+                        k = mirror[vi_row + a] = self.rate(m, b, model, size)
+                    tau = ns * (1.0 + k / (1.0 - k))
+                    k = get(row + vi)
+                    if k is None:
+                        k = mirror[row + vi] = self.rate(model, size, m, b)
+                    num += tau * k
+                    den += tau
+        elif table is not None:
             get = table.get
             for (m, b), n in counts.items():
                 k = get((m, b, model, size))
@@ -194,16 +239,31 @@ class OccupancyEstimator(ServiceEstimator):
         self._replacement[key] = hit
         return hit
 
+    def _terms(self, counts: dict[tuple[str, int], int]) -> list | tuple:
+        """The mix's rows for replacement_excess's mirrored loop (() when a (model,
+        size) of the mix has no index: the loop over the table then serves)."""
+        index = self._pair_index
+        assert index is not None
+        rows = []
+        for (m, b), n in counts.items():
+            vi = index.get((m, b))
+            if vi is None:
+                return ()
+            rows.append((m, b, vi, vi * self._pair_n, n * self.solo[m][b]))
+        return rows
+
     def observe(self, batch) -> None:  # noqa: ANN001 - a CompletedBatch
         """Learn from one completion's observed co-run overlaps (see
         :meth:`ServiceEstimator.observe`); a ``pairs`` predictor is fed plain tuples."""
         learn = self._learn
         if learn is not None:
             if batch.co_runs and not batch.failed:
-                learn(batch.model, batch.size,
-                      [(c.model, c.size, c.overlap_ms) for c in batch.co_runs],
+                runs = [(c.model, c.size, c.overlap_ms) for c in batch.co_runs]
+                learn(batch.model, batch.size, runs,
                       (batch.compute_end_s - batch.compute_start_s) * 1e3)
                 self._observed += 1
+                if self._by_index:
+                    self._mirror(batch.model, batch.size, runs)
         else:
             before = self._since_refresh
             super().observe(batch)
@@ -214,6 +274,24 @@ class OccupancyEstimator(ServiceEstimator):
         if self._observed >= MIX_REFRESH:
             self._observed = 0
             self._replacement.clear()
+
+    def _mirror(self, model: str, size: int, runs: list[tuple[str, int, float]]) -> None:
+        """Copy into the int-keyed mirror the table's entries that the learn() step of
+        (model, size) beside ``runs`` changed: those of the runs that overlapped it
+        (``PairPredictor.learn`` writes no others)."""
+        index = self._pair_index
+        table = self._rates
+        assert index is not None and table is not None
+        mirror = self._by_index
+        vi = index.get((model, size))
+        if vi is None:
+            return  # never mirrored: no index
+        row = vi * self._pair_n
+        for cm, cb, o in runs:
+            if o > 0.0:
+                ai = index.get((cm, cb))
+                if ai is not None:
+                    mirror[row + ai] = table[(model, size, cm, cb)]
 
     # -- the estimate --------------------------------------------------------------------
     def _refill_gap(self, now: float, t_free: float, queued: int) -> float:
@@ -496,6 +574,7 @@ class OccupancyEstimator(ServiceEstimator):
             self._since_mix = 0
             self._replacement.clear()
             self._mix_counts = None
+            self._mix_terms = None
         if len(co) > 1 and self.predictor is not None:
             self._revise(now, co, bel, queued)
 

@@ -102,3 +102,51 @@ def test_least_occupied_first_stops_after_the_last_free_slot():
     rows = [[1], [0], Row([2, 3])]
     free = [(0, 1), (1, 0), (1, 1)]
     assert list(_least_occupied_first(free, rows)) == [(1, 0), (1, 1), (0, 1)]
+
+
+def _replacement_by_calls(est: OccupancyEstimator, model: str, size: int) -> float:
+    """replacement_excess as its docstring defines it, through excess() and rate()."""
+    num = den = 0.0
+    for (m, b), n in est._mix_counts.items():  # type: ignore[union-attr]
+        tau = n * est.solo[m][b] * (1.0 + est.excess(m, b, model, size))
+        num += tau * est.rate(model, size, m, b)
+        den += tau
+    k = num / den if den > 0.0 else 0.0
+    return k / (1.0 - k)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(seed=st.integers(0, 2**32 - 1), steps=st.integers(1, 300))
+def test_replacement_excess_from_the_mirror_equals_the_calls(profile, seed, steps):
+    """The int-keyed mirror of the pairs table follows every learn() step: the mirrored
+    loop gives exactly (==) what excess() and rate() give, whatever was learned."""
+    from strait_sim.policies.base import CompletedBatch, CoRun
+    from strait_sim.predictors.registry import make_predictor
+
+    rng = random.Random(seed)
+    ctx = PolicyContext(profile=profile, models=profile.model_names, n_gpus=1,
+                        slots_per_gpu=2, max_batch=4)
+    est = OccupancyEstimator(ctx, make_predictor("pairs", profile))
+    models = profile.model_names
+    for _ in range(steps):
+        op = rng.random()
+        model, size = rng.choice(models), rng.randint(1, 4)
+        if op < 0.3:
+            est.commit(0.0, 0, Believed(model, size, 1, 9.0, 9.0, 9.0, 1.0), slot=0)
+            est.by_gpu[0].clear()
+        elif op < 0.8:
+            runs = tuple(CoRun(rng.choice(models), rng.randint(1, 4),
+                               rng.choice([0.0, rng.uniform(0.1, 5.0)]))
+                         for _ in range(rng.randint(1, 3)))
+            est.observe(CompletedBatch(0, 0, 0, model, size, (), 0.0, 0.0,
+                                       rng.uniform(0.001, 0.02), 0.02, None, runs))
+        else:
+            est._replacement.clear()
+            got = est.replacement_excess(model, size)
+            assert got == _replacement_by_calls(est, model, size)
+    table, index, n = est._rates, est._pair_index, est._pair_n
+    assert table is not None and index is not None
+    keys = {index[(m, b)] * n + index[(cm, cb)]: (m, b, cm, cb)
+            for m in models for cm in models for b in range(5) for cb in range(5)}
+    for key, value in est._by_index.items():
+        assert value == table[keys[key]]
