@@ -193,30 +193,21 @@ class OccupancyEstimator(ServiceEstimator):
             # table (clamped already, so rate()'s clamp is the identity on it):
             # recomputed for every (model, size) asked after each refresh, this loop was
             # a third of strait's time at 100 models (issue 15). Same terms, same order,
-            # same sums. A key not mirrored yet stops the plain loop (which has changed
-            # nothing), and the loop is run again reading such keys through rate(), as
-            # before (rate() may add a key to the table: in the same order as before).
+            # same sums; a key not mirrored yet is read through rate(), as before (which
+            # may add it to the table: in the same order as before).
             mirror = self._by_index
+            get = mirror.get
             row = a * self._pair_n  # type: ignore[operator]
-            try:
-                for _, _, vi, vi_row, ns in terms:
-                    k = mirror[vi_row + a]
-                    tau = ns * (1.0 + k / (1.0 - k))
-                    num += tau * mirror[row + vi]
-                    den += tau
-            except KeyError:
-                num = den = 0.0
-                get = mirror.get
-                for m, b, vi, vi_row, ns in terms:
-                    k = get(vi_row + a)
-                    if k is None:
-                        k = mirror[vi_row + a] = self.rate(m, b, model, size)
-                    tau = ns * (1.0 + k / (1.0 - k))
-                    k = get(row + vi)
-                    if k is None:
-                        k = mirror[row + vi] = self.rate(model, size, m, b)
-                    num += tau * k
-                    den += tau
+            for m, b, vi, vi_row, ns in terms:
+                k = get(vi_row + a)
+                if k is None:
+                    k = mirror[vi_row + a] = self.rate(m, b, model, size)
+                tau = ns * (1.0 + k / (1.0 - k))
+                k = get(row + vi)
+                if k is None:
+                    k = mirror[row + vi] = self.rate(model, size, m, b)
+                num += tau * k
+                den += tau
         elif table is not None:
             get = table.get
             for (m, b), n in counts.items():
