@@ -125,6 +125,10 @@ class StraitPolicy(Policy):
         self._hp_budget: dict[str, float] = {}
         self._hp_slack_ms: float | None = None
         self.held_back = 0  # LP decisions refused by the guard (for the summary)
+        # (earliest believed end of any running batch,) or None until the look-ahead of
+        # the current LP pick needs it: the pick's guard checks (a binary search over
+        # sizes, then other models) read one scan of every running batch, not one each
+        self._first_end: tuple[float | None] | None = None
 
     def params(self) -> dict:
         return {"predictor": self.predictor, "predictor_used": self.predictor_used
@@ -338,6 +342,7 @@ class StraitPolicy(Policy):
                  free_after: int):  # noqa: ANN202
         q = self.q
         co = by_gpu[gpu]
+        self._first_end = None  # the guard's earliest believed end, found once per pick
         need_guard = False
         if self.hp_guard:
             for c in co:
@@ -388,12 +393,16 @@ class StraitPolicy(Policy):
                     return False
         if self.hp_lookahead and free_after == 0:
             rate = self.hp_rate()
-            ends = [c.end_s for row in by_gpu for c in row]
-            if rate > 0.0 and ends:
-                t_free = min(min(ends), now + svc / 1e3) - now
-                exposed = t_free - self.hp_slack_ms() / 1e3
-                if exposed > 0.0 and 1.0 - math.exp(-rate * exposed) > self.hp_risk:
-                    return False
+            if rate > 0.0:
+                first = self._first_end
+                if first is None:  # once per pick: no belief changes during one
+                    first = self._first_end = (
+                        min((c.end_s for row in by_gpu for c in row), default=None),)
+                if first[0] is not None:
+                    t_free = min(first[0], now + svc / 1e3) - now
+                    exposed = t_free - self.hp_slack_ms() / 1e3
+                    if exposed > 0.0 and 1.0 - math.exp(-rate * exposed) > self.hp_risk:
+                        return False
         return True
 
 

@@ -150,3 +150,36 @@ def test_replacement_excess_from_the_mirror_equals_the_calls(profile, seed, step
             for m in models for cm in models for b in range(5) for cb in range(5)}
     for key, value in est._by_index.items():
         assert value == table[keys[key]]
+
+
+class _RescanEveryCheck:
+    """Strait as before the per-pick cache: the look-ahead scans every running batch at
+    each guard check."""
+
+    def _lp_safe(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        self._first_end = None
+        self.checks = getattr(self, "checks", 0) + 1
+        return super()._lp_safe(*args, **kwargs)
+
+
+@pytest.mark.parametrize("gpus", [1, 3])
+def test_guard_reads_the_earliest_end_once_per_pick_with_the_same_decisions(profile, gpus):
+    """The look-ahead's earliest believed end, found once per LP pick, gives the run that
+    a scan at every guard check gives, to the byte."""
+    from strait_sim.engine.simulator import SimConfig
+    from strait_sim.experiment import run_simulation
+    from strait_sim.policies.strait import StraitPolicy
+    from strait_sim.workloads.spec import build_workload
+
+    class Rescan(_RescanEveryCheck, StraitPolicy):
+        pass
+
+    frames = []
+    for policy in (StraitPolicy(), Rescan()):
+        workload = build_workload({"load": 1.1 * gpus, "duration": 4.0}, profile,
+                                  max_batch=4)
+        res = run_simulation(profile, workload, policy,
+                             SimConfig(gpus=gpus, slots=2, max_batch=4, seed=3))
+        frames.append(res.requests)
+    assert policy.checks > 100 and policy.held_back > 0  # the guard was exercised
+    assert frames[0].equals(frames[1])
