@@ -108,3 +108,46 @@ def test_bad_policy_parameter_is_one_line(capsys):
     assert code == 2 and "hp_risk" in err and len(err.strip().splitlines()) == 1
     code, _, err = _cli(["compare", "--policies", "strait", "--param", "reef.x=1"], capsys)
     assert code == 2 and "not in --policies" in err
+
+
+class _View:
+    """The little of a SystemView the queue policies read."""
+
+    def __init__(self, free, max_batch=4):
+        self._free = list(free)
+        self.max_batch = max_batch
+        self.now = 0.0
+
+    def free_slots(self):
+        return self._free
+
+
+@pytest.mark.parametrize("name", ["fifo", "priority", "edf"])
+def test_arrival_shortcut_acts_as_the_queue_would(synthetic_bundle, name):
+    # An arrival that finds nothing queued and a slot free skips the queue (issue 15); it
+    # must give what pushing it and filling the free slots gives, and queue it otherwise.
+    from strait_sim.policies.base import Dispatch, PolicyContext
+    from strait_sim.requests import HIGH, LOW, Request
+
+    models = synthetic_bundle.model_names
+    ctx = PolicyContext(profile=synthetic_bundle, models=models, n_gpus=2, slots_per_gpu=2,
+                        max_batch=4)
+    fast, slow = make_policy(name), make_policy(name)
+    fast.bind(ctx)
+    slow.bind(ctx)
+    rnd = np.random.default_rng(4)
+    peak = 0
+    for rid in range(200):
+        req = Request(rid, models[int(rnd.integers(len(models)))],
+                      HIGH if rnd.random() < 0.3 else LOW, rid * 1e-3, rid * 1e-3 + 0.05,
+                      int(rnd.integers(1, 3)))
+        free = [(g, k) for g in range(2) for k in range(2) if rnd.random() < 0.3]
+        got = list(fast.on_arrival(req, _View(free)))
+        slow.queues.push(req)
+        want = slow._fill(_View(free))
+        assert [(a.gpu, a.slot, [r.id for r in a.requests]) for a in got] == \
+            [(a.gpu, a.slot, [r.id for r in a.requests]) for a in want]
+        assert all(type(a) is Dispatch for a in got)
+        assert fast.waiting() == slow.waiting()
+        peak = max(peak, fast.waiting())
+    assert peak > 2  # requests did queue (the other path was taken too)
