@@ -291,19 +291,26 @@ class StraitPolicy(Policy):
         with b, so binary searches need about log2(bmax) predictions each."""
         limit = (deadline - now - self.margin_ms / 1e3) * 1e3 / self.safety  # ms
         memo: list = [None] * (bmax + 1)
-        predict = self._predict
-        p = memo[bmax] = predict(now, gpu, model, bmax, h2d_flight)
+        # _predict written out (a frame less per prediction): the requests left waiting
+        # once b items are taken refill freed slots (the queue stays as it is meanwhile)
+        counts = self.q.counts
+        n = counts[0] + counts[1]
+        predict = self.est.predict
+        p = memo[bmax] = predict(now, gpu, model, bmax, h2d_flight,
+                                 n - bmax if n > bmax else 0)
         if p[0] <= limit:
             top = bmax
         else:
-            p1 = memo[1] = predict(now, gpu, model, 1, h2d_flight) if bmax > 1 else p
+            p1 = memo[1] = (predict(now, gpu, model, 1, h2d_flight, n - 1 if n > 1 else 0)
+                            if bmax > 1 else p)
             if p1[0] > limit:
                 top = bmax
             else:
                 lo, hi = 1, bmax
                 while hi - lo > 1:
                     mid = (lo + hi) // 2
-                    pm = memo[mid] = predict(now, gpu, model, mid, h2d_flight)
+                    pm = memo[mid] = predict(now, gpu, model, mid, h2d_flight,
+                                             n - mid if n > mid else 0)
                     if pm[0] <= limit:
                         lo = mid
                     else:
@@ -316,14 +323,15 @@ class StraitPolicy(Policy):
             return top, memo[top]
         if top == 1:
             return None
-        p1 = memo[1] or predict(now, gpu, model, 1, h2d_flight)
+        p1 = memo[1] or predict(now, gpu, model, 1, h2d_flight, n - 1 if n > 1 else 0)
         memo[1] = p1
         if not safe(now, *guard, model, 1, p1):
             return None
         lo, hi = 1, top
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            pm = memo[mid] or predict(now, gpu, model, mid, h2d_flight)
+            pm = memo[mid] or predict(now, gpu, model, mid, h2d_flight,
+                                      n - mid if n > mid else 0)
             memo[mid] = pm
             if safe(now, *guard, model, mid, pm):
                 lo = mid
@@ -352,8 +360,7 @@ class StraitPolicy(Policy):
         if not need_guard and self.hp_lookahead and free_after == 0 and self._hp_gap:
             need_guard = any(by_gpu)
         guard = (by_gpu, co, free_after) if need_guard else None
-        first = q.first(LOW)[0]  # type: ignore[index]
-        head = q.head(LOW, first)
+        first, head = q.first(LOW)  # type: ignore[misc]
         bmax = min(self.est.max_batch, q.waiting_items(LOW, first))
         found = self._largest(now, gpu, first, bmax, head.deadline_s, h2d_flight, guard)
         if found is not None:
