@@ -120,6 +120,11 @@ class OccupancyEstimator(ServiceEstimator):
         # time (s) up to which the believed work left (Believed.work_ms) of each GPU's
         # batches has been advanced
         self._as_of: list[float] = [-math.inf] * ctx.n_gpus
+        # copy times alone on the link per model and size (h2d_ms(m, b), d2h_ms(m, b)):
+        # predict() reads them instead of two calls per prediction
+        top = ctx.max_batch
+        self._h2d_alone = {m: [self.h2d_ms(m, b) for b in range(top + 1)] for m in ctx.models}
+        self._d2h_alone = {m: [self.d2h_ms(m, b) for b in range(top + 1)] for m in ctx.models}
 
     # -- what the estimator learns from the stream ---------------------------------------
     def note_arrival(self, t: float) -> None:
@@ -353,7 +358,8 @@ class OccupancyEstimator(ServiceEstimator):
                 queued: int = 0) -> tuple[float, float, float]:
         """(service ms, compute start s, compute ms) of a batch dispatched now on ``gpu``;
         ``queued``: requests left waiting once it is dispatched (they refill freed slots)."""
-        h2d = self.h2d_ms(model, size, h2d_flight)
+        h2d = self._h2d_alone[model][size] if not h2d_flight else \
+            self.h2d_ms(model, size, h2d_flight)
         cstart = now + h2d / 1e3
         solo = self.solo[model][size]
         co = self.by_gpu[gpu]
@@ -387,7 +393,7 @@ class OccupancyEstimator(ServiceEstimator):
                                c.end_s + end - c.compute_end_s))
             cend = self._replay(now, cstart, solo, model, size, others, queued)
             comp = (cend - cstart) * 1e3
-        return h2d + comp + self.d2h_ms(model, size), cstart, comp
+        return h2d + comp + self._d2h_alone[model][size], cstart, comp
 
     def _beside_one(self, now: float, cstart: float, solo: float, model: str, size: int,
                     c: Believed, queued: int) -> float:
