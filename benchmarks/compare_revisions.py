@@ -10,6 +10,7 @@ for each, with the ratio B/A, and whether the two gave the same results.
     .venv/bin/python benchmarks/compare_revisions.py main WORKTREE --policies fifo,strait
     .venv/bin/python benchmarks/compare_revisions.py HEAD~3 HEAD --requests 200000 --repeats 5
     .venv/bin/python benchmarks/compare_revisions.py main WORKTREE --gpus 1024
+    .venv/bin/python benchmarks/compare_revisions.py main WORKTREE --models 100
 
 ``WORKTREE`` means the working tree as it is, uncommitted edits included.
 """
@@ -64,6 +65,10 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--gpus", type=int, default=1, help="GPUs (load 0.8 per GPU)")
+    ap.add_argument("--models", type=int, default=6,
+                    help="models in the bundle (above 6: synthetic models added with solo "
+                         "times, as bench_engine --models does; both revisions run the "
+                         "same bundle, built by this checkout)")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "benchmarks"))
     import bench_engine
@@ -74,8 +79,9 @@ def main() -> None:
         try:
             for rev in (args.a, args.b):  # one at a time: a failed second still cleans the first
                 trees[rev] = checkout(rev, tmp_path)
-            bundle = str(bench_engine.make_bundle(tmp_path))
-            print(f"{args.requests:,} requests per run, {args.gpus} GPU(s), best of "
+            bundle = str(bench_engine.make_bundle(tmp_path, args.models))
+            print(f"{args.requests:,} requests per run, {args.gpus} GPU(s), "
+                  f"{args.models} models, best of "
                   f"{args.repeats}, requests per CPU second")
             print(f"{'policy':<10} {args.a:>14} {args.b:>14}  ratio  same results")
             for policy in args.policies.split(","):
