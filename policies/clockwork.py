@@ -110,11 +110,12 @@ class ClockworkPolicy(ClassQueuePolicy):
         for cls in classes:
             if not q.counts[cls]:
                 continue
-            for model, heap in q.heaps[cls].items():
-                if heap:
-                    limit = now + self._estimate[(model, 1)] / 1e3
-                    while heap and heap[0][3].deadline_s < limit:
-                        dropped.append(q.pop(cls, model))
+            heaps = q.heaps[cls]
+            for model in q.models_with_work(cls):  # in the models' order, as a full walk
+                heap = heaps[model]
+                limit = now + self._estimate[(model, 1)] / 1e3
+                while heap and heap[0][3].deadline_s < limit:
+                    dropped.append(q.pop(cls, model))
         if dropped:
             actions.append(Drop(tuple(dropped), "cannot meet its deadline"))
         for gpu, slot in idle.items():

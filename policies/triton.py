@@ -86,7 +86,9 @@ class TritonPolicy(ClassQueuePolicy):
         rejected: list[Request] = []
         for cls in (HIGH, LOW):
             if q.counts[cls]:
-                for model, heap in q.heaps[cls].items():
+                heaps = q.heaps[cls]
+                for model in q.models_with_work(cls):  # in the models' order
+                    heap = heaps[model]
                     while heap and self._expired(heap[0][3], now):
                         rejected.append(q.pop(cls, model))
         if rejected:
