@@ -134,8 +134,7 @@ class ComputeTruth:
             return 1.0
         table = self._slow_l[model_idx][batch - 1]
         if table is None:
-            table = self._slow_l[model_idx][batch - 1] = \
-                self._victim_rows(model_idx)[batch - 1].tolist()
+            table = self._slow_row(model_idx, batch)
         if len(co) > 1:
             self.multi_co_rates += 1
         if len(co) == 1 or self._additive:
@@ -151,9 +150,15 @@ class ComputeTruth:
         list: the device's two-batch path calls it twice per co-location change)."""
         table = self._slow_l[model_idx][batch - 1]
         if table is None:
-            table = self._slow_l[model_idx][batch - 1] = \
-                self._victim_rows(model_idx)[batch - 1].tolist()
+            table = self._slow_row(model_idx, batch)
         return 1.0 + (table[co_idx][co_batch - 1] - 1.0)
+
+    def _slow_row(self, model_idx: int, batch: int) -> list:
+        """The nested-list row of (model, batch) against every (co-model, co-batch), made
+        on first use (the per-event look-ups read these lists, not the numpy table)."""
+        row = self._slow_l[model_idx][batch - 1] = \
+            self._victim_rows(model_idx)[batch - 1].tolist()
+        return row
 
     def sample_slowdown_scale(self, model_idx: int, size: int) -> float:
         """One draw (per batch, at its compute start) of the slowdown scale: the engine
