@@ -25,6 +25,7 @@ placement policy.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Sequence
 
@@ -44,6 +45,7 @@ from strait_sim.policies.estimates import (
     check_fraction,
     check_max_batch,
 )
+from strait_sim.policies.occupancy_rows import OccupancyRows
 from strait_sim.requests import HIGH, LOW, Request
 
 
@@ -68,6 +70,9 @@ class ClockworkPolicy(ClassQueuePolicy):
         self.est = ServiceEstimator(ctx, None, self.max_batch)
         self.q = ClassQueues(ctx.models, order="deadline", by_class=self.priority_aware)
         self.samples: dict[tuple[str, int], deque[float]] = {}
+        # the GPUs filed by how many of its batches run there (0 or 1: one at a time):
+        # row 0 is the idle GPUs, ascending, without a walk over every slot (issue 15)
+        self.occupancy = OccupancyRows(ctx.n_gpus, ctx.slots_per_gpu)
         self._estimate: dict[tuple[str, int], float] = {
             (m, b): self.est.solo_service_ms(m, b)
             for m in ctx.models for b in range(1, self.est.max_batch + 1)}
@@ -81,6 +86,8 @@ class ClockworkPolicy(ClassQueuePolicy):
 
     # -- events ------------------------------------------------------------------------------
     def on_completion(self, batch: CompletedBatch, view: SystemView) -> Sequence[Action]:
+        occupancy = self.occupancy
+        occupancy.move(batch.gpu, occupancy.level[batch.gpu] - 1)
         if not batch.failed:
             key = (batch.model, batch.size)
             window = self.samples.get(key)
@@ -98,11 +105,9 @@ class ClockworkPolicy(ClassQueuePolicy):
         actions: list[Action] = []
         if not len(q):
             return actions
-        busy = {b.gpu for b in view.running()}
-        idle: dict[int, int] = {}
-        for gpu, slot in view.free_slots():
-            if gpu not in busy and gpu not in idle:
-                idle[gpu] = slot
+        # GPUs where none of its batches runs (clockwork never preempts, so every slot
+        # of such a GPU is free), ascending
+        idle = self.occupancy.rows[0]
         if not idle:
             return actions
         dropped: list[Request] = []
@@ -118,7 +123,9 @@ class ClockworkPolicy(ClassQueuePolicy):
                     dropped.append(q.pop(cls, model))
         if dropped:
             actions.append(Drop(tuple(dropped), "cannot meet its deadline"))
-        for gpu, slot in idle.items():
+        free = view.free_slots()
+        placed: list[int] = []
+        for gpu in idle:  # filed under row 1 after the walk, not during it
             pick = None
             for cls in classes:
                 pick = q.first(cls)
@@ -134,6 +141,10 @@ class ClockworkPolicy(ClassQueuePolicy):
                     size = b
                     break
             reqs = q.take(cls, model, size)
+            slot = free[bisect_left(free, (gpu,))][1]  # the GPU's lowest slot
             actions.append(Dispatch(gpu, slot, reqs,
                                     self._estimate[(model, min(size, self.est.max_batch))]))
+            placed.append(gpu)
+        for gpu in placed:
+            self.occupancy.move(gpu, 1)
         return actions

@@ -28,7 +28,7 @@ counters, so learned intensities stand in for GPUlet's L2 and DRAM features.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from strait_sim.policies.base import (
     Action,
@@ -45,6 +45,7 @@ from strait_sim.policies.estimates import (
     build_predictor,
     check_max_batch,
 )
+from strait_sim.policies.occupancy_rows import OccupancyRows
 from strait_sim.predictors.base import CoRunner
 from strait_sim.requests import HIGH, LOW
 
@@ -72,6 +73,10 @@ class GpuletPolicy(ClassQueuePolicy):
         self.q = ClassQueues(ctx.models, order="deadline", by_class=self.priority_aware)
         self.beliefs: dict[int, tuple[int, Believed]] = {}
         self.by_gpu: list[list[Believed]] = [[] for _ in range(ctx.n_gpus)]
+        # the GPUs filed by len(by_gpu[g]): the least occupied first without a sort of
+        # every free slot per decision (issue 15)
+        self.occupancy = OccupancyRows(ctx.n_gpus, ctx.slots_per_gpu) \
+            if ctx.n_gpus > 1 else None
 
     def params(self) -> dict:
         return {"predictor": self.predictor, "priority_aware": self.priority_aware,
@@ -90,6 +95,8 @@ class GpuletPolicy(ClassQueuePolicy):
         if hit is not None:
             row = self.by_gpu[hit[0]]
             row[:] = [c for c in row if c is not hit[1]]
+            if self.occupancy is not None:
+                self.occupancy.move(hit[0], len(row))
 
     # -- predictions ---------------------------------------------------------------------------
     def _service(self, model: str, size: int, co: list[Believed]) -> float:
@@ -119,6 +126,13 @@ class GpuletPolicy(ClassQueuePolicy):
             return bmax, self._service(model, bmax, co)
         return None
 
+    def _least_occupied_first(self, free: Sequence[tuple[int, int]]
+                              ) -> Iterable[tuple[int, int]]:
+        """The free slots, least occupied GPU first: ``sorted(free, key=lambda gs:
+        len(self.by_gpu[gs[0]]))``, lazily, from :attr:`occupancy`."""
+        occupancy = self.occupancy
+        return free if occupancy is None else occupancy.least_occupied_first(free)
+
     # -- scheduling --------------------------------------------------------------------------
     def _schedule(self, view: SystemView) -> list[Action]:
         q = self.q
@@ -131,7 +145,9 @@ class GpuletPolicy(ClassQueuePolicy):
         now = view.now
         classes = (HIGH, LOW) if self.priority_aware else (HIGH,)
         refused: set[int] = set()
-        for gpu, slot in sorted(free, key=lambda gs: len(self.by_gpu[gs[0]])):
+        for gpu, slot in self._least_occupied_first(free):
+            if not len(q):  # nothing left to place: every other slot would be refused
+                break
             if gpu in refused:
                 continue
             co = self.by_gpu[gpu]
@@ -158,5 +174,7 @@ class GpuletPolicy(ClassQueuePolicy):
                            reqs[0].deadline_s)
             self.beliefs[reqs[0].id] = (gpu, bel)
             co.append(bel)
+            if self.occupancy is not None:
+                self.occupancy.move(gpu, len(co))
             actions.append(Dispatch(gpu, slot, reqs, svc))
         return actions

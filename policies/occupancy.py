@@ -52,11 +52,11 @@ alike. Strait uses this object; any policy can (``bind`` it, call :meth:`predict
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, insort
 from collections import deque
 from typing import TYPE_CHECKING
 
 from strait_sim.policies.estimates import Believed, ServiceEstimator
+from strait_sim.policies.occupancy_rows import OccupancyRows
 
 if TYPE_CHECKING:
     from strait_sim.policies.base import PolicyContext
@@ -76,13 +76,10 @@ class OccupancyEstimator(ServiceEstimator):
         super().__init__(ctx, predictor, max_batch, pair_refresh)
         self.slots = ctx.slots_per_gpu
         self.by_gpu: list[list[Believed]] = [[] for _ in range(ctx.n_gpus)]
-        # gpus_at[k]: the GPUs with k believed batches, ascending (kept by commit and
-        # release when there are several GPUs): a policy that prefers the least occupied
-        # GPU finds it without a walk over every GPU (issue 15: flat from 1 to 1,024 GPUs)
-        self.gpus_at: list[list[int]] | None = (
-            [list(range(ctx.n_gpus))] + [[] for _ in range(self.slots)]
-            if ctx.n_gpus > 1 else None)
-        self._level = [0] * ctx.n_gpus  # the row of gpus_at that holds each GPU
+        # the GPUs filed by believed batches (kept by commit and release when there are
+        # several GPUs): a policy that prefers the least occupied GPU finds it without a
+        # walk over every GPU (issue 15: flat from 1 to 1,024 GPUs)
+        self.occupancy = OccupancyRows(ctx.n_gpus, self.slots) if ctx.n_gpus > 1 else None
         self.rate_alpha = rate_alpha
         self._gap: float | None = None  # EWMA of inter-arrival gaps (s), all classes
         self._last_arrival: float | None = None
@@ -570,8 +567,8 @@ class OccupancyEstimator(ServiceEstimator):
         if bel.work_ms < 0.0:
             bel.work_ms = self.solo[bel.model][bel.size]
         co.append(bel)
-        if self.gpus_at is not None:
-            self._move(gpu, len(co))
+        if self.occupancy is not None:
+            self.occupancy.move(gpu, len(co))
         self._dirty.discard(gpu)
         self._mix.append((bel.model, bel.size))
         self._since_mix += 1
@@ -597,24 +594,11 @@ class OccupancyEstimator(ServiceEstimator):
         for i, c in enumerate(co):
             if c is bel:
                 del co[i]
-                if self.gpus_at is not None:
-                    self._move(gpu, len(co))
+                if self.occupancy is not None:
+                    self.occupancy.move(gpu, len(co))
                 break
         if co and self.predictor is not None:
             self._dirty.add(gpu)
-
-    def _move(self, gpu: int, level: int) -> None:
-        """File ``gpu`` under occupancy ``level`` in :attr:`gpus_at` (from the row it was
-        filed under, so a list changed behind the estimator's back is put right at the
-        next commit or release on that GPU)."""
-        at = self.gpus_at
-        assert at is not None
-        row = at[self._level[gpu]]
-        del row[bisect_left(row, gpu)]
-        while len(at) <= level:
-            at.append([])
-        insort(at[level], gpu)
-        self._level[gpu] = level
 
     def settle(self, now: float, queued: int = 0) -> None:
         """Revise the GPUs whose batches lost a co-runner and got no newcomer."""

@@ -28,11 +28,13 @@ stream priorities on the device, and its per-kernel SM requirements.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+import heapq
+from bisect import bisect_left, insort
+from collections.abc import Iterator, Sequence
 
 from strait_sim.policies.base import (
     Action,
+    CompletedBatch,
     Dispatch,
     PolicyContext,
     SystemView,
@@ -44,6 +46,7 @@ from strait_sim.policies.estimates import (
     check_max_batch,
     check_positive,
 )
+from strait_sim.policies.hp_work import HpWork, hp_work_on
 from strait_sim.requests import HIGH, LOW, Request
 
 
@@ -55,11 +58,6 @@ def resource_kinds(profile) -> dict[str, str] | None:  # noqa: ANN001 - a Profil
     med = util.groupby("model")[["sm_pct", "dram_pct"]].median()
     return {str(m): ("compute" if row.sm_pct >= row.dram_pct else "memory")
             for m, row in med.iterrows()}
-
-
-class _Work(NamedTuple):
-    model: str
-    size: int
 
 
 class OrionPolicy(ClassQueuePolicy):
@@ -90,6 +88,10 @@ class OrionPolicy(ClassQueuePolicy):
         self.est.online = False
         self.q = ClassQueues(ctx.models, order="arrival")
         self.shared = ctx.slots_per_gpu <= self.hp_slots  # no slot left for LP alone
+        # free_at[s]: the GPUs whose slot s is free, ascending, as orion's own dispatches
+        # and completions leave them (it never preempts): HP and LP slots walked apart
+        self.free_at: list[list[int]] | None = None if self.shared else \
+            [list(range(ctx.n_gpus)) for _ in range(ctx.slots_per_gpu)]
         self.hp_budget_s: float | None = None
 
     def params(self) -> dict:
@@ -106,7 +108,7 @@ class OrionPolicy(ClassQueuePolicy):
         return super().on_arrival(request, view)
 
     # -- admission ---------------------------------------------------------------------------
-    def _compatible(self, lp_model: str, lp_size: int, hp: list[_Work]) -> bool:
+    def _compatible(self, lp_model: str, lp_size: int, hp: list[HpWork]) -> bool:
         for h in hp:
             if self.kinds is not None:
                 if self.kinds.get(lp_model) == self.kinds.get(h.model):
@@ -116,7 +118,7 @@ class OrionPolicy(ClassQueuePolicy):
                 return False
         return True
 
-    def _lp_size(self, model: str, bmax: int, hp: list[_Work]) -> int | None:
+    def _lp_size(self, model: str, bmax: int, hp: list[HpWork]) -> int | None:
         """Largest admissible LP batch size, or None."""
         budget_ms = None if self.hp_budget_s is None else self.lp_budget * self.hp_budget_s * 1e3
         for b in range(bmax, 0, -1):
@@ -125,6 +127,11 @@ class OrionPolicy(ClassQueuePolicy):
                 return b
         return 1 if not hp else None
 
+    def on_completion(self, batch: CompletedBatch, view: SystemView) -> Sequence[Action]:
+        if self.free_at is not None:
+            insort(self.free_at[batch.slot], batch.gpu)
+        return super().on_completion(batch, view)
+
     def _schedule(self, view: SystemView) -> list[Action]:
         q = self.q
         if not len(q):
@@ -132,29 +139,81 @@ class OrionPolicy(ClassQueuePolicy):
         free = view.free_slots()
         if not free:
             return []
+        if self.free_at is not None:
+            return self._schedule_by_stream(view)
         actions: list[Action] = []
-        hp_by_gpu: dict[int, list] = {}
-        for b in view.running():
-            if b.priority == HIGH:
-                hp_by_gpu.setdefault(b.gpu, []).append(_Work(b.model, b.size))
-        for gpu, slot in free:
-            hp_slot = slot < self.hp_slots
-            if hp_slot and q.counts[HIGH]:
-                model, _ = q.first(HIGH)  # type: ignore[misc]
-                reqs = q.take(HIGH, model, self.est.max_batch)
-                actions.append(Dispatch(gpu, slot, reqs))
-                hp_by_gpu.setdefault(gpu, []).append(
-                    _Work(model, min(sum(r.items for r in reqs), view.max_batch)))
-                continue
-            if (hp_slot and not self.shared) or not q.counts[LOW]:
-                continue
-            if self.shared and q.counts[HIGH]:
-                continue
-            hp = hp_by_gpu.get(gpu, [])
-            for model in q.models_in_order(LOW):
-                bmax = min(self.est.max_batch, q.waiting_items(LOW, model))
-                size = self._lp_size(model, bmax, hp)
-                if size is not None:
-                    actions.append(Dispatch(gpu, slot, q.take(LOW, model, size)))
-                    break
+        hp_by_gpu: dict[int, list[HpWork]] = {}  # the HP work on each GPU visited
+        for gpu, slot in free:  # shared: every slot takes HP, and LP when no HP waits
+            if not len(q):  # nothing left to place
+                break
+            d = self._hp_batch(view, gpu, slot, hp_by_gpu) if q.counts[HIGH] else \
+                self._lp_batch(view, gpu, slot, hp_by_gpu)
+            if d is not None:
+                actions.append(d)
         return actions
+
+    def _schedule_by_stream(self, view: SystemView) -> list[Action]:
+        """The walk over the free slots in (gpu, slot) order, done as two walks: the free
+        HP slots while HP waits, then the free LP slots while LP waits, from orion's own
+        record of its free slots (:attr:`free_at`). The same decisions in the same order:
+        an HP slot takes only HP work and an LP slot only LP work, and a GPU's HP slots
+        come before its LP slots. Without the split, each decision walked past every
+        GPU's free HP slot to reach the first free LP slot, O(GPUs) (issue 15)."""
+        q = self.q
+        rows = self.free_at
+        assert rows is not None
+        placed: list[tuple[int, int, Dispatch]] = []
+        hp_by_gpu: dict[int, list[HpWork]] = {}
+        if q.counts[HIGH]:
+            for gpu, slot in _free_pairs(rows, range(self.hp_slots)):
+                placed.append((gpu, slot, self._hp_batch(view, gpu, slot, hp_by_gpu)))
+                if not q.counts[HIGH]:
+                    break
+        if q.counts[LOW]:
+            for gpu, slot in _free_pairs(rows, range(self.hp_slots, len(rows))):
+                d = self._lp_batch(view, gpu, slot, hp_by_gpu)
+                if d is not None:
+                    placed.append((gpu, slot, d))
+                if not q.counts[LOW]:
+                    break
+        placed.sort(key=lambda p: (p[0], p[1]))  # the walk's order: by gpu, then slot
+        for gpu, slot, _ in placed:
+            row = rows[slot]
+            del row[bisect_left(row, gpu)]
+        return [d for _, _, d in placed]
+
+    def _hp_batch(self, view: SystemView, gpu: int, slot: int,
+                  hp_by_gpu: dict[int, list[HpWork]]) -> Dispatch:
+        """An HP batch of the first queued model on (gpu, slot) (HP is waiting)."""
+        q = self.q
+        model, _ = q.first(HIGH)  # type: ignore[misc]
+        reqs = q.take(HIGH, model, self.est.max_batch)
+        hp_work_on(view, gpu, hp_by_gpu).append(
+            HpWork(model, min(sum(r.items for r in reqs), view.max_batch)))
+        return Dispatch(gpu, slot, reqs)
+
+    def _lp_batch(self, view: SystemView, gpu: int, slot: int,
+                  hp_by_gpu: dict[int, list[HpWork]]) -> Dispatch | None:
+        """A batch of the first LP model (in queue order) admissible on (gpu, slot)
+        beside the GPU's HP work, or None."""
+        q = self.q
+        hp = hp_work_on(view, gpu, hp_by_gpu)
+        for model in q.models_in_order(LOW):
+            bmax = min(self.est.max_batch, q.waiting_items(LOW, model))
+            size = self._lp_size(model, bmax, hp)
+            if size is not None:
+                return Dispatch(gpu, slot, q.take(LOW, model, size))
+        return None
+
+
+def _free_pairs(rows: list[list[int]], slots: range) -> Iterator[tuple[int, int]]:
+    """The (gpu, slot) pairs free in ``rows`` for the slot indices ``slots``, ordered by
+    gpu then slot, lazily (a decision takes the first few)."""
+    if len(slots) == 1:
+        return _pairs_of(rows[slots[0]], slots[0])
+    return heapq.merge(*(_pairs_of(rows[s], s) for s in slots))
+
+
+def _pairs_of(row: list[int], slot: int) -> Iterator[tuple[int, int]]:
+    for gpu in row:
+        yield gpu, slot

@@ -55,6 +55,7 @@ from strait_sim.policies.base import (
 )
 from strait_sim.policies.classqueues import ClassQueues
 from strait_sim.policies.estimates import build_predictor, check_max_batch, check_positive
+from strait_sim.policies.hp_work import HpWork, hp_work_on
 from strait_sim.requests import HIGH, LOW, Request
 
 PHASE_RANK = {"h2d": 0, "compute": 0, "d2h": 1}
@@ -149,7 +150,7 @@ class ReefPolicy(Policy):
         assert self.est is not None
         return 1.0 + self.est.excess(hp_model, hp_size, lp_model, lp_size)
 
-    def _padded(self, hp: list[tuple[str, int]], model: str, size: int) -> bool:
+    def _padded(self, hp: Sequence[tuple[str, int]], model: str, size: int) -> bool:
         """May an LP batch (model, size) run beside the HP batches ``hp`` of a GPU?"""
         if self.est is None or not hp:
             return True
@@ -181,12 +182,9 @@ class ReefPolicy(Policy):
             return []
         actions: list[Action] = []
         padding = self.est is not None
-        hp_on: dict[int, list[tuple[str, int]]] | None = None  # HP (model, size) per GPU
-        if padding or not self.lp_with_hp:
-            hp_on = {}
-            for b in view.running():
-                if b.priority == HIGH:
-                    hp_on.setdefault(b.gpu, []).append((b.model, b.size))
+        # HP (model, size) per GPU visited, read from the view on a GPU's first visit
+        hp_on: dict[int, list[HpWork]] | None = \
+            {} if padding or not self.lp_with_hp else None
         top = self.batch_items
         for gpu, slot in free:
             if q.counts[HIGH]:
@@ -195,13 +193,13 @@ class ReefPolicy(Policy):
                 actions.append(Dispatch(gpu, slot, reqs))
                 if hp_on is not None:
                     size = min(sum(r.items for r in reqs), self.ctx.max_batch)
-                    hp_on.setdefault(gpu, []).append((model, size))
+                    hp_work_on(view, gpu, hp_on).append(HpWork(model, size))
                     if padding:
                         actions.extend(self._unpad(view, gpu, model, size, actions))
                 continue
             if not (q.counts[LOW] or self.resume):
                 break
-            hp = hp_on.get(gpu, []) if hp_on is not None else []
+            hp = hp_work_on(view, gpu, hp_on) if hp_on is not None else []
             if hp and not self.lp_with_hp:
                 continue
             reqs = self._next_lp(hp)
@@ -210,7 +208,7 @@ class ReefPolicy(Policy):
             actions.append(Dispatch(gpu, slot, reqs))
         return actions
 
-    def _next_lp(self, hp: list[tuple[str, int]]) -> tuple[Request, ...] | None:
+    def _next_lp(self, hp: Sequence[tuple[str, int]]) -> tuple[Request, ...] | None:
         """The LP batch for a slot beside ``hp``: a reset batch first (resumed as the same
         set), then the queues in order; with padding, the first that keeps every HP
         batch within ``pad_slowdown``."""

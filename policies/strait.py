@@ -46,8 +46,7 @@ never blocks when nothing else runs, so the queues always drain.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from strait_sim.policies.base import (
     NO_ACTIONS,
@@ -237,9 +236,9 @@ class StraitPolicy(Policy):
             return actions
         by_gpu = self.by_gpu
         left = len(free)
-        gpus_at = self.est.gpus_at
-        if left > 1 and gpus_at is not None:
-            free = _least_occupied_first(free, gpus_at)
+        occupancy = self.est.occupancy
+        if left > 1 and occupancy is not None:
+            free = occupancy.least_occupied_first(free)
         h2d: dict[int, int] = {}
         refused: tuple[int, ...] = ()
         max_batch = view.max_batch
@@ -411,41 +410,3 @@ class StraitPolicy(Policy):
                     if exposed > 0.0 and 1.0 - math.exp(-rate * exposed) > self.hp_risk:
                         return False
         return True
-
-
-def _least_occupied_first(free: Sequence[tuple[int, int]], gpus_at: list[list[int]]
-                          ) -> Iterator[tuple[int, int]]:
-    """``sorted(free, key=lambda gs: len(by_gpu[gs[0]]))``, lazily and without a walk over
-    the free slots: the schedule usually stops after a slot or two, and on 1,024 GPUs the
-    walk past the half-occupied GPUs to the first idle one was most of the policy's cost
-    (issue 15). ``gpus_at[k]`` lists the GPUs with ``k`` believed batches, ascending
-    (:attr:`OccupancyEstimator.gpus_at`); ``free`` is ordered by gpu then slot (the view's
-    contract), so a GPU's free slots are found by bisection. Occupancies are those at the
-    start of the schedule, as the sort's: a GPU that takes a batch meanwhile moves up a
-    row, where it was yielded already (``seen``); one that does not stays behind the
-    position reached in its row."""
-    n = len(free)
-    if not n:
-        return
-    yielded = 0
-    seen: set[int] = set()
-    for row in gpus_at:
-        last = -1
-        while True:
-            i = bisect_right(row, last)
-            if i == len(row):
-                break
-            gpu = last = row[i]
-            if gpu in seen:
-                continue
-            seen.add(gpu)
-            j = bisect_left(free, (gpu,))
-            while j < n:
-                pair = free[j]
-                if pair[0] != gpu:
-                    break
-                yield pair
-                yielded += 1
-                j += 1
-            if yielded == n:
-                return

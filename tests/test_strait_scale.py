@@ -14,7 +14,7 @@ import pytest
 from strait_sim.policies.base import PolicyContext
 from strait_sim.policies.estimates import Believed
 from strait_sim.policies.occupancy import OccupancyEstimator
-from strait_sim.policies.strait import _least_occupied_first
+from strait_sim.policies.occupancy_rows import least_occupied_first
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
@@ -42,10 +42,10 @@ def _belief(model: str) -> Believed:
 
 
 def _filed(est: OccupancyEstimator) -> list[list[int]]:
-    """``gpus_at`` computed from scratch: the GPUs of each occupancy, ascending."""
-    assert est.gpus_at is not None
+    """The occupancy rows computed from scratch: the GPUs of each occupancy, ascending."""
+    assert est.occupancy is not None
     return [[g for g, row in enumerate(est.by_gpu) if len(row) == k]
-            for k in range(len(est.gpus_at))]
+            for k in range(len(est.occupancy.rows))]
 
 
 @SETTINGS
@@ -63,7 +63,7 @@ def test_gpus_filed_by_occupancy_follow_commits_and_releases(profile, gpus, slot
             est.release(i * 1e-3, gpu, rng.choice(row))
         else:  # may exceed the slots: the index grows a row rather than break
             est.commit(i * 1e-3, gpu, _belief(model))
-        assert est.gpus_at == _filed(est)
+        assert est.occupancy.rows == _filed(est)  # type: ignore[union-attr]
 
 
 @SETTINGS
@@ -82,7 +82,7 @@ def test_least_occupied_first_is_the_stable_sort_even_while_dispatching(profile,
                   if (s >= len(est.by_gpu[g]) if rng.random() < 0.8 else rng.random() < 0.5))
     expected = sorted(free, key=lambda gs: len(est.by_gpu[gs[0]]))
     got = []
-    for gpu, slot in _least_occupied_first(free, est.gpus_at):  # type: ignore[arg-type]
+    for gpu, slot in least_occupied_first(free, est.occupancy.rows):  # type: ignore[union-attr]
         got.append((gpu, slot))
         if rng.random() < 0.5:  # a dispatch there moves the GPU up a row meanwhile
             est.commit(0.001, gpu, _belief(model))
@@ -101,7 +101,7 @@ def test_least_occupied_first_stops_after_the_last_free_slot():
 
     rows = [[1], [0], Row([2, 3])]
     free = [(0, 1), (1, 0), (1, 1)]
-    assert list(_least_occupied_first(free, rows)) == [(1, 0), (1, 1), (0, 1)]
+    assert list(least_occupied_first(free, rows)) == [(1, 0), (1, 1), (0, 1)]
 
 
 def _replacement_by_calls(est: OccupancyEstimator, model: str, size: int) -> float:
