@@ -170,10 +170,20 @@ class OrionPolicy(ClassQueuePolicy):
                 if not q.counts[HIGH]:
                     break
         if q.counts[LOW]:
+            # HP work beside which nothing queued was admitted: another GPU with the same
+            # HP work refuses the same queue too (until a dispatch changes the queue), so
+            # the walk past the GPUs busy with HP costs a look-up each
+            refused: set[tuple[HpWork, ...]] = set()
             for gpu, slot in _free_pairs(rows, range(self.hp_slots, len(rows))):
+                hp = tuple(hp_work_on(view, gpu, hp_by_gpu))
+                if hp in refused:
+                    continue
                 d = self._lp_batch(view, gpu, slot, hp_by_gpu)
-                if d is not None:
-                    placed.append((gpu, slot, d))
+                if d is None:
+                    refused.add(hp)
+                    continue
+                placed.append((gpu, slot, d))
+                refused.clear()
                 if not q.counts[LOW]:
                     break
         placed.sort(key=lambda p: (p[0], p[1]))  # the walk's order: by gpu, then slot
