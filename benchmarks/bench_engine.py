@@ -16,11 +16,14 @@ in CPU seconds (setup: the driver and the truth model's calibration; results: th
 and the summary), which do not depend on the requests' count in the same way. Targets
 (issue 15): fifo >= 1.0x the reference, strait >= 0.5x, per-request cost at 1,024 GPUs
 <= 1.25x that at 1 GPU. A shared, busy machine
-moves these figures between runs: quote ratios from one run, and say so.
+moves these figures between runs: quote ratios from one run, and say so. With
+``--repeats N`` every case runs N times, in interleaved rounds, and keeps its fastest run
+(noise only adds time), the reference too.
 
     .venv/bin/python benchmarks/bench_engine.py                       # 200k requests each
     .venv/bin/python benchmarks/bench_engine.py --gpus 1 --policies fifo --requests 10000000
     .venv/bin/python benchmarks/bench_engine.py --policies strait --gpus 1,64
+    .venv/bin/python benchmarks/bench_engine.py --repeats 3       # the fastest of 3 each
     .venv/bin/python benchmarks/bench_engine.py --gpus 1 --models 6,100  # flat in models?
     .venv/bin/python benchmarks/bench_engine.py --ladder --policies fifo  # what each feature costs
     .venv/bin/python benchmarks/bench_engine.py --gpus 1 --policies fifo --stream \
@@ -151,6 +154,14 @@ def _run_child(args: list[str]) -> dict | str:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _fastest(runs: list[dict | str]) -> dict | str:
+    """The run with the most requests per CPU second (a failure if every run failed).
+    On a shared machine the fastest of several runs is the closest to the code's own
+    cost: noise only ever adds time."""
+    ok = [r for r in runs if isinstance(r, dict)]
+    return max(ok, key=lambda r: r["requests_per_cpu_s"]) if ok else runs[0]
+
+
 def _fixed(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.2f}"
 
@@ -170,7 +181,8 @@ def _best_reference(refs: list[dict | str], ref_n: int) -> float:
     ref = max(r["requests_per_cpu_s"] for r in ok)
     print(f"reference (SimPy M/M/1: a Store and one server process, {ref_n:,} requests): "
           + ", ".join(f"{r['requests_per_cpu_s']:,.0f}" for r in ok)
-          + f" requests/CPU-s (before, after); ratios use {ref:,.0f}")
+          + f" requests/CPU-s (before, {'after' if len(ok) == 2 else 'after each round'}); "
+          f"ratios use {ref:,.0f}")
     return ref
 
 
@@ -227,6 +239,9 @@ def main() -> None:
                          "synthetic models added with solo times only)")
     ap.add_argument("--load", type=float, default=0.8, help="offered load per GPU")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="rounds over every case (interleaved); each case keeps its "
+                         "fastest run, the reference its fastest too")
     ap.add_argument("--stream", action="store_true",
                     help="stream each run's results to a temporary folder (as --out)")
     ap.add_argument("--reference-requests", type=int, default=1_000_000,
@@ -254,21 +269,28 @@ def main() -> None:
     model_counts = [int(m) for m in args.models.split(",")]
     policies = args.policies.split(",")
     cases = [(p, m, g) for p in policies for m in model_counts for g in gpu_counts]
+    if args.repeats < 1:
+        raise SystemExit("--repeats must be at least 1")
     with tempfile.TemporaryDirectory() as tmp:
         bundles = {m: make_bundle(Path(tmp), m) for m in model_counts}
         ref_n = min(args.requests, args.reference_requests)
         refs = [_reference(ref_n)]
-        rows: list[dict | str] = []
-        for policy, m, g in cases:
-            rows.append(_run_child(
-                [__file__, "--child", str(bundles[m]), policy, "--child-gpus", str(g),
-                 "--requests", str(args.requests), "--load", str(args.load),
-                 "--seed", str(args.seed)]
-                + (["--child-stream-to", tmp] if args.stream else [])))
-        refs.append(_reference(ref_n))
+        runs: list[list[dict | str]] = [[] for _ in cases]
+        for _ in range(args.repeats):  # rounds: a slow spell of the machine hits every case
+            for i, (policy, m, g) in enumerate(cases):
+                runs[i].append(_run_child(
+                    [__file__, "--child", str(bundles[m]), policy, "--child-gpus", str(g),
+                     "--requests", str(args.requests), "--load", str(args.load),
+                     "--seed", str(args.seed)]
+                    + (["--child-stream-to", tmp] if args.stream else [])))
+            refs.append(_reference(ref_n))
+        rows = [_fastest(r) for r in runs]
+    runs_said = "one run" if args.repeats == 1 else \
+        f"the fastest of {args.repeats} interleaved runs each"
     print(f"{args.requests:,} requests per run; {args.models} models, 2 slots per GPU, "
-          f"max batch 8, offered load {args.load} per GPU (batch-1 solo work); one run, a "
-          f"shared machine" + ("; results streamed to disk" if args.stream else ""))
+          f"max batch 8, offered load {args.load} per GPU (batch-1 solo work); "
+          f"{runs_said}, a shared machine"
+          + ("; results streamed to disk" if args.stream else ""))
     ref = _best_reference(refs, ref_n)
     print("ev/req: heap events per request (phase ends, re-rates, timers; arrivals are "
           "not events)")
