@@ -25,6 +25,7 @@ placement policy.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Sequence
@@ -94,8 +95,7 @@ class ClockworkPolicy(ClassQueuePolicy):
             if window is None:
                 window = self.samples[key] = deque(maxlen=self.window)
             window.append(batch.service_ms)
-            self._estimate[key] = float(np.quantile(np.fromiter(window, float, len(window)),
-                                                    self.quantile))
+            self._estimate[key] = window_quantile(window, self.quantile)
         return super().on_completion(batch, view)
 
     # -- scheduling --------------------------------------------------------------------------
@@ -148,3 +148,24 @@ class ClockworkPolicy(ClassQueuePolicy):
         for gpu in placed:
             self.occupancy.move(gpu, 1)
         return actions
+
+
+def window_quantile(window: Sequence[float], q: float) -> float:
+    """``float(np.quantile(window, q))`` (numpy's default ``linear`` method), the same
+    float, in plain Python: numpy's call costs about 20 us for a window of ten, on every
+    completion, where the arithmetic is a sort and one interpolation. It follows numpy's
+    steps: the virtual index ``(n - 1) * q``, the neighbours around its floor (the last
+    value at or past the end), and numpy's two-sided lerp. An empty window, or one
+    holding a NaN or an infinity, is left to numpy (its orderings and inf - inf)."""
+    xs = sorted(window)
+    n = len(xs)
+    if n == 0 or not all(map(math.isfinite, xs)):
+        return float(np.quantile(np.fromiter(window, float, n), q))
+    virtual = (n - 1) * q
+    if virtual >= n - 1:
+        return xs[-1]
+    lo = math.floor(virtual)
+    t = virtual - lo
+    a, b = xs[lo], xs[lo + 1]
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
