@@ -26,7 +26,6 @@ placement policy.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Sequence
 
@@ -123,7 +122,6 @@ class ClockworkPolicy(ClassQueuePolicy):
                     dropped.append(q.pop(cls, model))
         if dropped:
             actions.append(Drop(tuple(dropped), "cannot meet its deadline"))
-        free = view.free_slots()
         placed: list[int] = []
         for gpu in idle:  # filed under row 1 after the walk, not during it
             pick = None
@@ -141,8 +139,7 @@ class ClockworkPolicy(ClassQueuePolicy):
                     size = b
                     break
             reqs = q.take(cls, model, size)
-            slot = free[bisect_left(free, (gpu,))][1]  # the GPU's lowest slot
-            actions.append(Dispatch(gpu, slot, reqs,
+            actions.append(Dispatch(gpu, 0, reqs,  # idle: slot 0 is its lowest free slot
                                     self._estimate[(model, min(size, self.est.max_batch))]))
             placed.append(gpu)
         for gpu in placed:
