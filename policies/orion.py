@@ -46,7 +46,7 @@ from strait_sim.policies.estimates import (
     check_max_batch,
     check_positive,
 )
-from strait_sim.policies.hp_work import HpWork, hp_work_on
+from strait_sim.policies.hp_work import HpWork
 from strait_sim.requests import HIGH, LOW, Request
 
 
@@ -92,7 +92,14 @@ class OrionPolicy(ClassQueuePolicy):
         # and completions leave them (it never preempts): HP and LP slots walked apart
         self.free_at: list[list[int]] | None = None if self.shared else \
             [list(range(ctx.n_gpus)) for _ in range(ctx.slots_per_gpu)]
+        # the HP work on each GPU, by slot, as orion's own dispatches and completions leave
+        # it, and as a tuple in slot order (what the view's running(gpu) would give): the
+        # walk past GPUs busy with HP reads a list, not the view
+        self._hp_at: list[list[HpWork | None]] = [[None] * ctx.slots_per_gpu
+                                                  for _ in range(ctx.n_gpus)]
+        self.hp_on: list[tuple[HpWork, ...]] = [()] * ctx.n_gpus
         self.hp_budget_s: float | None = None
+        self._sizes: dict[tuple[str, int, tuple[HpWork, ...]], int | None] = {}
 
     def params(self) -> dict:
         return {"hp_slots": self.hp_slots, "lp_budget": self.lp_budget,
@@ -105,10 +112,11 @@ class OrionPolicy(ClassQueuePolicy):
             budget = request.deadline_s - request.arrival_s
             if self.hp_budget_s is None or budget < self.hp_budget_s:
                 self.hp_budget_s = budget
+                self._sizes.clear()  # the duration budget changed: sizes admitted too
         return super().on_arrival(request, view)
 
     # -- admission ---------------------------------------------------------------------------
-    def _compatible(self, lp_model: str, lp_size: int, hp: list[HpWork]) -> bool:
+    def _compatible(self, lp_model: str, lp_size: int, hp: Sequence[HpWork]) -> bool:
         for h in hp:
             if self.kinds is not None:
                 if self.kinds.get(lp_model) == self.kinds.get(h.model):
@@ -118,8 +126,21 @@ class OrionPolicy(ClassQueuePolicy):
                 return False
         return True
 
-    def _lp_size(self, model: str, bmax: int, hp: list[HpWork]) -> int | None:
-        """Largest admissible LP batch size, or None."""
+    def _lp_size(self, model: str, bmax: int, hp: tuple[HpWork, ...]) -> int | None:
+        """Largest admissible LP batch size, or None. Remembered per (model, bmax, HP
+        work): the answer depends on nothing else until the duration budget changes
+        (the estimates are static), and under overload every decision asks again for
+        the GPUs it walks past (issue 15)."""
+        key = (model, bmax, hp)
+        sizes = self._sizes
+        if key in sizes:
+            return sizes[key]
+        if len(sizes) >= 1 << 16:  # a bound, should the HP work take many shapes
+            sizes.clear()
+        size = sizes[key] = self._lp_size_now(model, bmax, hp)
+        return size
+
+    def _lp_size_now(self, model: str, bmax: int, hp: Sequence[HpWork]) -> int | None:
         budget_ms = None if self.hp_budget_s is None else self.lp_budget * self.hp_budget_s * 1e3
         for b in range(bmax, 0, -1):
             fits = budget_ms is None or self.est.solo_service_ms(model, b) <= budget_ms
@@ -130,7 +151,14 @@ class OrionPolicy(ClassQueuePolicy):
     def on_completion(self, batch: CompletedBatch, view: SystemView) -> Sequence[Action]:
         if self.free_at is not None:
             insort(self.free_at[batch.slot], batch.gpu)
+        if self._hp_at[batch.gpu][batch.slot] is not None:  # it was this batch
+            self._note_hp(batch.gpu, batch.slot, None)
         return super().on_completion(batch, view)
+
+    def _note_hp(self, gpu: int, slot: int, work: HpWork | None) -> None:
+        row = self._hp_at[gpu]
+        row[slot] = work
+        self.hp_on[gpu] = tuple(w for w in row if w is not None)
 
     def _schedule(self, view: SystemView) -> list[Action]:
         q = self.q
@@ -142,12 +170,11 @@ class OrionPolicy(ClassQueuePolicy):
         if self.free_at is not None:
             return self._schedule_by_stream(view)
         actions: list[Action] = []
-        hp_by_gpu: dict[int, list[HpWork]] = {}  # the HP work on each GPU visited
         for gpu, slot in free:  # shared: every slot takes HP, and LP when no HP waits
             if not len(q):  # nothing left to place
                 break
-            d = self._hp_batch(view, gpu, slot, hp_by_gpu) if q.counts[HIGH] else \
-                self._lp_batch(view, gpu, slot, hp_by_gpu)
+            d = self._hp_batch(view, gpu, slot) if q.counts[HIGH] else \
+                self._lp_batch(gpu, slot)
             if d is not None:
                 actions.append(d)
         return actions
@@ -163,10 +190,9 @@ class OrionPolicy(ClassQueuePolicy):
         rows = self.free_at
         assert rows is not None
         placed: list[tuple[int, int, Dispatch]] = []
-        hp_by_gpu: dict[int, list[HpWork]] = {}
         if q.counts[HIGH]:
             for gpu, slot in _free_pairs(rows, range(self.hp_slots)):
-                placed.append((gpu, slot, self._hp_batch(view, gpu, slot, hp_by_gpu)))
+                placed.append((gpu, slot, self._hp_batch(view, gpu, slot)))
                 if not q.counts[HIGH]:
                     break
         if q.counts[LOW]:
@@ -174,13 +200,13 @@ class OrionPolicy(ClassQueuePolicy):
             # HP work refuses the same queue too (until a dispatch changes the queue), so
             # the walk past the GPUs busy with HP costs a look-up each
             refused: set[tuple[HpWork, ...]] = set()
+            hp_on = self.hp_on
             for gpu, slot in _free_pairs(rows, range(self.hp_slots, len(rows))):
-                hp = tuple(hp_work_on(view, gpu, hp_by_gpu))
-                if hp in refused:
+                if hp_on[gpu] in refused:
                     continue
-                d = self._lp_batch(view, gpu, slot, hp_by_gpu)
+                d = self._lp_batch(gpu, slot)
                 if d is None:
-                    refused.add(hp)
+                    refused.add(hp_on[gpu])
                     continue
                 placed.append((gpu, slot, d))
                 refused.clear()
@@ -192,22 +218,21 @@ class OrionPolicy(ClassQueuePolicy):
             del row[bisect_left(row, gpu)]
         return [d for _, _, d in placed]
 
-    def _hp_batch(self, view: SystemView, gpu: int, slot: int,
-                  hp_by_gpu: dict[int, list[HpWork]]) -> Dispatch:
-        """An HP batch of the first queued model on (gpu, slot) (HP is waiting)."""
+    def _hp_batch(self, view: SystemView, gpu: int, slot: int) -> Dispatch:
+        """An HP batch of the first queued model on (gpu, slot) (HP is waiting), noted
+        at once: the LP decisions after it on that GPU see it."""
         q = self.q
         model, _ = q.first(HIGH)  # type: ignore[misc]
         reqs = q.take(HIGH, model, self.est.max_batch)
-        hp_work_on(view, gpu, hp_by_gpu).append(
-            HpWork(model, min(sum(r.items for r in reqs), view.max_batch)))
+        self._note_hp(gpu, slot, HpWork(model, min(sum(r.items for r in reqs),
+                                                   view.max_batch)))
         return Dispatch(gpu, slot, reqs)
 
-    def _lp_batch(self, view: SystemView, gpu: int, slot: int,
-                  hp_by_gpu: dict[int, list[HpWork]]) -> Dispatch | None:
+    def _lp_batch(self, gpu: int, slot: int) -> Dispatch | None:
         """A batch of the first LP model (in queue order) admissible on (gpu, slot)
         beside the GPU's HP work, or None."""
         q = self.q
-        hp = hp_work_on(view, gpu, hp_by_gpu)
+        hp = self.hp_on[gpu]
         for model in q.models_in_order(LOW):
             bmax = min(self.est.max_batch, q.waiting_items(LOW, model))
             size = self._lp_size(model, bmax, hp)

@@ -87,6 +87,8 @@ class CheckedOrion(OrionPolicy):
     def _schedule(self, view: SystemView) -> list[Action]:
         if self.free_at is not None:
             assert self.free_at == _free_by_slot(view)
+        assert self.hp_on == [tuple(HpWork(b.model, b.size) for b in view.running(g)
+                                    if b.priority == HIGH) for g in range(view.n_gpus)]
         self.decisions += 1
         return super()._schedule(view)
 
@@ -141,7 +143,7 @@ class WalkingOrion(OrionPolicy):
                 continue
             if self.shared and q.counts[HIGH]:
                 continue
-            hp = hp_by_gpu.get(gpu, [])
+            hp = tuple(hp_by_gpu.get(gpu, []))
             for model in q.models_in_order(LOW):
                 bmax = min(self.est.max_batch, q.waiting_items(LOW, model))
                 size = self._lp_size(model, bmax, hp)
