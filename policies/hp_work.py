@@ -1,10 +1,12 @@
 """The high-priority work running on one GPU, read from the view only where a decision goes.
 
-``reef`` and ``orion`` decide for each free slot with the HP batches already on its GPU.
-Reading them for every GPU up front (one walk over every running batch per decision)
-grew with the GPUs: on 1,024 GPUs it was most of their cost per request (issue 15). A
-decision usually reaches a slot or two, so the HP work of a GPU is read on its first
+``reef`` decides for each free slot with the HP batches already on its GPU. Reading them
+for every GPU up front (one walk over every running batch per decision) grew with the
+GPUs: on 1,024 GPUs it was most of its cost per request, and of ``orion``'s (issue 15).
+A decision usually reaches a slot or two, so the HP work of a GPU is read on its first
 visit and kept, with what the decision itself puts there, for the rest of the decision.
+(``orion``, which walks past many GPUs busy with HP, keeps its own record of each GPU's
+:class:`HpWork` instead.)
 """
 
 from __future__ import annotations

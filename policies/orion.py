@@ -212,7 +212,10 @@ class OrionPolicy(ClassQueuePolicy):
                 refused.clear()
                 if not q.counts[LOW]:
                     break
-        placed.sort(key=lambda p: (p[0], p[1]))  # the walk's order: by gpu, then slot
+        if not placed:
+            return []
+        if len(placed) > 1:
+            placed.sort(key=_gpu_slot)  # the walk's order: by gpu, then slot
         for gpu, slot, _ in placed:
             row = rows[slot]
             del row[bisect_left(row, gpu)]
@@ -252,3 +255,7 @@ def _free_pairs(rows: list[list[int]], slots: range) -> Iterator[tuple[int, int]
 def _pairs_of(row: list[int], slot: int) -> Iterator[tuple[int, int]]:
     for gpu in row:
         yield gpu, slot
+
+
+def _gpu_slot(placed: tuple[int, int, Dispatch]) -> tuple[int, int]:
+    return placed[0], placed[1]
