@@ -56,6 +56,8 @@ def least_occupied_first(free: Sequence[tuple[int, int]], rows: list[list[int]]
     n = len(free)
     if not n:
         return
+    # the view's free slots bisect on their own list (a plain sequence: bisect probes it)
+    find = getattr(free, "bisect_left", None) or (lambda pair: bisect_left(free, pair))
     yielded = 0
     seen: set[int] = set()
     for row in rows:
@@ -68,7 +70,7 @@ def least_occupied_first(free: Sequence[tuple[int, int]], rows: list[list[int]]
             if gpu in seen:
                 continue
             seen.add(gpu)
-            j = bisect_left(free, (gpu,))
+            j = find((gpu,))
             while j < n:
                 pair = free[j]
                 if pair[0] != gpu:

@@ -196,3 +196,27 @@ def test_reef_reads_hp_work_only_on_the_gpus_a_decision_reaches(synthetic_bundle
     _run(synthetic_bundle, policy, view_gpus, 2, load=0.3)
     assert policy.decisions > 100
     assert policy.reads < 3 * policy.decisions  # a walk of all GPUs would be 64 per decision
+
+
+def test_the_views_free_slots_bisect_as_bisect_does():
+    """least_occupied_first bisects the view's free slots on their own list
+    (FreeSlots.bisect_left): the same index as bisect over the sequence, the same order."""
+    import random
+    from bisect import bisect_left
+
+    from strait_sim.driver.view import FreeSlots
+    from strait_sim.policies.occupancy_rows import least_occupied_first
+
+    rng = random.Random(5)
+    for _ in range(200):
+        gpus, slots = rng.randint(1, 9), rng.randint(1, 3)
+        pairs = sorted(rng.sample([(g, s) for g in range(gpus) for s in range(slots)],
+                                  rng.randint(0, gpus * slots)))
+        view = FreeSlots(pairs)
+        for probe in [(g,) for g in range(gpus + 1)] + [(g, s) for g, s in pairs]:
+            assert view.bisect_left(probe) == bisect_left(pairs, probe)
+        rows = [[] for _ in range(slots + 1)]
+        for g in range(gpus):
+            rows[rng.randint(0, slots)].append(g)
+        assert list(least_occupied_first(view, rows)) == \
+            list(least_occupied_first(list(pairs), rows))

@@ -8,6 +8,7 @@ never shows the device's truth (sampled solo times, work left, rates).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,12 @@ class FreeSlots:
 
     def __contains__(self, pair: object) -> bool:
         return pair in self._pairs
+
+    def bisect_left(self, pair: tuple[int, ...]) -> int:
+        """``bisect.bisect_left(self, pair)``, on the list itself: the index of the first
+        free pair not below ``pair`` (``(gpu,)``: the GPU's first free slot, if any).
+        Bisecting the view through ``__getitem__`` costs a Python call per probe."""
+        return bisect_left(self._pairs, pair)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, FreeSlots):
