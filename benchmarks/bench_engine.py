@@ -26,6 +26,7 @@ moves these figures between runs: quote ratios from one run, and say so. With
     .venv/bin/python benchmarks/bench_engine.py --repeats 3       # the fastest of 3 each
     .venv/bin/python benchmarks/bench_engine.py --gpus 1 --models 6,100  # flat in models?
     .venv/bin/python benchmarks/bench_engine.py --ladder --policies fifo  # what each feature costs
+    .venv/bin/python benchmarks/bench_engine.py --ladder --policies fifo --gpus 1,1024  # and growth
     .venv/bin/python benchmarks/bench_engine.py --gpus 1 --policies fifo --stream \
         --requests 100000000                   # results streamed to disk, as --out does
 
@@ -197,35 +198,48 @@ LADDER = (("1 slot, no PCIe, no co-location", 1, False, False),
 
 
 def ladder(args: argparse.Namespace) -> None:
-    """What each of the scenario's features costs, at 1 GPU, as a ratio to the reference
-    measured in the same run: where the engine's time per request goes."""
+    """What each of the scenario's features costs, as a ratio to the reference measured in
+    the same run: where the engine's time per request goes. At 1 GPU by default; with
+    ``--gpus`` at each count too, each row then also against the same features at the
+    first count (which feature's cost grows with the GPUs)."""
     policies = args.policies.split(",")
+    gpu_counts = [int(g) for g in (args.gpus or "1").split(",")]
     ref_n = min(args.requests, args.reference_requests)
+    cases = [(policy, step, g) for policy in policies for step in LADDER
+             for g in gpu_counts]
     with tempfile.TemporaryDirectory() as tmp:
         bundle = make_bundle(Path(tmp))
         refs = [_reference(ref_n)]
-        rows = []
-        for policy in policies:
-            for label, slots, pcie, inter in LADDER:
-                extra = ["--child-slots", str(slots)]
+        runs: list[list[dict | str]] = [[] for _ in cases]
+        for _ in range(args.repeats):
+            for i, (policy, (_, slots, pcie, inter), g) in enumerate(cases):
+                extra = ["--child-slots", str(slots), "--child-gpus", str(g)]
                 extra += [] if pcie else ["--child-no-pcie"]
                 extra += [] if inter else ["--child-no-interference"]
-                rows.append((policy, label, _run_child(
+                runs[i].append(_run_child(
                     [__file__, "--child", str(bundle), policy, "--requests",
                      str(args.requests), "--load", str(args.load), "--seed",
-                     str(args.seed), *extra])))
-        refs.append(_reference(ref_n))
-    print(f"{args.requests:,} requests per run, 1 GPU, max batch 8, offered load "
-          f"{args.load}; one run, a shared machine")
+                     str(args.seed), *extra]))
+            refs.append(_reference(ref_n))
+        rows = [_fastest(r) for r in runs]
+    runs_said = "one run" if args.repeats == 1 else \
+        f"the fastest of {args.repeats} interleaved runs each"
+    print(f"{args.requests:,} requests per run, max batch 8, offered load {args.load} per "
+          f"GPU; {runs_said}, a shared machine")
     ref = _best_reference(refs, ref_n)
-    print(f"{'policy':<9} {'features':<42} {'req/CPU-s':>10} {'x ref':>6} {'us/req':>7} "
-          f"{'events/req':>10} {'batches':>8}")
-    for policy, label, r in rows:
+    first = gpu_counts[0]
+    print(f"{'policy':<9} {'features':<42} {'GPUs':>5} {'req/CPU-s':>10} {'x ref':>6} "
+          f"{'us/req':>7} {'x ' + str(first) + ' GPU':>8} {'events/req':>10} {'batches':>8}")
+    cost: dict[tuple[str, str, int], float] = {}
+    for (policy, (label, *_), g), r in zip(cases, rows, strict=True):
         if isinstance(r, str):
-            print(f"{policy:<9} {label:<42} {r}")
+            print(f"{policy:<9} {label:<42} {g:>5} {r}")
             continue
-        print(f"{policy:<9} {label:<42} {r['requests_per_cpu_s']:>10,.0f} "
-              f"{r['requests_per_cpu_s'] / ref:>6.2f} {1e6 * r['cpu_s'] / r['requests']:>7.1f} "
+        us = cost[(policy, label, g)] = 1e6 * r["cpu_s"] / r["requests"]
+        base = cost.get((policy, label, first))
+        print(f"{policy:<9} {label:<42} {g:>5} {r['requests_per_cpu_s']:>10,.0f} "
+              f"{r['requests_per_cpu_s'] / ref:>6.2f} {us:>7.1f} "
+              f"{us / base if base else float('nan'):>8.2f} "
               f"{r['events_per_request']:>10.2f} {r['batches_per_request']:>8.2f}")
 
 
@@ -233,7 +247,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=200_000)
     ap.add_argument("--policies", default="fifo,priority,strait")
-    ap.add_argument("--gpus", default="1,64,1024", help="comma-separated GPU counts")
+    ap.add_argument("--gpus", default=None,
+                    help="comma-separated GPU counts (default 1,64,1024; with --ladder 1)")
     ap.add_argument("--models", default="6",
                     help="comma-separated model counts (6: the scenario's own; more: "
                          "synthetic models added with solo times only)")
@@ -262,15 +277,15 @@ def main() -> None:
                                args.child_slots, not args.child_no_pcie,
                                not args.child_no_interference)))
         return
+    if args.repeats < 1:
+        raise SystemExit("--repeats must be at least 1")
     if args.ladder:
         ladder(args)
         return
-    gpu_counts = [int(g) for g in args.gpus.split(",")]
+    gpu_counts = [int(g) for g in (args.gpus or "1,64,1024").split(",")]
     model_counts = [int(m) for m in args.models.split(",")]
     policies = args.policies.split(",")
     cases = [(p, m, g) for p in policies for m in model_counts for g in gpu_counts]
-    if args.repeats < 1:
-        raise SystemExit("--repeats must be at least 1")
     with tempfile.TemporaryDirectory() as tmp:
         bundles = {m: make_bundle(Path(tmp), m) for m in model_counts}
         ref_n = min(args.requests, args.reference_requests)
