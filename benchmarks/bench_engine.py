@@ -163,6 +163,25 @@ def _fastest(runs: list[dict | str]) -> dict | str:
     return max(ok, key=lambda r: r["requests_per_cpu_s"]) if ok else runs[0]
 
 
+def _interleaved(child_args: list[list[str]], repeats: int, ref_n: int
+                 ) -> tuple[list[dict | str], list[dict | str]]:
+    """Run every case (its child's arguments) ``repeats`` times, in rounds over all the
+    cases, so that a slow spell of a shared machine hits every case; the reference before
+    the first round and after each. Returns each case's fastest run, and the reference's
+    runs."""
+    refs = [_reference(ref_n)]
+    runs: list[list[dict | str]] = [[] for _ in child_args]
+    for _ in range(repeats):
+        for i, args in enumerate(child_args):
+            runs[i].append(_run_child([__file__, *args]))
+        refs.append(_reference(ref_n))
+    return [_fastest(r) for r in runs], refs
+
+
+def _runs_said(repeats: int) -> str:
+    return "one run" if repeats == 1 else f"the fastest of {repeats} interleaved runs each"
+
+
 def _fixed(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.2f}"
 
@@ -209,23 +228,17 @@ def ladder(args: argparse.Namespace) -> None:
              for g in gpu_counts]
     with tempfile.TemporaryDirectory() as tmp:
         bundle = make_bundle(Path(tmp))
-        refs = [_reference(ref_n)]
-        runs: list[list[dict | str]] = [[] for _ in cases]
-        for _ in range(args.repeats):
-            for i, (policy, (_, slots, pcie, inter), g) in enumerate(cases):
-                extra = ["--child-slots", str(slots), "--child-gpus", str(g)]
-                extra += [] if pcie else ["--child-no-pcie"]
-                extra += [] if inter else ["--child-no-interference"]
-                runs[i].append(_run_child(
-                    [__file__, "--child", str(bundle), policy, "--requests",
-                     str(args.requests), "--load", str(args.load), "--seed",
-                     str(args.seed), *extra]))
-            refs.append(_reference(ref_n))
-        rows = [_fastest(r) for r in runs]
-    runs_said = "one run" if args.repeats == 1 else \
-        f"the fastest of {args.repeats} interleaved runs each"
+        child_args = []
+        for policy, (_, slots, pcie, inter), g in cases:
+            extra = ["--child-slots", str(slots), "--child-gpus", str(g)]
+            extra += [] if pcie else ["--child-no-pcie"]
+            extra += [] if inter else ["--child-no-interference"]
+            child_args.append(["--child", str(bundle), policy, "--requests",
+                               str(args.requests), "--load", str(args.load), "--seed",
+                               str(args.seed), *extra])
+        rows, refs = _interleaved(child_args, args.repeats, ref_n)
     print(f"{args.requests:,} requests per run, max batch 8, offered load {args.load} per "
-          f"GPU; {runs_said}, a shared machine")
+          f"GPU; {_runs_said(args.repeats)}, a shared machine")
     ref = _best_reference(refs, ref_n)
     first = gpu_counts[0]
     print(f"{'policy':<9} {'features':<42} {'GPUs':>5} {'req/CPU-s':>10} {'x ref':>6} "
@@ -289,22 +302,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bundles = {m: make_bundle(Path(tmp), m) for m in model_counts}
         ref_n = min(args.requests, args.reference_requests)
-        refs = [_reference(ref_n)]
-        runs: list[list[dict | str]] = [[] for _ in cases]
-        for _ in range(args.repeats):  # rounds: a slow spell of the machine hits every case
-            for i, (policy, m, g) in enumerate(cases):
-                runs[i].append(_run_child(
-                    [__file__, "--child", str(bundles[m]), policy, "--child-gpus", str(g),
-                     "--requests", str(args.requests), "--load", str(args.load),
-                     "--seed", str(args.seed)]
-                    + (["--child-stream-to", tmp] if args.stream else [])))
-            refs.append(_reference(ref_n))
-        rows = [_fastest(r) for r in runs]
-    runs_said = "one run" if args.repeats == 1 else \
-        f"the fastest of {args.repeats} interleaved runs each"
+        rows, refs = _interleaved(
+            [["--child", str(bundles[m]), policy, "--child-gpus", str(g),
+              "--requests", str(args.requests), "--load", str(args.load),
+              "--seed", str(args.seed)]
+             + (["--child-stream-to", tmp] if args.stream else [])
+             for policy, m, g in cases], args.repeats, ref_n)
     print(f"{args.requests:,} requests per run; {args.models} models, 2 slots per GPU, "
           f"max batch 8, offered load {args.load} per GPU (batch-1 solo work); "
-          f"{runs_said}, a shared machine"
+          f"{_runs_said(args.repeats)}, a shared machine"
           + ("; results streamed to disk" if args.stream else ""))
     ref = _best_reference(refs, ref_n)
     print("ev/req: heap events per request (phase ends, re-rates, timers; arrivals are "
