@@ -149,8 +149,9 @@ class ClockworkPolicy(ClassQueuePolicy):
 
 def window_quantile(window: Sequence[float], q: float) -> float:
     """``float(np.quantile(window, q))`` (numpy's default ``linear`` method), the same
-    float, in plain Python: numpy's call costs about 20 us for a window of ten, on every
-    completion, where the arithmetic is a sort and one interpolation. It follows numpy's
+    float, in plain Python: numpy's machinery, for a window of ten on every completion,
+    was most of clockwork's cost (docs/benchmarks.md, fourth pass), where the arithmetic
+    is a sort and one interpolation. It follows numpy's
     steps: the virtual index ``(n - 1) * q``, the neighbours around its floor (the last
     value at or past the end), and numpy's two-sided lerp. An empty window, or one
     holding a NaN or an infinity, is left to numpy (its orderings and inf - inf)."""
