@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import typing
 from importlib.metadata import entry_points
 
 from strait_sim.errors import UnknownNameError, UserError
@@ -92,6 +93,8 @@ def _check_params(name: str, cls: type, params: dict) -> None:
             valid = ", ".join(sorted(accepted)) or "(none: it takes no parameters)"
             raise UserError(f"policy '{name}' has no parameter '{key}'; valid: {valid}")
         default = accepted[key].default
+        if value is None and _accepts_none(accepted[key]):
+            continue  # "not set": reef's pad_slowdown=None lifts the bound
         if isinstance(default, bool):
             if not isinstance(value, bool):
                 raise UserError(f"policy '{name}': {key} must be true or false, got {value!r}")
@@ -100,6 +103,16 @@ def _check_params(name: str, cls: type, params: dict) -> None:
                 raise UserError(f"policy '{name}': {key} must be a number, got {value!r}")
         elif isinstance(default, str) and not isinstance(value, str):
             raise UserError(f"policy '{name}': {key} must be a name (text), got {value!r}")
+
+
+def _accepts_none(param: inspect.Parameter) -> bool:
+    """True where the parameter's annotation admits None (``float | None``), written as
+    text (postponed annotations, the usual case here) or as a type."""
+    ann = param.annotation
+    if isinstance(ann, str):
+        text = ann.replace(" ", "")
+        return "None" in text.split("|") or text.startswith(("Optional[", "typing.Optional["))
+    return type(None) in typing.get_args(ann)
 
 
 def make_policy(name: str, **params: object) -> Policy:

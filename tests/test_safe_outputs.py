@@ -6,6 +6,7 @@ names the problem, leaves nothing behind, and touches no file it did not write.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -177,6 +178,7 @@ def test_negative_seed_is_one_line_for_run_and_compare(tmp_path, capsys):
     ("strait.nope=1", "policy 'strait' has no parameter 'nope'; valid: drop_early, hp_guard"),
     ("strait.hp_guard=7", "hp_guard must be true or false, got 7"),
     ("strait.safety=fast", "safety must be a number, got 'fast'"),
+    ("strait.hp_risk=null", "hp_risk must be a number, got None"),  # float, not float | None
 ])
 def test_param_errors_list_valid_names_without_python(param, needle, capsys):
     policy = "strait" if param.startswith("strait.") else "fifo"
@@ -190,6 +192,22 @@ def test_param_errors_list_valid_names_without_python(param, needle, capsys):
 def test_boolean_params_take_true_and_false(capsys):
     args = [a for a in RUN if a not in ("--policy", "fifo")]
     assert main([*args, "--policy", "strait", "--param", "hp_guard=false"]) == 0
+
+
+def test_a_parameter_typed_optional_takes_null(tmp_path):
+    """reef's ``pad_slowdown: float | None`` (documented: None lifts the bound) takes
+    ``null`` on the command line, as its class does, and it changes the run."""
+    args = [a for a in RUN if a not in ("--policy", "fifo")]
+    out = {}
+    for value in ("null", "1.25"):
+        folder = tmp_path / value
+        assert main([*args, "--policy", "reef", "--slots", "2",
+                     "--param", f"pad_slowdown={value}", "--out", str(folder)]) == 0
+        out[value] = json.loads((folder / "summary.json").read_text())
+    assert out["null"]["policy_params"]["pad_slowdown"] is None
+    assert out["1.25"]["policy_params"]["pad_slowdown"] == 1.25
+    requests = {v: pd.read_parquet(tmp_path / v / "requests.parquet") for v in out}
+    assert not requests["null"].equals(requests["1.25"])  # the bound was lifted
 
 
 def test_missing_torch_names_the_extra(tmp_path):
