@@ -44,6 +44,9 @@ def load_profile(profile: ProfileLike = None) -> ProfileBundle:
     """
     if isinstance(profile, ProfileBundle):
         return profile
+    if profile is not None and not isinstance(profile, str | Path):
+        raise UserError(f"profile must be a name, a bundle folder or a ProfileBundle, got "
+                        f"{type(profile).__name__} {profile!r}")
     from strait_sim.profile_bundle import load_bundle
     from strait_sim.profile_registry import default_profile_name
 
@@ -131,7 +134,7 @@ def _policy_object(policy: PolicyLike, params: Mapping[str, Any] | None) -> Poli
 
 
 def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
-             workload: Workload | None = None, *, params: Mapping[str, Any] | None = None,
+             workload: Workload | str | None = None, *, params: Mapping[str, Any] | None = None,
              seed: int = 0, gpus: int = 1, slots: int = 2, max_batch: int = 8,
              interference: bool = True, pcie: bool = True, timeline: bool = False,
              progress: Callable[[int, float], None] | None = None,
@@ -140,7 +143,8 @@ def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
     """Simulate one workload under one policy: ``strait-sim run`` from Python.
 
     ``policy`` and ``profile`` are names or objects; the workload is an object or the
-    CLI's workload keywords (``load=0.9, duration=60``; none given: the CLI's defaults).
+    CLI's workload keywords (``load=0.9, duration=60``; none given: the CLI's defaults;
+    ``workload="mmpp"`` is the ``--workload`` flag, as in :func:`compare`).
     The result has ``.requests`` (the requests.parquet columns), ``.summary`` (the
     summary.json dict), ``.write(folder)`` and, with ``timeline=True``, ``.timeline``
     (``.timeline.write("t.json")`` for Perfetto). With ``out`` the results stream into
@@ -155,6 +159,11 @@ def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
     from strait_sim.engine.simulator import SimConfig
     from strait_sim.experiment import run_simulation
 
+    _check_system(seed=seed, gpus=gpus, slots=slots, max_batch=max_batch, nodes=nodes,
+                  interference=interference, pcie=pcie, timeline=timeline)
+    if isinstance(workload, str):  # the --workload flag's kind, not an object
+        workload_keywords["workload"] = workload
+        workload = None
     bundle = load_profile(profile)
     pol = _policy_object(policy, params)
     if workload is not None and workload_keywords:
@@ -171,6 +180,20 @@ def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
                        interference=interference, pcie=pcie, record_timeline=timeline,
                        nodes=nodes, router=router)
     return run_simulation(bundle, workload, pol, config, progress=progress, out=out)
+
+
+def _check_system(**values: Any) -> None:
+    """The system keywords' types and ranges, in one line naming the keyword, before any
+    work: the CLI's flags arrive typed and checked, a script's values do not (``gpus=2.0``
+    or ``seed=-1`` would otherwise fail deep in the driver or numpy)."""
+    from strait_sim.sweep.spec import SYSTEM_TYPES, check_system_values, check_value
+
+    types = {**SYSTEM_TYPES, "nodes": int, "timeline": bool}
+    for key, value in values.items():
+        if value is None:
+            raise UserError(f"{key}: expected {types[key].__name__}, got None")
+        check_value(value, (types[key],), key)
+    check_system_values(values)
 
 
 def _router_names() -> list[str]:
@@ -219,7 +242,7 @@ def parse_policy_params(items: Sequence[str], policies: Sequence[str]) -> dict[s
 
 
 def compare(policies: Sequence[str] | str, profile: str | Path | None = None, *,
-            loads: Sequence[float] | None = None, seeds: int = 3, seed: int = 0,
+            loads: Sequence[float] | str | float | None = None, seeds: int = 3, seed: int = 0,
             params: Mapping[str, Mapping[str, Any]] | None = None,
             reference: str | None = None, gpus: int = 1, slots: int = 2,
             max_batch: int = 8, interference: bool = True, pcie: bool = True,
@@ -228,7 +251,9 @@ def compare(policies: Sequence[str] | str, profile: str | Path | None = None, *,
             **workload_keywords: Any) -> Comparison:
     """Compare policies on identical workloads over seeds (and loads).
 
-    ``params`` maps a policy name to its parameters (``{"strait": {"hp_risk": 0.02}}``).
+    ``policies`` is a list of names or the flag's text (``"fifo,strait"``); ``loads`` a
+    list of numbers, one number or text (``"0.5,0.9"``). ``params`` maps a policy name to
+    its parameters (``{"strait": {"hp_risk": 0.02}}``).
     With ``out`` every run's folder is kept and reused by a later identical call unless
     ``rerun``, and the tables (CSV, Markdown) and plots are written there, as
     ``strait-sim compare --out`` writes them (``report(out)`` makes the HTML page).
@@ -243,8 +268,14 @@ def compare(policies: Sequence[str] | str, profile: str | Path | None = None, *,
     from strait_sim.sweep.executors import run_points
     from strait_sim.sweep.spec import resolve_spec
 
-    names = [policies] if isinstance(policies, str) else list(policies)
-    names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+    if isinstance(policies, str):
+        policies = policies.split(",")  # the --policies flag's text
+    if isinstance(policies, Iterable):
+        policies = list(policies)
+    if not isinstance(policies, list) or not all(isinstance(n, str) for n in policies):
+        raise UserError(f"policies must be names (a list, or text like 'fifo,strait'), got "
+                        f"{policies!r}")
+    names = list(dict.fromkeys(n.strip() for n in policies if n.strip()))
     if not names:
         raise UserError("--policies needs at least one policy")
     for name in names:
@@ -257,8 +288,10 @@ def compare(policies: Sequence[str] | str, profile: str | Path | None = None, *,
         per_policy[name] = dict(values)
     for name in names:
         make_policy(name, **per_policy[name])  # bad parameter -> one line, before any run
-    if isinstance(seeds, bool) or seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    _check_system(seed=seed, gpus=gpus, slots=slots, max_batch=max_batch,
+                  interference=interference, pcie=pcie)
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise UserError(f"--seeds must be a whole number of at least 1, got {seeds!r}")
     ref = reference or ("strait" if "strait" in names else names[0])
     if ref not in names:
         raise UserError(f"--reference '{ref}' is not in --policies ({', '.join(names)})")
@@ -267,9 +300,7 @@ def compare(policies: Sequence[str] | str, profile: str | Path | None = None, *,
     if loads is not None:
         if "rate" in wl or "load" in wl:
             raise UserError("--loads sets the load of each run: drop --rate/--load")
-        load_list = [float(x) for x in loads]
-        if not load_list:
-            raise UserError("--loads needs at least one value")
+        load_list = _load_values(loads)
     specs, keys = [], []
     for load in load_list:
         for s in range(seed, seed + seeds):
@@ -314,6 +345,17 @@ def compare(policies: Sequence[str] | str, profile: str | Path | None = None, *,
             "compare", policies=names, profile=profile, loads=loads, seeds=seeds, seed=seed,
             **workload_keywords))
     return result
+
+
+def _load_values(loads: Sequence[float] | str | float) -> list[float]:
+    """``loads`` as numbers: a list, one number, or the --loads flag's text ('0.5,0.9'),
+    checked as the flag is (each a finite number > 0)."""
+    from strait_sim.cli.compare_cmd import parse_loads
+
+    if isinstance(loads, str):
+        return parse_loads(loads)
+    items = [loads] if isinstance(loads, int | float) else list(loads)
+    return parse_loads(",".join(repr(x) if isinstance(x, float) else str(x) for x in items))
 
 
 def validate(policy: str = "strait", device: str | int = "cpu", *, out: str | Path,

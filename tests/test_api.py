@@ -79,10 +79,44 @@ def test_objects_and_names_give_the_same_run():
                           api.describe_workload("synthetic-tiny", duration=1), rate=3),
      "not both"),
     (lambda: api.compare(["fifo"], "synthetic-tiny", params={"reef": {"x": 1}}), "reef"),
+    # a script's values arrive untyped: each is named before any work starts
+    (lambda: api.simulate("fifo", "synthetic-tiny", max_batch=0), "^max_batch must be"),
+    (lambda: api.simulate("fifo", "synthetic-tiny", slots=2.5), "^slots: expected int"),
+    (lambda: api.simulate("fifo", "synthetic-tiny", gpus=2.0), "^gpus: expected int"),
+    (lambda: api.simulate("fifo", "synthetic-tiny", gpus=True), "^gpus: expected int"),
+    (lambda: api.simulate("fifo", "synthetic-tiny", nodes=0), "^nodes must be"),
+    (lambda: api.simulate("fifo", "synthetic-tiny", seed=-1), "^seed must be"),
+    (lambda: api.simulate("fifo", "synthetic-tiny", seed=None), "^seed: expected int"),
+    (lambda: api.simulate("fifo", "synthetic-tiny", interference="no"), "^interference"),
+    (lambda: api.load_profile(3), "^profile must be"),
+    (lambda: api.compare(5, "synthetic-tiny"), "^policies must be names"),
+    (lambda: api.compare(["fifo"], "synthetic-tiny", loads=[0.5, "x"]), "'x' is not"),
+    (lambda: api.compare(["fifo"], "synthetic-tiny", loads="0.5,-1"), "> 0, got -1"),
+    (lambda: api.compare(["fifo"], "synthetic-tiny", seeds=1.5), "whole number"),
+    (lambda: api.compare(["fifo"], "synthetic-tiny", slots=0), "^slots must be"),
 ])
 def test_bad_input_is_one_user_error(call, message):
     with pytest.raises(UserError, match=message):
         call()
+
+
+def test_workload_kind_as_text_is_the_workload_flag():
+    """``workload="mmpp"`` is ``--workload mmpp`` (as compare takes it), not an object."""
+    by_text = api.simulate("fifo", "synthetic-tiny", workload="mmpp", rate=40, duration=2,
+                           seed=2)
+    wl = api.describe_workload("synthetic-tiny", workload="mmpp", rate=40, duration=2)
+    by_object = api.simulate("fifo", "synthetic-tiny", wl, seed=2)
+    assert wl.describe()["kind"] == "mmpp"
+    assert by_text.requests.equals(by_object.requests)
+
+
+def test_loads_and_policies_as_text_are_the_flags():
+    as_text = api.compare("fifo,priority", "synthetic-tiny", seeds=1, loads="0.4",
+                          duration=1)
+    as_lists = api.compare(["fifo", "priority"], "synthetic-tiny", seeds=1, loads=[0.4],
+                           duration=1)
+    assert as_text.policies == ["fifo", "priority"] and as_text.loads == [0.4]
+    assert as_text.runs.equals(as_lists.runs)
 
 
 def test_compare_matches_the_cli(tmp_path, capsys):

@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
         from strait_sim.work_limit import check_work, expected_requests
 
         check_system_values({"seed": seed, "gpus": gpus, "slots": slots,
-                             "max_batch": max_batch}, flags=True)
+                             "max_batch": max_batch, "nodes": nodes}, flags=True)
         if out is not None:
             check_output_folder(out, "run", overwrite=overwrite)
         if trace_out is not None:

@@ -39,7 +39,8 @@ SPEC_KEYS = ("policy", "policy_params", "profile", "workload", *SYSTEM_DEFAULTS)
 
 # Smallest value of each whole-number system parameter; seeds are numpy's (0 .. 2**32-1
 # per word, any size), the rest are counts.
-SYSTEM_MINIMA: dict[str, int] = {"gpus": 1, "slots": 1, "max_batch": 1, "seed": 0}
+SYSTEM_MINIMA: dict[str, int] = {"gpus": 1, "slots": 1, "max_batch": 1, "nodes": 1,
+                                 "seed": 0}
 MAX_SEED = 2**63 - 1
 
 
