@@ -139,7 +139,7 @@ def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
              interference: bool = True, pcie: bool = True, timeline: bool = False,
              progress: Callable[[int, float], None] | None = None,
              out: str | Path | None = None, nodes: int = 1, router: str = "least-loaded",
-             **workload_keywords: Any) -> RunResult:
+             allow_large: bool = False, **workload_keywords: Any) -> RunResult:
     """Simulate one workload under one policy: ``strait-sim run`` from Python.
 
     ``policy`` and ``profile`` are names or objects; the workload is an object or the
@@ -150,7 +150,9 @@ def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
     (``.timeline.write("t.json")`` for Perfetto). With ``out`` the results stream into
     that folder while the run goes on (``--out``; memory holds only requests in flight).
     ``nodes`` above 1 simulates a cluster of ``nodes`` x ``gpus`` GPUs behind ``router``
-    (docs/architecture.md, "Clusters").
+    (docs/architecture.md, "Clusters"). A run above the work limit (work_limit.py: 20M
+    requests, or more memory than is free) is refused before it starts, as the CLI refuses
+    it, unless ``allow_large``.
 
     >>> r = simulate(policy="priority", profile="synthetic-tiny", rate=40, duration=1)
     >>> r.summary["policy"], int(r.summary["overall"]["count"]) == len(r.requests)
@@ -176,6 +178,9 @@ def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
         from strait_sim.errors import UnknownNameError
 
         raise UnknownNameError("router", router, _router_names())
+    from strait_sim.work_limit import check_work, expected_requests
+
+    check_work(expected_requests(workload), allow_large=allow_large)
     config = SimConfig(gpus=gpus, slots=slots, max_batch=max_batch, seed=seed,
                        interference=interference, pcie=pcie, record_timeline=timeline,
                        nodes=nodes, router=router)
@@ -247,7 +252,7 @@ def compare(policies: Sequence[str] | str, profile: str | Path | None = None, *,
             reference: str | None = None, gpus: int = 1, slots: int = 2,
             max_batch: int = 8, interference: bool = True, pcie: bool = True,
             out: str | Path | None = None, workers: int = 1, rerun: bool = False,
-            progress: bool = False, command: str | None = None,
+            progress: bool = False, command: str | None = None, allow_large: bool = False,
             **workload_keywords: Any) -> Comparison:
     """Compare policies on identical workloads over seeds (and loads).
 
@@ -257,7 +262,8 @@ def compare(policies: Sequence[str] | str, profile: str | Path | None = None, *,
     With ``out`` every run's folder is kept and reused by a later identical call unless
     ``rerun``, and the tables (CSV, Markdown) and plots are written there, as
     ``strait-sim compare --out`` writes them (``report(out)`` makes the HTML page).
-    Workload keywords are the CLI's (``rate=30, duration=5``).
+    Workload keywords are the CLI's (``rate=30, duration=5``). A run above the work limit
+    fails, with the limit's message, unless ``allow_large``.
 
     >>> c = compare(["fifo", "priority"], "synthetic-tiny", seeds=2, rate=40, duration=1)
     >>> list(c.table["policy"])
@@ -322,7 +328,8 @@ def compare(policies: Sequence[str] | str, profile: str | Path | None = None, *,
         open_resumable_folder(out, "compare")
     outcomes = run_points(specs, workers=workers,
                           out_dir=None if out is None else Path(out), force=rerun,
-                          progress=progress, keep_requests=out is not None)
+                          progress=progress, keep_requests=out is not None,
+                          allow_large=allow_large)
     failed = [(k, o) for k, o in zip(keys, outcomes, strict=True) if not o.ok]
     if failed:
         (load, name, s), o = failed[0]

@@ -287,6 +287,37 @@ def test_the_limit_is_configurable_and_the_flag_overrides(monkeypatch, capsys):
     assert "STRAIT_SIM_MAX_REQUESTS" in _error(capsys)
 
 
+def test_sweep_plan_compare_and_the_api_keep_the_limit(tmp_path, monkeypatch, capsys):
+    """Every way in refuses a point above the limit before simulating it (a sweep or a plan
+    once filled the machine's memory instead), and --allow-large / allow_large lets it run."""
+    from strait_sim import api
+    from strait_sim.errors import UserError
+
+    monkeypatch.setenv("STRAIT_SIM_MAX_REQUESTS", "50")
+    exp = tmp_path / "exp.toml"
+    exp.write_text('[experiment]\nprofile = "synthetic-tiny"\nout = "' +
+                   str(tmp_path / "sw") + '"\n[grid]\nrate = [20, 200]\n'
+                   '[fixed]\npolicy = "fifo"\nduration = 1\n')
+    assert main(["sweep", "run", str(exp), "-q"]) == 1  # 200 req/s x 1 s: above; 20: runs
+    said = capsys.readouterr()
+    assert "1 run, 0 already done, 1 failed" in said.out
+    assert "this point would take about 200 requests" in said.err and "--allow-large" in said.err
+    assert main(["sweep", "run", str(exp), "-q", "--allow-large"]) == 0
+    plan = ["plan", "--profile", "synthetic-tiny", "--policies", "fifo", "--rate", "200",
+            "--duration", "1", "--target", "high=0.9", "--gpus", "1:2", "--seeds", "1", "-q"]
+    assert main(plan) == 2
+    assert "each simulation would take about 200 requests" in _error(capsys)
+    assert main([*plan, "--allow-large"]) == 0
+    compare = ["compare", "--profile", "synthetic-tiny", "--policies", "fifo", "--rate",
+               "200", "--duration", "1", "--seeds", "1", "-q"]
+    assert main(compare) == 2
+    assert main([*compare, "--allow-large"]) == 0  # the flag reaches every point
+    with pytest.raises(UserError, match="above the limit of 50 requests"):
+        api.simulate("fifo", "synthetic-tiny", rate=200, duration=1)
+    assert len(api.simulate("fifo", "synthetic-tiny", rate=200, duration=1,
+                            allow_large=True).requests) > 50
+
+
 def test_a_closed_loop_is_bounded_too(capsys):
     assert main(["run", "--profile", "synthetic-tiny", "--workload", "closed", "--clients",
                  "100000", "--think-ms", "1", "--duration", "1000", "-q"]) == 2

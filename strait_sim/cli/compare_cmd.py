@@ -126,6 +126,7 @@ def register(app: typer.Typer) -> None:
                              max_batch=max_batch, interference=not no_interference,
                              pcie=not no_pcie, out=out, workers=workers, rerun=rerun,
                              progress=not quiet, command=command_line(ctx),
+                             allow_large=allow_large,
                              **{k: v for k, v in (workload_opts or {}).items()
                                 if v is not None})
         _report(result, quiet=quiet)

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from strait_sim.cli.workload_options import workload_options
+from strait_sim.work_limit import allow_large_option
 
 
 def register(app: typer.Typer) -> None:
@@ -60,6 +61,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q",
                                    help="No progress bar, no tables: only the line saying "
                                    "what was written, and errors."),
+        allow_large: bool = allow_large_option(),
         workload_opts: dict = None,  # filled by @workload_options
     ) -> None:
         """Find the fewest GPUs (cheapest configuration) per policy that meets the targets
@@ -94,7 +96,8 @@ def register(app: typer.Typer) -> None:
                       first_seed=seed, confidence=confidence,
                       interference=not no_interference, pcie=not no_pcie, workers=workers,
                       executor=executor, scheduler=scheduler, out=out, force=force,
-                      verify_seeds=verify_seeds, exhaustive=exhaustive, log=log)
+                      verify_seeds=verify_seeds, exhaustive=exhaustive, log=log,
+                      allow_large=allow_large)
         if not quiet:  # --quiet: no per-round lines, no tables (one meaning everywhere)
             _print(result)
         if out is not None:

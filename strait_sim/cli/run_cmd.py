@@ -108,7 +108,8 @@ def register(app: typer.Typer) -> None:
                                       slots=slots, max_batch=max_batch,
                                       interference=not no_interference, pcie=not no_pcie,
                                       timeline=trace_out is not None, progress=progress,
-                                      out=out, nodes=nodes, router=router)
+                                      out=out, nodes=nodes, router=router,
+                                      allow_large=allow_large)
         from strait_sim.truth.compute import extrapolation_warning
 
         warning = extrapolation_warning(result.summary.get("truth"))

@@ -12,6 +12,8 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
+from strait_sim.work_limit import allow_large_option
+
 
 class DefaultRunGroup(TyperGroup):
     """A group whose first argument, when not a command name, goes to ``run``."""
@@ -48,6 +50,7 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q",
                                 help="No progress bar, no tables: only the line saying "
                                 "what was written, and errors."),
+    allow_large: bool = allow_large_option(),
 ) -> None:
     """Run every point of an experiment's grid; finished points are reused."""
     from strait_sim.sweep.experiment_file import load_experiment
@@ -55,7 +58,8 @@ def run(
 
     exp = load_experiment(file)
     result = run_experiment(exp, workers=workers, executor=executor, scheduler=scheduler,
-                            force=rerun, out=out, progress=not quiet)
+                            force=rerun, out=out, progress=not quiet,
+                            allow_large=allow_large)
     failed = result.failed
     ran = len(result.outcomes) - result.skipped
     typer.echo(f"{len(result.outcomes)} points: {ran - len(failed)} run, "

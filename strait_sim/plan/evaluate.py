@@ -57,6 +57,7 @@ class Evaluator:
     scheduler: str | None = None
     out: Path | None = None
     force: bool = False
+    allow_large: bool = False  # above the work limit: plan() checked it once, up front
     simulations_run: int = 0
     simulations_reused: int = 0
     _cache: dict[tuple[Config, tuple[int, ...]], PointResult] = field(default_factory=dict)
@@ -82,7 +83,8 @@ class Evaluator:
             specs = [self.spec(c, s) for c in todo for s in seeds_t]
             outcomes = run_points(specs, workers=self.workers, executor=self.executor,
                                   scheduler=self.scheduler, out_dir=self.out,
-                                  force=self.force, progress=False, keep_requests=False)
+                                  force=self.force, progress=False, keep_requests=False,
+                                  allow_large=self.allow_large)
             failed = [o for o in outcomes if not o.ok]
             if failed:
                 o = failed[0]

@@ -61,7 +61,8 @@ def plan(profile: str, workload: dict[str, Any], targets: list[Target], space: S
          confidence: float = 0.95, interference: bool = True, pcie: bool = True,
          workers: int = 1, executor: str = "local", scheduler: str | None = None,
          out: Path | None = None, force: bool = False, verify_seeds: int = 0,
-         exhaustive: bool = False, log: Callable[[str], None] | None = None) -> PlanResult:
+         exhaustive: bool = False, log: Callable[[str], None] | None = None,
+         allow_large: bool = False) -> PlanResult:
     """Find the cheapest configuration of ``space`` per policy that meets ``targets``.
 
     ``workload`` holds workload options as the CLI flags name them (``rate``, ``load`` in
@@ -69,7 +70,9 @@ def plan(profile: str, workload: dict[str, Any], targets: list[Target], space: S
     when each target's one-sided ``confidence`` bound over ``seeds`` seeds is on the right
     side (:mod:`strait_sim.plan.confidence`). With ``out``, every simulation is kept as a
     hashed point there and reused when the plan runs again. ``exhaustive`` evaluates
-    the whole grid instead of searching (to check the search's answer).
+    the whole grid instead of searching (to check the search's answer). Every
+    configuration sees the same requests, so the work limit (work_limit.py) is checked once,
+    before any simulation; ``allow_large`` lifts it.
     """
     from strait_sim.profile_registry import default_profile_name
 
@@ -89,12 +92,21 @@ def plan(profile: str, workload: dict[str, Any], targets: list[Target], space: S
         check_output_folder(out, "plan", resume=True)
     profile = profile or default_profile_name()
     check_cost(space, cost)
-    wl = fixed_workload(workload, profile,
-                        max_batch=max(f.max_batch for f in space.families))
+    top_batch = max(f.max_batch for f in space.families)
+    wl = fixed_workload(workload, profile, max_batch=top_batch)
+    if not allow_large:
+        from strait_sim.cli.workload_options import workload_from_options
+        from strait_sim.sweep.points import load_profile
+        from strait_sim.work_limit import check_work, expected_requests
+
+        built = workload_from_options(dict(wl), load_profile(profile), gpus=1,
+                                      max_batch=top_batch)
+        check_work(expected_requests(built), runs_at_once=workers, what="each simulation")
     evaluator = Evaluator(profile, wl, list(targets), cost, confidence=confidence,
                           interference=interference, pcie=pcie, workers=workers,
                           executor=executor, scheduler=scheduler,
-                          out=Path(out) if out is not None else None, force=force)
+                          out=Path(out) if out is not None else None, force=force,
+                          allow_large=allow_large)
     seed_list = list(range(first_seed, first_seed + seeds))
     from strait_sim.policies.registry import make_policy
 

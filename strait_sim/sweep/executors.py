@@ -61,11 +61,12 @@ def without_timing(summary: dict) -> dict:
 def execute_point(task: dict) -> dict:
     """Run one point in whatever process this is; never raises for a point's own failure.
 
-    ``task``: spec, key, profile_hash, out_dir (str or None), keep_requests.
+    ``task``: spec, key, profile_hash, out_dir (str or None), keep_requests, allow_large.
     """
     spec, key = task["spec"], task["key"]
     try:
-        result = simulate_point(spec, expected_profile_hash=task["profile_hash"])
+        result = simulate_point(spec, expected_profile_hash=task["profile_hash"],
+                                allow_large=task.get("allow_large", False))
         summary = json_summary(result.summary)
         folder = None
         if task["out_dir"] is not None:
@@ -96,12 +97,13 @@ def check_run_options(workers: int, executor: str = "local",
 
 def run_points(specs: list[dict], *, workers: int = 1, executor: str = "local",
                scheduler: str | None = None, out_dir: Path | None = None,
-               force: bool = False, progress: bool = True, keep_requests: bool = True
-               ) -> list[PointOutcome]:
+               force: bool = False, progress: bool = True, keep_requests: bool = True,
+               allow_large: bool = False) -> list[PointOutcome]:
     """Run every spec once (identical specs share a run); outcomes in the order of specs.
 
     With ``out_dir``, points already done there are skipped unless ``force``; each finished
-    point has its folder ``out_dir/points/<key>/`` and each failed one an error file.
+    point has its folder ``out_dir/points/<key>/`` and each failed one an error file. A
+    point above the work limit fails with the limit's message unless ``allow_large``.
     """
     check_run_options(workers, executor, scheduler)
     from strait_sim import __version__
@@ -126,7 +128,7 @@ def run_points(specs: list[dict], *, workers: int = 1, executor: str = "local",
         by_key[key] = PointOutcome(spec, key)
         tasks.append({"spec": spec, "key": key, "profile_hash": hashes[spec["profile"]],
                       "out_dir": str(out) if out is not None else None,
-                      "keep_requests": keep_requests})
+                      "keep_requests": keep_requests, "allow_large": allow_large})
 
     skipped = len(by_key) - len(tasks)
     with point_progress(len(tasks), skipped=skipped, enabled=progress) as advance:

@@ -87,8 +87,11 @@ def profile_hash(profile: str) -> str:
     return hash_bundle_dir(Path(path))
 
 
-def simulate_point(spec: dict, *, expected_profile_hash: str | None = None) -> RunResult:
-    """Build the workload and policy a spec names and simulate them."""
+def simulate_point(spec: dict, *, expected_profile_hash: str | None = None,
+                   allow_large: bool = False) -> RunResult:
+    """Build the workload and policy a spec names and simulate them; a point above the
+    work limit (work_limit.py) fails at once, as ``run`` refuses it, instead of filling
+    the machine's memory (``allow_large`` lifts the limit, as ``--allow-large`` does)."""
     from strait_sim.cli.workload_options import workload_from_options
     from strait_sim.engine.simulator import SimConfig
     from strait_sim.errors import UserError
@@ -104,6 +107,10 @@ def simulate_point(spec: dict, *, expected_profile_hash: str | None = None) -> R
                        pcie=spec["pcie"])
     workload = workload_from_options(dict(spec["workload"]), bundle, gpus=spec["gpus"],
                                      max_batch=spec["max_batch"])
+    from strait_sim.work_limit import check_work, expected_requests
+
+    # in a worker the points already running hold their memory: MemAvailable shows it
+    check_work(expected_requests(workload), allow_large=allow_large, what="this point")
     policy = make_policy(spec["policy"], **spec.get("policy_params", {}))
     return run_simulation(bundle, workload, policy, config)
 

@@ -31,15 +31,17 @@ class SweepResult:
 
 def run_experiment(exp: Experiment, *, workers: int = 1, executor: str = "local",
                    scheduler: str | None = None, force: bool = False,
-                   out: Path | None = None, progress: bool = True) -> SweepResult:
-    """Run (or resume) an experiment; the table and manifest cover all its points."""
+                   out: Path | None = None, progress: bool = True,
+                   allow_large: bool = False) -> SweepResult:
+    """Run (or resume) an experiment; the table and manifest cover all its points. A point
+    above the work limit fails with the limit's message unless ``allow_large``."""
     out = Path(out if out is not None else exp.out)
     check_run_options(workers, executor, scheduler)  # before the folder: nothing left
     check_output_folder(out, "sweep", resume=True)
     open_resumable_folder(out, "sweep")
     outcomes = run_points(exp.specs, workers=workers, executor=executor, scheduler=scheduler,
                           out_dir=out, force=force, progress=progress,
-                          keep_requests=exp.keep_requests)
+                          keep_requests=exp.keep_requests, allow_large=allow_large)
     table = write_results_table(out, outcomes)
     ok = sum(o.ok for o in outcomes)
     manifest = {"name": exp.name, "source": str(exp.source), "metrics": exp.metrics,
