@@ -453,7 +453,10 @@ def _python_call(verb: str, **kwargs: Any) -> str:
 
 def report(folder: str | Path, out: str | Path | None = None) -> Path:
     """One self-contained HTML file for a run, a comparison or a validation folder
-    (``strait-sim report DIR``); written to ``out`` (default ``DIR/report.html``)."""
+    (``strait-sim report DIR``); written to ``out`` (default ``DIR/report.html``), which
+    must be new or a page the tool wrote (a file of the user's is never replaced)."""
     from strait_sim.html_report import write_html_report
+    from strait_sim.output_folder import check_report_target
 
+    check_report_target(Path(folder), None if out is None else Path(out), overwrite=True)
     return write_html_report(Path(folder), None if out is None else Path(out))

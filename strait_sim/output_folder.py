@@ -24,6 +24,7 @@ it wrote, so that ``--overwrite`` can tell the tool's files from the user's.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from strait_sim.errors import UserError
@@ -52,8 +53,13 @@ KIND_NAMES = {
 
 
 #: Files the tool adds to a result folder after writing it (the producing command, the
-#: HTML page of ``strait-sim report``): its own, whatever the marker lists.
-TOOL_EXTRAS = ("command.txt", "report.html")
+#: HTML page of ``strait-sim report``), each recognised by its first bytes: the command
+#: (``strait-sim ...``, or ``strait_sim.verb(...)`` from Python) and the page's generator
+#: tag. A user's file of the same name is not the tool's: --overwrite keeps it.
+TOOL_EXTRAS: dict[str, re.Pattern[bytes]] = {
+    "command.txt": re.compile(rb"\Astrait(-sim |_sim\.)"),
+    "report.html": re.compile(rb'<meta name="generator" content="strait-sim'),
+}
 
 
 def _name(kind: str) -> str:
@@ -152,8 +158,38 @@ def foreign_entries(folder: Path, files: list[str] | None) -> list[str]:
     """Entries of ``folder`` that the tool did not write (per the marker's file list)."""
     if files is None:
         return []
-    own = set(files) | {MARKER, *TOOL_EXTRAS}
-    return [name for name in _entries(folder) if name not in own]
+    own = set(files) | {MARKER}
+    return [name for name in _entries(folder)
+            if name not in own and not (name in TOOL_EXTRAS
+                                        and tool_extra_is_ours(Path(folder) / name))]
+
+
+def tool_extra_is_ours(path: Path, name: str | None = None) -> bool | None:
+    """Whether ``path`` holds what the tool writes as :data:`TOOL_EXTRAS` ``name``
+    (default: the path's own name), judged by its first 512 bytes; None when there is no
+    such file."""
+    try:
+        with open(path, "rb") as fh:
+            start = fh.read(512)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return False
+    return TOOL_EXTRAS[name or path.name].search(start) is not None
+
+
+def check_report_target(folder: Path, html: Path | None, *, overwrite: bool = False) -> None:
+    """Where ``report`` writes its page: ``--html PATH`` follows the single-file rule; the
+    folder's own ``report.html`` is replaced freely, unless it is a user's file of that
+    name (kept: the page then needs ``--html``)."""
+    if html is not None:
+        check_output_file(html, overwrite=overwrite, flag="--html",
+                          ours=tool_extra_is_ours(Path(html), "report.html"))
+        return
+    default = Path(folder) / "report.html"
+    if tool_extra_is_ours(default) is False:
+        raise UserError(f"{default} was not written by strait-sim and is kept; give --html "
+                        "PATH to write the page elsewhere")
 
 
 def written_by_strait_sim(path: Path | str, head: bytes) -> bool | None:

@@ -84,6 +84,26 @@ def test_overwrite_replaces_only_an_earlier_result_of_the_same_kind(tmp_path, ca
     assert "holds a run result, not a compare folder" in _error(capsys)
 
 
+@pytest.mark.parametrize("name", ["report.html", "command.txt"])
+def test_a_users_file_named_like_the_tools_extras_is_kept(tmp_path, capsys, name):
+    """command.txt and report.html are the tool's only when they hold what it writes
+    there: a user's file of that name stops --overwrite, and report keeps a user's page."""
+    out = tmp_path / "run"
+    assert main([*RUN, "--out", str(out)]) == 0
+    assert main(["report", str(out)]) == 0  # the tool's own page and command: replaced
+    assert main([*RUN, "--out", str(out), "--overwrite"]) == 0
+    (out / name).write_text("<html>my own notes</html>\n")
+    before = _snapshot(tmp_path)
+    assert main([*RUN, "--out", str(out), "--overwrite"]) == 2
+    assert f"'{name}', which strait-sim did not write" in _error(capsys)
+    assert _snapshot(tmp_path) == before
+    if name == "report.html":
+        assert main(["report", str(out)]) == 2
+        assert "was not written by strait-sim and is kept" in _error(capsys)
+        assert main(["report", str(out), "--html", str(tmp_path / "page.html")]) == 0
+        assert (out / name).read_text() == "<html>my own notes</html>\n"
+
+
 def _is_a_run_without_temporaries(folder: Path) -> None:
     names = set(os.listdir(folder))
     assert {MARKER, "requests.parquet", "summary.json"} <= names

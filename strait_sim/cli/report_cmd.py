@@ -22,11 +22,8 @@ def register(app: typer.Typer) -> None:
         """Write one self-contained HTML page (tables, figures, the producing command and
         the profile's provenance) for a run, a comparison or a validation."""
         from strait_sim.html_report import write_html_report
-        from strait_sim.output_folder import check_output_file, written_by_strait_sim
+        from strait_sim.output_folder import check_report_target
 
-        if html is not None:  # DIR/report.html is the folder's own; a path given is checked
-            check_output_file(html, overwrite=overwrite, flag="--html",
-                              ours=written_by_strait_sim(html, b'name="generator" '
-                                                         b'content="strait-sim'))
+        check_report_target(folder, html, overwrite=overwrite)
         path = write_html_report(folder, html)
         typer.echo(f"report: {path}")
