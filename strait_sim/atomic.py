@@ -70,6 +70,8 @@ def atomic_dir(target: Path | str, kind: str | None = None, *,
 
     target = Path(target)
     resolved = target.resolve()
+    if target.is_symlink():  # --out LINK: the folder it names is the output; the user's
+        target = resolved  # link stays (renaming the link itself replaced it by a folder)
     if kind is not None and target.exists():
         check_output_folder(target, kind, overwrite=True, flag="")
     in_place = target.is_dir() and (resolved.parent == resolved

@@ -104,6 +104,18 @@ def test_a_users_file_named_like_the_tools_extras_is_kept(tmp_path, capsys, name
         assert (out / name).read_text() == "<html>my own notes</html>\n"
 
 
+def test_out_through_a_symlink_writes_the_folder_it_names(tmp_path):
+    """--out LINK (a symlink to a folder) writes into that folder and leaves the link
+    alone, also with --overwrite; nothing is left beside them."""
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to("target")
+    for extra in ([], ["--overwrite"]):
+        assert main([*RUN, "--out", str(tmp_path / "link"), *extra]) == 0
+        assert (tmp_path / "link").is_symlink()
+        assert (tmp_path / "target" / "requests.parquet").is_file()
+        assert sorted(os.listdir(tmp_path)) == ["link", "target"]
+
+
 def _is_a_run_without_temporaries(folder: Path) -> None:
     names = set(os.listdir(folder))
     assert {MARKER, "requests.parquet", "summary.json"} <= names
