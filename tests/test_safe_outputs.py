@@ -104,6 +104,16 @@ def test_a_users_file_named_like_the_tools_extras_is_kept(tmp_path, capsys, name
         assert (out / name).read_text() == "<html>my own notes</html>\n"
 
 
+@pytest.mark.parametrize("inside", ["run/summary.json", "run/tl.json", "run"])
+def test_trace_out_inside_out_is_refused_before_the_run(tmp_path, capsys, inside):
+    """The run folder is written and replaced whole: a timeline inside it would overwrite
+    a result file, or be taken for a user's file by the next --overwrite."""
+    assert main([*RUN, "--out", str(tmp_path / "run"),
+                 "--trace-out", str(tmp_path / inside)]) == 2
+    assert "lies in --out" in _error(capsys)
+    assert os.listdir(tmp_path) == []
+
+
 def test_out_through_a_symlink_writes_the_folder_it_names(tmp_path):
     """--out LINK (a symlink to a folder) writes into that folder and leaves the link
     alone, also with --overwrite; nothing is left beside them."""

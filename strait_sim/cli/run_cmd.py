@@ -74,6 +74,10 @@ def register(app: typer.Typer) -> None:
         if out is not None:
             check_output_folder(out, "run", overwrite=overwrite)
         if trace_out is not None:
+            if out is not None and Path(trace_out).resolve().is_relative_to(
+                    Path(out).resolve()):
+                raise UserError(f"--trace-out {trace_out}: lies in --out {out}, which is "
+                                "written (and replaced) whole; put the timeline beside it")
             check_output_file(trace_out, overwrite=overwrite, flag="--trace-out",
                               ours=_is_timeline(trace_out))
         pol = api.make_policy(policy, **api.parse_policy_params(param, [policy])[policy])
