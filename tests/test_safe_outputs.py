@@ -114,6 +114,24 @@ def test_trace_out_inside_out_is_refused_before_the_run(tmp_path, capsys, inside
     assert os.listdir(tmp_path) == []
 
 
+def test_a_later_compare_in_the_same_folder_leaves_no_earlier_plot(tmp_path, capsys):
+    """compare continues its folder: the tables are the new comparison's, and so must the
+    plots be (the earlier loads' CDFs stayed); a user's PNG of such a name is kept."""
+    out = tmp_path / "cmp"
+    base = ["compare", "--profile", "synthetic-tiny", "--seeds", "1", "--duration", "1",
+            "-q", "--out", str(out)]
+    assert main([*base, "--policies", "fifo,priority", "--loads", "0.5,1.5"]) == 0
+    assert {"latency_cdf_load0.5.png", "latency_cdf_load1.5.png"} <= set(os.listdir(out))
+    (out / "latency_cdf_load9.png").write_bytes(b"\x89PNG my own plot")
+    assert main([*base, "--policies", "fifo", "--loads", "0.7"]) == 0
+    plots = sorted(n for n in os.listdir(out) if n.endswith(".png"))
+    assert plots == ["latency_cdf_load0.7.png", "latency_cdf_load9.png",
+                     "violation_vs_load.png"]
+    assert main([*base, "--policies", "fifo"]) == 0  # not swept: one CDF, no load plot
+    plots = sorted(n for n in os.listdir(out) if n.endswith(".png"))
+    assert plots == ["latency_cdf.png", "latency_cdf_load9.png"]
+
+
 def test_out_through_a_symlink_writes_the_folder_it_names(tmp_path):
     """--out LINK (a symlink to a folder) writes into that folder and leaves the link
     alone, also with --overwrite; nothing is left beside them."""

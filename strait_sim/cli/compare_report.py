@@ -22,6 +22,7 @@ printed tables and plots show, so that no table or figure shows an impossible va
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -409,7 +410,7 @@ def plot_violation_vs_load(table: pd.DataFrame, path: Path) -> None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, metadata=PLOT_METADATA)
 
 
 def plot_latency_cdfs(latencies: dict[str, dict[str, np.ndarray]], path: Path,
@@ -435,7 +436,7 @@ def plot_latency_cdfs(latencies: dict[str, dict[str, np.ndarray]], path: Path,
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, metadata=PLOT_METADATA)
 
 
 def completed_latencies(requests: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -489,4 +490,20 @@ def write_comparison(out: Path, comparison, command: str) -> list[str]:  # type:
             title = "all seeds pooled" + ("" if load is None else f", load {load:g}")
             plot_latency_cdfs(lat, out / fname, title)
             written.append(fname)
+    for stale in _earlier_plots(out, written):
+        stale.unlink()
     return written
+
+
+#: The compare plots' PNG metadata: how a later comparison in the same folder knows a plot
+#: of an earlier one (other loads, not swept) as the tool's own, to remove it.
+PLOT_METADATA = {"Software": "strait-sim compare"}
+PLOT_NAMES = re.compile(r"latency_cdf(_load[^/]+)?\.png|violation_vs_load\.png")
+
+
+def _earlier_plots(out: Path, written: list[str]) -> list[Path]:
+    """Plots an earlier comparison wrote into ``out`` that this one did not (a user's PNG
+    of the same name, without the tool's metadata, is kept)."""
+    return [p for p in sorted(out.glob("*.png"))
+            if p.name not in written and PLOT_NAMES.fullmatch(p.name)
+            and b"strait-sim compare" in p.read_bytes()[:4096]]
