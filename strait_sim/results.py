@@ -44,12 +44,16 @@ class RunResult:
 
     def write_trace(self, path: Path | str) -> Path:
         """The Perfetto/Chrome trace of a run simulated with a timeline (``--trace-out``;
-        ``simulate(..., timeline=True)``): batches per slot, requests, flows."""
+        ``simulate(..., timeline=True)``): batches per slot, requests, flows. It replaces
+        an earlier timeline at ``path``, never another file."""
+        from strait_sim.engine.timeline import is_timeline_file
         from strait_sim.errors import UserError
+        from strait_sim.output_folder import check_output_file
 
         if self.timeline is None:
             raise UserError("this run recorded no timeline: simulate with timeline=True "
                             "(CLI: --trace-out)")
+        check_output_file(path, overwrite=True, flag="", ours=is_timeline_file(path))
         requests = self.requests
         if requests is None and self.folder is not None:  # streamed: read it back
             requests = pd.read_parquet(Path(self.folder) / "requests.parquet")

@@ -103,3 +103,18 @@ def test_write_trace_without_a_timeline_is_a_user_error(tmp_path):
     result = api.simulate("fifo", "synthetic-tiny", rate=20, duration=1)
     with pytest.raises(UserError, match="timeline=True"):
         result.write_trace(tmp_path / "t.json")
+
+
+def test_write_trace_replaces_a_timeline_but_never_a_users_file(tmp_path):
+    from strait_sim.errors import UserError
+
+    result = api.simulate("fifo", "synthetic-tiny", rate=20, duration=1, timeline=True)
+    mine = tmp_path / "precious.txt"
+    mine.write_text("my notes\n")
+    with pytest.raises(UserError, match="not written by strait-sim"):
+        result.write_trace(mine)
+    assert mine.read_text() == "my notes\n"
+    ours = result.write_trace(tmp_path / "t.json")
+    first = ours.read_bytes()
+    result.write_trace(ours)  # an earlier timeline: replaced (same run, same bytes)
+    assert ours.read_bytes() == first

@@ -64,6 +64,7 @@ def register(app: typer.Typer) -> None:
         from strait_sim.cli.render import print_summary
         from strait_sim.cli.workload_options import workload_from_options
         from strait_sim.engine.simulator import SimConfig
+        from strait_sim.engine.timeline import is_timeline_file
         from strait_sim.errors import UserError
         from strait_sim.output_folder import check_output_file, check_output_folder
         from strait_sim.sweep.spec import check_system_values
@@ -79,7 +80,7 @@ def register(app: typer.Typer) -> None:
                 raise UserError(f"--trace-out {trace_out}: lies in --out {out}, which is "
                                 "written (and replaced) whole; put the timeline beside it")
             check_output_file(trace_out, overwrite=overwrite, flag="--trace-out",
-                              ours=_is_timeline(trace_out))
+                              ours=is_timeline_file(trace_out))
         pol = api.make_policy(policy, **api.parse_policy_params(param, [policy])[policy])
         bundle = api.load_profile(profile)
         workload = workload_from_options(workload_opts, bundle, gpus=gpus * max(nodes, 1),
@@ -137,11 +138,3 @@ def register(app: typer.Typer) -> None:
         if result.summary.get("executor", {}).get("interrupted"):
             raise typer.Exit(130)  # Ctrl-C: results so far are written, but say so
 
-
-def _is_timeline(path: Path) -> bool | None:
-    """Whether an existing file is a timeline strait-sim wrote (None: there is none)."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(16) == b'{"traceEvents": '
-    except OSError:
-        return None

@@ -198,3 +198,13 @@ def request_events(requests: Any, compute: dict, tracks: dict) -> list[dict]:
         out.append({"ph": "f", "bp": "e", "id": rid, "name": "request", "cat": "flow",
                     "pid": pid, "tid": tid, "ts": end * US - inside})
     return out
+
+
+def is_timeline_file(path: Path | str) -> bool | None:
+    """Whether an existing file is a timeline strait-sim wrote (None: there is none): a
+    timeline may replace only its own kind, never a user's file of that name."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(16) == b'{"traceEvents": '
+    except OSError:
+        return None
