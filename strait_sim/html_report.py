@@ -26,6 +26,7 @@ import pandas as pd
 from strait_sim import __version__
 from strait_sim.atomic import atomic_file
 from strait_sim.errors import UserError
+from strait_sim.results import check_shape
 
 COMMAND_FILE = "command.txt"  # written next to results by the CLI: the producing command
 CLASSES = ("high", "low")
@@ -220,6 +221,72 @@ def outcomes_png(summary: dict, title: str) -> bytes:
     return _png(fig)
 
 
+# -- reading the folder's files ------------------------------------------------------
+# Every file a page reads goes through these: a file of the right syntax but the wrong
+# shape (summary.json holding ``{}``, comparison.csv with other columns) is one UserError
+# naming the file and what it lacks, not a KeyError from deep inside a page.
+
+# The columns of compare's tables that the page reads.
+COMPARISON_NEEDS = ("load", "policy", "seeds", "hp_violation", "lp_violation",
+                      "hp_p99_ms", "lp_p99_ms", "goodput_rps", "gpu_busy")
+REFERENCE_NEEDS = ("load", "reference", "baseline", "seeds", "hp_reduction_pp",
+                     "lp_cost_pp")
+# report.json (``validate``): the blocks the page indexes; each class under ``classes``
+# must hold VALIDATION_CLASS_SHAPE.
+VALIDATION_SHAPE = {"setup": "optional object", "setup.warnings": "optional list",
+                    "classes": "object"}
+VALIDATION_CLASS_SHAPE = {
+    **{f"latency.{q}.{side}": "number or null" for q in ("p50", "p99")
+       for side in ("live_ms", "sim_ms")},
+    "violation.live": "number or null", "violation.sim": "number or null",
+    "violation.diff_pp": "number or null", "ks.pvalue": "number or null",
+    "tost.equivalent": "boolean or null",
+}
+
+
+def read_json(path: Path) -> object:
+    """A JSON file's content; a file that is not JSON is one UserError line."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}, line {exc.lineno}: not valid JSON: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not valid JSON (not UTF-8 text)") from None
+
+
+def read_table(path: Path, columns: Sequence[str], text: Sequence[str], *,
+               empty_ok: bool = False) -> pd.DataFrame:
+    """A CSV table written by ``compare``, checked for the ``columns`` a page reads: all
+    but the ``text`` ones numeric, ``seeds`` a whole number on every row. ``empty_ok``:
+    a file with no header at all reads as an empty table (earlier versions of ``compare``
+    wrote reference.csv as one bare newline when there was no pair, e.g. one policy)."""
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        if empty_ok:
+            return pd.DataFrame(columns=list(columns))
+        raise UserError(f"{path}: empty (no header line); not a table written by "
+                        "strait-sim compare") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else \
+            str(exc).strip().splitlines()[-1]
+        raise UserError(f"{path}: not a readable CSV file ({reason})") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise UserError(f"{path}: not a table written by strait-sim compare (missing "
+                        f"column(s) {', '.join(repr(c) for c in missing)})")
+    wrong = [c for c in table.columns if len(table) and c not in text
+             and not pd.api.types.is_numeric_dtype(table[c])]  # no rows: no dtype
+    if wrong:
+        raise UserError(f"{path}: not a table written by strait-sim compare (column "
+                        f"{', '.join(repr(c) for c in wrong)} not numeric)")
+    seeds = table["seeds"]
+    if len(table) and (seeds.isna().any() or (seeds != seeds.round()).any()):
+        raise UserError(f"{path}: not a table written by strait-sim compare (column "
+                        "'seeds' not a whole number on every row)")
+    return table
+
+
 # -- the three kinds of page ----------------------------------------------------------
 
 
@@ -243,10 +310,11 @@ def run_page(folder: Path) -> str:
 
     result = load_results(folder)
     s, df = result.summary, result.requests
+    prof = s.get("profile") or {}
     mode = s.get("mode", "sim")
     device = (s.get("device", {}) or {}).get("name") if mode == "live" else None
     where = f"live on {device}" if device else "simulated"
-    title = (f"{s.get('policy', '?')} on {s.get('profile', {}).get('name', '?')}, "
+    title = (f"{s.get('policy', '?')} on {prof.get('name', '?')}, "
              f"{where} (seed {s.get('seed')})")
     rows = []
     for name, c in [(n, s["by_class"][n]) for n in CLASSES] + [("all", s["overall"])]:
@@ -277,10 +345,10 @@ def run_page(folder: Path) -> str:
         figures.append(figure_html(cdf, "Latency CDF of served requests per class",
                                    "fig-latency-cdf"))
     fallback = (f"strait_sim.simulate(policy={s.get('policy')!r}, "
-                f"profile={s.get('profile', {}).get('name')!r}, seed={s.get('seed')}, ...) "
+                f"profile={prof.get('name')!r}, seed={s.get('seed')}, ...) "
                 "(no command.txt in the folder: written from Python)")
     return _page(title, "run", command_of(folder, fallback),
-                 profile_provenance(s.get("profile", {}) or {}),
+                 profile_provenance(prof),
                  [f"<h2>Requests by class</h2>{classes}"
                   '<p class="note">violated = not on time (late, dropped or rejected); '
                   "latency percentiles over served requests.</p>",
@@ -288,18 +356,24 @@ def run_page(folder: Path) -> str:
 
 
 def _first_point_summary(folder: Path) -> dict:
+    """The first readable run summary under ``points/``, for the profile's provenance
+    only: one that cannot serve (damaged, another shape) is passed over, not an error."""
     for path in sorted((folder / "points").glob("*/summary.json")):
         try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            summary = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
+        if isinstance(summary, dict) and isinstance(summary.get("profile") or {}, dict):
+            return summary
     return {}
 
 
 def comparison_page(folder: Path) -> str:
-    table = pd.read_csv(folder / "comparison.csv")
+    table = read_table(folder / "comparison.csv", COMPARISON_NEEDS, ("policy",))
     ref_path = folder / "reference.csv"
-    ref = pd.read_csv(ref_path) if ref_path.is_file() else pd.DataFrame()
+    ref = (read_table(ref_path, REFERENCE_NEEDS, ("reference", "baseline"), empty_ok=True)
+           if ref_path.is_file() else pd.DataFrame())
+    policies = list(dict.fromkeys(table["policy"].astype(str)))
 
     def nan_none(v: object) -> object:
         return None if isinstance(v, float) and np.isnan(v) else v
@@ -343,6 +417,17 @@ def comparison_page(folder: Path) -> str:
             "reference misses fewer high-priority deadlines. LP violations added = the "
             "reference's LP violation rate minus the baseline's: positive means the "
             "reference makes low-priority requests pay.</p>")
+    elif len(policies) <= 1:  # compare of one policy: nothing to pair it with
+        sections.append(
+            "<h2>Reference against each policy (paired over seeds)</h2>"
+            f'<p class="note" id="reference-none">one policy only '
+            f"({esc(', '.join(policies) or 'none')}): there is no other policy to compare "
+            "the reference against.</p>")
+    else:
+        sections.append(
+            "<h2>Reference against each policy (paired over seeds)</h2>"
+            '<p class="note" id="reference-none">no paired differences in this folder '
+            "(reference.csv is absent or has no rows).</p>")
     figs = []
     for png in sorted(folder.glob("*.png")):
         figs.append(figure_html(png.read_bytes(), png.stem.replace("_", " "),
@@ -350,21 +435,22 @@ def comparison_page(folder: Path) -> str:
     if figs:
         sections.append("<h2>Figures</h2>" + "".join(figs))
     first = _first_point_summary(folder)
-    policies = ", ".join(dict.fromkeys(table["policy"].astype(str)))
-    title = f"compare {policies}"
+    title = f"compare {', '.join(policies)}"
     return _page(title, "comparison",
                  command_of(folder, "strait_sim.compare(...) (no command.txt in the folder)"),
                  profile_provenance(first.get("profile", {}) or {}), sections)
 
 
 def validation_page(folder: Path) -> str:
-    try:
-        report = json.loads((folder / "report.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{folder / 'report.json'}: not valid JSON: {exc.msg}") from None
-    setup = report.get("setup", {})
+    path = folder / "report.json"
+    report = check_shape(read_json(path), VALIDATION_SHAPE, path, "a validation report")
+    setup = report.get("setup") or {}
+    classes_block = report.get("classes") or {}
+    for cls, c in classes_block.items():
+        check_shape(c, VALIDATION_CLASS_SHAPE, path, "a validation report",
+                    prefix=f"classes.{cls}.")
     rows = []
-    for cls, c in report.get("classes", {}).items():
+    for cls, c in classes_block.items():
         lat, v, k, t = c["latency"], c["violation"], c["ks"], c["tost"]
         rows.append((cls, ms(lat["p50"]["live_ms"]), ms(lat["p50"]["sim_ms"]),
                      ms(lat["p99"]["live_ms"]), ms(lat["p99"]["sim_ms"]), pct(v["live"]),
@@ -377,12 +463,13 @@ def validation_page(folder: Path) -> str:
                           "p99 sim (ms)", "violated live (%)", "violated sim (%)",
                           "sim − live (pp)", "KS p", "TOST"), rows, table_id="validation")
     warnings = "".join(f'<p class="warn">warning: {esc(w)}</p>'
-                       for w in setup.get("warnings", []))
+                       for w in setup.get("warnings") or [])
     figs = [figure_html(p.read_bytes(), f"latency CDF, live vs simulated: {p.stem[4:]}",
                         f"fig-{p.stem}") for p in sorted(folder.glob("cdf_*.png"))]
-    sim_summary = {}
-    if (folder / "sim" / "summary.json").is_file():
-        sim_summary = json.loads((folder / "sim" / "summary.json").read_text())
+    sim_summary: dict = {}
+    if (sim_path := folder / "sim" / "summary.json").is_file():
+        sim_summary = check_shape(read_json(sim_path), {"profile": "optional object"},
+                                  sim_path, "a run summary")
     prov = sim_summary.get("profile") or {"name": setup.get("profile"),
                                           "device": setup.get("profile_device"),
                                           "content_hash": setup.get("profile_hash")}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,82 @@ from strait_sim.errors import UserError
 
 REQUIRED_COLUMNS = ("id", "model", "priority", "arrival_s", "deadline_s", "start_s",
                     "finish_s", "gpu", "status", "predicted_ms")
+
+# What a summary.json must hold for the readers (the HTML report, ``load_run``, the
+# validation report) to use it: each class block's counts as numbers; the rest as they
+# index it. A JSON file of the wrong shape is then one line naming what is missing rather
+# than a KeyError deep in a page.
+_COUNTS = ("count", "on_time", "late", "dropped", "rejected")
+_LATENCIES = ("violation_rate", "p50_ms", "p95_ms", "p99_ms")
+RUN_SUMMARY_SHAPE: dict[str, str] = {
+    **{f"{block}.{key}": "number" for block in ("by_class.high", "by_class.low", "overall")
+       for key in _COUNTS},
+    **{f"{block}.{key}": "optional number"
+       for block in ("by_class.high", "by_class.low", "overall") for key in _LATENCIES},
+    "profile": "optional object", "workload": "optional object",
+    "system": "optional object", "device": "optional object",
+    "gpu_busy_fraction": "optional number", "jain_fairness": "optional number",
+}
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# A kind's test; "optional X": absent, null or X; "X or null": present, null or X.
+_KINDS = {
+    "object": lambda v: isinstance(v, dict),
+    "number": _is_number,
+    "number or null": lambda v: v is None or _is_number(v),
+    "boolean or null": lambda v: v is None or isinstance(v, bool),
+    "optional object": lambda v: v is None or isinstance(v, dict),
+    "optional number": lambda v: v is None or _is_number(v),
+    "optional list": lambda v: v is None or isinstance(v, list),
+}
+_JSON_NAMES = {list: "a list", str: "a string", int: "a number", float: "a number",
+               bool: "a boolean", type(None): "null"}
+
+
+def shape_problem(value: object, shape: dict[str, str], *, prefix: str = "") -> str | None:
+    """Why ``value`` (parsed JSON) lacks ``shape`` ({dotted key: kind}, kinds as in
+    ``_KINDS``), in a few words, or None when it has it. Objects along each dotted path
+    are required, except that an optional key is met when its path stops early (a block
+    absent or null); ``prefix`` is put before the keys named (a nested block's path)."""
+    if not isinstance(value, dict):
+        what = _JSON_NAMES.get(type(value), type(value).__name__)
+        return f"{prefix.rstrip('.') + ' is ' if prefix else ''}{what}, not a JSON object"
+    for key, kind in shape.items():
+        optional = kind.startswith("optional ")
+        node: object = value
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            if node is None and optional and i:
+                break
+            if not isinstance(node, dict):
+                return f"'{prefix}{'.'.join(parts[:i])}' is not an object"
+            if part not in node:
+                if optional:
+                    break
+                return f"no '{prefix}{'.'.join(parts[:i + 1])}'"
+            node = node[part]
+            if i == len(parts) - 1 and not _KINDS[kind](node):
+                return f"'{prefix}{key}' is not {_article(kind)}"
+    return None
+
+
+def _article(kind: str) -> str:
+    kind = kind.removeprefix("optional ")
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
+def check_shape(value: object, shape: dict[str, str], source: Path | str, what: str, *,
+                prefix: str = "") -> dict:
+    """``value``, known to be an object of ``shape``; otherwise one UserError line naming
+    ``source``, ``what`` it should be and what it lacks."""
+    problem = shape_problem(value, shape, prefix=prefix)
+    if problem:
+        raise UserError(f"{source}: not {what} written by strait-sim ({problem})")
+    return cast(dict, value)  # shape_problem found it an object
 
 
 @dataclass
@@ -133,6 +210,9 @@ def load_results(folder: Path | str) -> RunResult:
         summary = json.loads(sum_path.read_text())
     except json.JSONDecodeError as exc:
         raise UserError(f"{sum_path}, line {exc.lineno}: not valid JSON: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{sum_path}: not valid JSON (not UTF-8 text)") from None
+    check_shape(summary, RUN_SUMMARY_SHAPE, sum_path, "a run summary")
     try:
         df = pd.read_parquet(req_path)
     except Exception as exc:  # pyarrow raises several types for a damaged file

@@ -16,6 +16,7 @@ import pytest
 
 from strait_sim import api
 from strait_sim.cli.app import main
+from strait_sim.errors import UserError
 from strait_sim.html_report import render_html
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -102,6 +103,107 @@ def test_report_cli_and_bad_folder(run_dir, tmp_path, capsys):
 def test_api_report_matches_cli(compare_dir, tmp_path):
     path = api.report(compare_dir, tmp_path / "a.html")
     assert path.read_text() == render_html(compare_dir)
+
+
+def test_one_policy_comparison_says_there_is_nothing_to_pair(tmp_path):
+    out = tmp_path / "one"
+    assert main(["compare", "--policies", "fifo", "--seeds", "1", "--profile",
+                 "synthetic-tiny", "--duration", "1", "--out", str(out), "--quiet"]) == 0
+    header = (out / "reference.csv").read_text().splitlines()
+    assert header and header[0].startswith("load,reference,baseline,seeds,")
+    assert len(header) == 1  # the header, no row: one policy has no pair
+    page = api.report(out).read_text()
+    assert 'id="reference-none"' in page and "one policy only (fifo)" in page
+    assert 'id="reference"' not in page
+    # a folder written before the fix: reference.csv holds one bare newline
+    (out / "reference.csv").write_text("\n")
+    assert "one policy only (fifo)" in render_html(out)
+
+
+def copy_with(folder: Path, tmp_path: Path, name: str, text: str) -> Path:
+    """A copy of ``folder`` with its file ``name`` replaced by ``text``."""
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    (copy / "report.html").unlink(missing_ok=True)
+    (copy / name).write_text(text)
+    return copy
+
+
+def one_error_line(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("{}", "(no 'by_class')"),
+    ("[1, 2]", "(a list, not a JSON object)"),
+    ('{"by_class": 1}', "('by_class' is not an object)"),
+    ('{"by_class": {"high": {}}}', "(no 'by_class.high.count')"),
+])
+def test_wrong_shaped_run_summary_is_one_line(run_dir, tmp_path, capsys, text, why):
+    folder = copy_with(run_dir, tmp_path, "summary.json", text)
+    line = one_error_line(capsys, ["report", str(folder)])
+    assert line == (f"error: {folder / 'summary.json'}: not a run summary written by "
+                    f"strait-sim {why}")
+    assert not (folder / "report.html").exists()
+    with pytest.raises(UserError, match="not a run summary"):
+        api.load_run(folder)
+
+
+def test_wrong_typed_value_in_run_summary_is_named(run_dir, tmp_path, capsys):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["by_class"]["low"]["count"] = "many"
+    folder = copy_with(run_dir, tmp_path, "summary.json", json.dumps(summary))
+    assert one_error_line(capsys, ["report", str(folder)]).endswith(
+        "('by_class.low.count' is not a number)")
+
+
+@pytest.mark.parametrize(("name", "text", "why"), [
+    ("comparison.csv", "x,y\n", "missing column(s) 'load', 'policy'"),
+    ("comparison.csv", "", "empty (no header line)"),
+    ("reference.csv", "a,b\n1,2\n", "missing column(s) 'load', 'reference'"),
+])
+def test_wrong_shaped_comparison_tables_are_one_line(compare_dir, tmp_path, capsys, name,
+                                                     text, why):
+    folder = copy_with(compare_dir, tmp_path, name, text)
+    line = one_error_line(capsys, ["report", str(folder)])
+    assert line.startswith(f"error: {folder / name}: ") and why in line
+    assert not (folder / "report.html").exists()
+
+
+def test_non_numeric_comparison_column_is_named(compare_dir, tmp_path, capsys):
+    lines = (compare_dir / "comparison.csv").read_text().splitlines()
+    cols = lines[0].split(",")
+    row = lines[1].split(",")
+    row[cols.index("hp_violation")] = "a lot"
+    folder = copy_with(compare_dir, tmp_path, "comparison.csv",
+                       "\n".join([lines[0], ",".join(row), *lines[2:]]) + "\n")
+    assert one_error_line(capsys, ["report", str(folder)]).endswith(
+        "(column 'hp_violation' not numeric)")
+
+
+@pytest.mark.parametrize(("edit", "why"), [
+    (lambda r: [], "(a list, not a JSON object)"),
+    (lambda r: {}, "(no 'classes')"),
+    (lambda r: {**r, "classes": {"high": {}}}, "(no 'classes.high.latency')"),
+    (lambda r: {**r, "setup": {**r["setup"], "warnings": 3}},
+     "('setup.warnings' is not a list)"),
+])
+def test_wrong_shaped_validation_report_is_one_line(validation_dir, tmp_path, capsys, edit,
+                                                    why):
+    report = json.loads((validation_dir / "report.json").read_text())
+    folder = copy_with(validation_dir, tmp_path, "report.json", json.dumps(edit(report)))
+    line = one_error_line(capsys, ["report", str(folder)])
+    assert line == (f"error: {folder / 'report.json'}: not a validation report written "
+                    f"by strait-sim {why}")
+
+
+def test_wrong_shaped_validation_sim_summary_is_one_line(validation_dir, tmp_path, capsys):
+    folder = copy_with(validation_dir, tmp_path, "sim/summary.json", "[]")
+    assert one_error_line(capsys, ["report", str(folder)]).startswith(
+        f"error: {folder / 'sim' / 'summary.json'}: not a run summary")
 
 
 def find_browser() -> str | None:

@@ -138,9 +138,18 @@ def comparison_table(runs: pd.DataFrame, policies: Sequence[str]) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+REFERENCE_COLUMNS = ("load", "reference", "baseline", "seeds",
+                     *(f"{name}{end}" for name in ("hp_reduction_pp", "lp_cost_pp", "jain_diff")
+                       for end in ("", "_ci", "_lo", "_hi")),
+                     "reference_jain", "baseline_jain")
+
+
 def reference_table(runs: pd.DataFrame, reference: str, policies: Sequence[str]
                     ) -> pd.DataFrame:
-    """Paired differences (percentage points) of ``reference`` against each policy."""
+    """Paired differences (percentage points) of ``reference`` against each policy.
+
+    Its columns are there even with no row (one policy: no pair), so that reference.csv
+    keeps its header line and reads back as an empty table rather than as no table."""
     rows = []
     loads = list(dict.fromkeys(runs["load"].tolist()))
     for load in loads:
@@ -167,7 +176,7 @@ def reference_table(runs: pd.DataFrame, reference: str, policies: Sequence[str]
             row["reference_jain"] = mean_ci(r["jain"].tolist())[0]
             row["baseline_jain"] = mean_ci(b["jain"].tolist())[0]
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(REFERENCE_COLUMNS))
 
 
 def _same_load(col: pd.Series, load: float | None) -> pd.Series:
