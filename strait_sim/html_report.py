@@ -26,7 +26,7 @@ import pandas as pd
 from strait_sim import __version__
 from strait_sim.atomic import atomic_file
 from strait_sim.errors import UserError
-from strait_sim.results import check_shape
+from strait_sim.results import check_shape, read_json
 
 COMMAND_FILE = "command.txt"  # written next to results by the CLI: the producing command
 CLASSES = ("high", "low")
@@ -242,16 +242,6 @@ VALIDATION_CLASS_SHAPE = {
     "violation.diff_pp": "number or null", "ks.pvalue": "number or null",
     "tost.equivalent": "boolean or null",
 }
-
-
-def read_json(path: Path) -> object:
-    """A JSON file's content; a file that is not JSON is one UserError line."""
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}, line {exc.lineno}: not valid JSON: {exc.msg}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not valid JSON (not UTF-8 text)") from None
 
 
 def read_table(path: Path, columns: Sequence[str], text: Sequence[str], *,

@@ -93,6 +93,16 @@ def _article(kind: str) -> str:
     return ("an " if kind[0] in "aeiou" else "a ") + kind
 
 
+def read_json(path: Path) -> object:
+    """A JSON file's content; a file that is not JSON is one UserError line."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}, line {exc.lineno}: not valid JSON: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not valid JSON (not UTF-8 text)") from None
+
+
 def check_shape(value: object, shape: dict[str, str], source: Path | str, what: str, *,
                 prefix: str = "") -> dict:
     """``value``, known to be an object of ``shape``; otherwise one UserError line naming
@@ -206,13 +216,7 @@ def load_results(folder: Path | str) -> RunResult:
     for p in (req_path, sum_path):
         if not p.is_file():
             raise UserError(f"{p}: not found (is {folder} a strait-sim run folder?)")
-    try:
-        summary = json.loads(sum_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{sum_path}, line {exc.lineno}: not valid JSON: {exc.msg}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{sum_path}: not valid JSON (not UTF-8 text)") from None
-    check_shape(summary, RUN_SUMMARY_SHAPE, sum_path, "a run summary")
+    summary = check_shape(read_json(sum_path), RUN_SUMMARY_SHAPE, sum_path, "a run summary")
     try:
         df = pd.read_parquet(req_path)
     except Exception as exc:  # pyarrow raises several types for a damaged file
