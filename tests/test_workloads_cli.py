@@ -163,6 +163,10 @@ burst_ratio = 6
     ("rate = 3\n", "has no [workload] table"),
     ("[workload]\nkind = 'gamma'\nworkload = 'poisson'\n", "set the same thing"),
     ("[workload]\nrate = true\n", "rate: must be a number, got True"),
+    ("[workload]\nitems = []\n", "[workload] items: no entries in []"),
+    ("[workload]\nitems = {}\n", "[workload] items: no entries in {}"),
+    ("[workload]\nslo = {}\n", "[workload] slo: no entries in {}"),  # was ignored
+    ("[workload]\nmodels = []\n", "[workload] models: no entries in []"),
 ])
 def test_bad_toml_is_one_line(tmp_path, synthetic_bundle, text, needle):
     cfg = tmp_path / "exp.toml"
@@ -171,6 +175,20 @@ def test_bad_toml_is_one_line(tmp_path, synthetic_bundle, text, needle):
         workload_from_options({"config": cfg}, synthetic_bundle)
     assert needle in str(err.value) and str(cfg) in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "--profile", "synthetic-tiny", "--policy", "fifo", "-q"],
+    ["compare", "--profile", "synthetic-tiny", "--policies", "fifo,edf", "-q"],
+    GEN,
+])
+def test_empty_items_in_a_config_is_one_line(tmp_path, capsys, command):
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text("[workload]\nitems = []\n")
+    out = tmp_path / "out.csv"
+    assert main(command + ["--config", str(cfg), "--out", str(out)]) == 2
+    assert f"{cfg}: [workload] items: no entries in []" in _one_error_line(capsys)
+    assert not out.exists()
 
 
 def test_every_key_has_a_flag():

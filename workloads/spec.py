@@ -196,8 +196,15 @@ def _string(v: Values, key: str, choices: tuple[str, ...] | None = None) -> str 
 
 
 def _pairs(v: Values, key: str) -> list[tuple[str, str | None]]:
-    """``a=1,b`` / ``["a", "b"]`` / ``{a = 1}`` / ``5`` as (name, value or None) pairs."""
+    """``a=1,b`` / ``["a", "b"]`` / ``{a = 1}`` / ``5`` as (name, value or None) pairs.
+
+    An empty TOML list or table is refused here, as the flag's ``''`` is below: every
+    key read through this function needs at least one entry, and an empty one would
+    otherwise reach the workload classes (a traceback) or be dropped silently.
+    """
     raw = v.values.get(key)
+    if isinstance(raw, dict | list) and not raw:
+        raise v.fail(key, f"no entries in {raw!r}")
     if isinstance(raw, dict):
         return [(str(k).strip(), None if x is None else str(x)) for k, x in raw.items()]
     if isinstance(raw, list):
