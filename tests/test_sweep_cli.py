@@ -113,6 +113,27 @@ def test_bad_experiment_files_fail_with_one_line(tmp_path, change, message):
     assert message in text and str(path) in text and "\n" not in text
 
 
+@pytest.mark.parametrize(("changes", "message"), [
+    ([("rate = [200, 500]\n", ""), ("slots = 2", "slots = 2\nload = nan")],
+     "workload: --load: must be a finite number, got nan"),
+    ([("duration = 1.0", "duration = inf")], "--duration: must be a finite number, got inf"),
+    ([("rate = [200, 500]", "load = [0.5, nan]")], "--load: must be a finite number, got nan"),
+    ([('"fifo", "priority"', '"reef"'),
+      ("slots = 2", "slots = 2\npolicy_params.pad_slowdown = inf")],
+     "[fixed] policy_params.pad_slowdown: policy 'reef': pad_slowdown must be a finite"),
+])
+def test_non_finite_values_fail_with_one_line(tmp_path, capsys, changes, message):
+    """nan and inf were a JSON traceback (the checks' de-duplication keys refused them)."""
+    text = GOOD
+    for change in changes:
+        text = text.replace(*change)
+    path = write(tmp_path, text)
+    assert main(["sweep", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {path}: ") and message in err and "\n" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="experiment file not found"):
         load_experiment(tmp_path / "nope.toml")

@@ -30,6 +30,7 @@ system parameters ``gpus slots max_batch seed interference pcie``, and
 from __future__ import annotations
 
 import itertools
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,6 +210,16 @@ def _spec(params: dict, grid: dict, label: str) -> dict:
     return resolve_spec(flat, where=label)
 
 
+def _seen_key(obj: Any) -> str:
+    """A text per value, to check each distinct policy or workload once.
+
+    Not :func:`~strait_sim.sweep.points.canonical_json`: that one refuses nan and inf
+    (a point's hash must be valid JSON), and these keys are made before the checks that
+    turn such a value into a line naming the key.
+    """
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def _validate_names(specs: list[dict], grid: dict, fixed: dict, label: str) -> None:
     """Unknown policies, profiles, bad policy or workload values: fail before running."""
     from strait_sim.cli.workload_options import workload_from_options
@@ -233,13 +244,11 @@ def _validate_names(specs: list[dict], grid: dict, fixed: dict, label: str) -> N
             raise UserError(f"{label}: {exc}") from None
     seen_policies: set[str] = set()
     seen_workloads: set[str] = set()
-    from strait_sim.sweep.points import canonical_json
-
     for spec in specs:
         if spec["policy"] not in names:
             raise UserError(f"{label}: [{section['policy']}] policy: unknown policy "
                             f"'{spec['policy']}'; valid: {', '.join(names)}")
-        pkey = canonical_json([spec["policy"], spec["policy_params"]])
+        pkey = _seen_key([spec["policy"], spec["policy_params"]])
         if pkey not in seen_policies:
             seen_policies.add(pkey)
             try:
@@ -248,7 +257,7 @@ def _validate_names(specs: list[dict], grid: dict, fixed: dict, label: str) -> N
                 where = ", ".join(f"[{section[f'policy_params.{p}']}] policy_params.{p}"
                                   for p in spec["policy_params"]) or f"[{section['policy']}]"
                 raise UserError(f"{label}: {where}: {exc}") from None
-        wkey = canonical_json([spec["profile"], spec["workload"], spec["gpus"],
+        wkey = _seen_key([spec["profile"], spec["workload"], spec["gpus"],
                                spec["max_batch"]])
         if wkey not in seen_workloads:
             seen_workloads.add(wkey)
