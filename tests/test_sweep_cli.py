@@ -245,6 +245,23 @@ def test_sweep_with_a_failing_point_exits_1_and_writes_the_rest(tmp_path, capsys
     assert len(list((tmp_path / "out" / "points").glob("*.error.json"))) == 1
 
 
+def test_report_of_a_sweep_where_every_point_failed_says_so(tmp_path, capsys, monkeypatch):
+    from strait_sim.sweep import executors
+
+    def boom(spec, **kwargs):
+        raise RuntimeError(f"boom at seed {spec['seed']}")
+
+    monkeypatch.setattr(executors, "simulate_point", boom)
+    path = write(tmp_path, GOOD.replace("rate = [200, 500]", "rate = [200]"))
+    assert main(["sweep", str(path), "-q"]) == 1
+    capsys.readouterr()
+    assert main(["sweep", "report", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: every point failed (4 of 4)") and "\n" not in err, err
+    assert "the first error: RuntimeError: boom at seed " in err  # was: metric(s) not in ...
+    assert not (tmp_path / "out" / "report").exists()
+
+
 def test_sweep_help_and_option_order(tmp_path, capsys):
     assert main(["sweep"]) == 0
     assert "report" in capsys.readouterr().out

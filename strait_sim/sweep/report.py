@@ -104,9 +104,24 @@ def ci95(values: np.ndarray) -> float:
     return float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
 
 
+def _check_some_point_ran(df: pd.DataFrame) -> None:
+    """Refuse a table with no successful point, saying so.
+
+    A failed point has no metric columns, so without this a sweep where every point
+    failed was reported as 'metric(s) not in the results table', which hides the cause.
+    """
+    if df.empty or (df["status"] == "ok").any():
+        return
+    n = df["key"].nunique()
+    errors = df["error"].dropna() if "error" in df.columns else pd.Series(dtype=object)
+    first = f"; the first error: {errors.iloc[0]}" if len(errors) else ""
+    raise UserError(f"every point failed ({n} of {n}), so there is nothing to report{first}")
+
+
 def summarize_sweep(df: pd.DataFrame, manifest: dict, metrics: list[str] | None = None
                     ) -> Report:
     metrics = list(metrics or manifest.get("metrics") or DEFAULT_METRICS)
+    _check_some_point_ran(df)
     missing = [m for m in metrics if m not in df.columns]
     if missing:
         raise UserError(f"metric(s) not in the results table: {', '.join(missing)}")
