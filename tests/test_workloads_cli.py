@@ -56,6 +56,20 @@ def test_show_an_azure_trace(capsys):
     assert "19,366" in text and "Azure trace" in text and "no model column" in text
 
 
+@pytest.mark.parametrize("args,needle", [
+    (["--bins", "10001"], "--bins must be from 1 to 10,000, got 10,001"),
+    (["--plot-bins", "100000000"], "--plot-bins must be from 1 to 10,000, got 100,000,000"),
+    (["--bins", "0"], "--bins must be from 1 to 10,000, got 0"),
+])
+def test_show_bounds_its_bins(tmp_path, capsys, args, needle):
+    """--bins 100000000 printed 10^8 table rows (it seemed to hang); the bound is checked
+    before the trace is read."""
+    png = tmp_path / "rate.png"
+    assert main(["workload", "show", "azure-conv", "--plot", str(png)] + args) == 2
+    assert needle in _one_error_line(capsys)
+    assert capsys.readouterr().out == "" and not png.exists()
+
+
 def test_closed_loop_cannot_be_generated(tmp_path, capsys):
     out = tmp_path / "c.csv"
     assert main(GEN + ["--workload", "closed", "--out", str(out)]) == 2

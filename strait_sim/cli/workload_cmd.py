@@ -27,6 +27,11 @@ CLOSED_LOOP_MESSAGE = (
     "comes a think time after its previous one ends, which only a run (simulated or "
     "live) knows; run it with `strait-sim run --workload closed`")
 
+# Each --bins bin is a row of the printed table and each --plot-bins bin a step of a plot
+# 960 pixels wide: 10,000 is far past what either can show, and keeps the count array and
+# the printing to seconds (--bins 100000000 ran for minutes, printing 10^8 rows).
+MAX_BINS = 10_000
+
 
 @workload_app.command("generate")
 @workload_options
@@ -79,15 +84,18 @@ def show(
                                 "(or azure-conv / azure-code for the shipped traces)."),
     plot: Path | None = typer.Option(None, "--plot",
                                         help="Also plot the rate over time to this PNG."),
-    bins: int = typer.Option(20, "--bins", help="Time bins in the rate table."),
-    plot_bins: int = typer.Option(200, "--plot-bins", help="Time bins in the plot."),
+    bins: int = typer.Option(20, "--bins", help="Time bins in the rate table, 1 to "
+                             f"{MAX_BINS:,} (a table row each)."),
+    plot_bins: int = typer.Option(200, "--plot-bins", help="Time bins in the plot, 1 to "
+                                  f"{MAX_BINS:,} (the plot is 960 pixels wide)."),
     overwrite: bool = overwrite_option(),
 ) -> None:
     """Print a trace's statistics: count, span, rate over time, CV, mix, HP share."""
     from strait_sim.workloads.stats import plot_rate, trace_stats
 
-    if bins < 1 or plot_bins < 1:
-        raise UserError("--bins and --plot-bins must be >= 1")
+    for name, n in (("--bins", bins), ("--plot-bins", plot_bins)):
+        if not 1 <= n <= MAX_BINS:
+            raise UserError(f"{name} must be from 1 to {MAX_BINS:,}, got {n:,}")
     if plot is not None and plot.suffix.lower() != ".png":
         raise UserError(f"--plot {plot}: the plot is a PNG file (name it .png)")
     if plot is not None:
