@@ -214,6 +214,13 @@ BAD = [
      "'prority'"),
     ("both.csv", "arrival_s,deadline_ms,deadline_s\n0,1,1\n", "both.csv, line 1: give "
      "deadline_ms"),
+    # pandas renamed the second one arrival_s.1 and that was reported as unknown
+    ("dup.csv", "arrival_s,arrival_s\n0,0\n", "dup.csv, line 1: duplicated column "
+     "'arrival_s'"),
+    ("dupmodel.csv", "arrival_s,model,model\n0,synth_small,synth_small\n",
+     "dupmodel.csv, line 1: duplicated column 'model'"),
+    ("dupazure.csv", "TIMESTAMP,TIMESTAMP\n2023-11-16 18:15:46.68,2023-11-16 18:15:46.68\n",
+     "dupazure.csv, line 1: duplicated column 'TIMESTAMP'"),
     ("dl.csv", "arrival_s,deadline_s\n1,2\n3,2.5\n", "dl.csv, line 3, column 'deadline_s': "
      "absolute deadline must be after arrival_s"),
     ("blank.csv", "arrival_s,model\n0,synth_small\n1,\n", "blank.csv, line 3, column "
@@ -242,6 +249,13 @@ def test_bad_parquet_row_is_named(synthetic_bundle, tmp_path):
     pd.DataFrame({"arrival_s": [0.0, 2.0, 1.0], "model": ["synth_small"] * 3}).to_parquet(f)
     with pytest.raises(UserError, match=r"t.parquet, row 3, column 'arrival_s': arrival times"):
         workload_from_options({"trace": str(f)}, synthetic_bundle)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dup = tmp_path / "dup.parquet"
+    pq.write_table(pa.table([[0.0], [0.0]], names=["arrival_s", "arrival_s"]), dup)
+    with pytest.raises(UserError, match="dup.parquet, line 1: duplicated column 'arrival_s'"):
+        workload_from_options({"trace": str(dup)}, synthetic_bundle)
     g = tmp_path / "junk.parquet"
     g.write_bytes(b"not parquet at all")
     with pytest.raises(UserError, match="junk.parquet: not a readable Parquet file"):

@@ -212,6 +212,9 @@ class TraceReader:
         if not self.path.is_file():
             raise TraceError(self.label, "is not a file")
         self.columns = self._read_header()
+        dup = next((c for i, c in enumerate(self.columns) if c in self.columns[:i]), None)
+        if dup is not None:  # first: a duplicated name also misleads the checks below
+            raise TraceError(self.label, f"duplicated column '{dup}'", line=1)
         if AZURE_TIME in self.columns:
             self.format = "azure"
         elif "arrival_s" in self.columns:
@@ -226,12 +229,16 @@ class TraceReader:
         else:
             raise TraceError(self.label, f"missing column 'arrival_s' (or '{AZURE_TIME}' for "
                              "an Azure trace)", line=1)
-        dup = [c for c in set(self.columns) if self.columns.count(c) > 1]
-        if dup:
-            raise TraceError(self.label, f"column '{dup[0]}' appears twice", line=1)
 
     # -- header --------------------------------------------------------------------------
     def _read_header(self) -> list[str]:
+        """The column names as the file spells them.
+
+        A CSV header is read as a data row: pandas renames a repeated name in a header
+        (``arrival_s,arrival_s`` -> ``arrival_s.1``), and an error would then name a
+        column the file does not have. An empty name becomes ``Unnamed: i`` as pandas
+        named it before (an Azure trace with a trailing comma reads as it did).
+        """
         if self.parquet:
             import pyarrow.parquet as pq
 
@@ -243,12 +250,13 @@ class TraceReader:
             return [str(n).strip() for n in schema.names]
         try:
             with open_guarded(self.path, self.label) as fh:
-                head = pd.read_csv(fh, nrows=0, dtype=str, encoding="utf-8-sig")
+                head = pd.read_csv(fh, header=None, nrows=1, dtype=str, na_filter=False,
+                                   encoding="utf-8-sig")
         except pd.errors.EmptyDataError:
             raise TraceError(self.label, "file is empty (no header)") from None
         except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
             raise _csv_error(self.label, exc) from None
-        return [str(c).strip() for c in head.columns]
+        return [str(c).strip() or f"Unnamed: {i}" for i, c in enumerate(head.iloc[0])]
 
     @property
     def has_model(self) -> bool:
