@@ -135,5 +135,11 @@ def test_a_policy_cannot_read_or_write_past_the_view(synthetic_bundle):
 
 
 def test_requests_larger_than_max_batch_are_refused_in_one_line(synthetic_bundle):
-    with pytest.raises(UserError, match=r"request 0 has 8 items, above --max-batch 4"):
+    """The workload builder refuses them up front; the driver's rule still stops a
+    workload built for a larger max batch (a trace), at its first such request."""
+    with pytest.raises(UserError, match=r"--items: 8 items is above --max-batch 4"):
         _run_policy(synthetic_bundle, FifoPolicy(), items=8)
+    wl = build_workload({"load": 0.8, "duration": 1.0, "items": 8}, synthetic_bundle,
+                        max_batch=8)
+    with pytest.raises(UserError, match=r"request 0 has 8 items, above --max-batch 4"):
+        simulate(synthetic_bundle, wl, FifoPolicy(), SimConfig(slots=2, max_batch=4, seed=1))

@@ -92,6 +92,8 @@ def test_closed_loop_cannot_be_generated(tmp_path, capsys):
     (["--slo", "0"], "--slo: '0' must be a number > 0"),
     (["--items", "0"], "--items: '0' must be a whole number >= 1"),
     (["--items", "5-2"], "--items: range '5-2' ends before it starts"),
+    (["--items", "1-9"], "--items: 9 items is above --max-batch 8"),  # before any arrival
+    (["--items", "12", "--max-batch", "10"], "--items: 12 items is above --max-batch 10"),
     (["--duration", "-1"], "--duration: must be > 0"),
     (["--rate", "5", "--capacity-batch", "4"], "--capacity-batch: only applies with --load"),
     (["--workload", "azure-conv", "--capacity-batch", "4"], "only applies with --load"),

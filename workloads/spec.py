@@ -468,6 +468,10 @@ def build_workload(opts: dict, profile: ProfileBundle, *, gpus: int = 1,
     duration = DEFAULT_DURATION_S if duration is None else duration
     max_requests = _number(v, "max_requests", lo=1, integer=True)
     attrs = _attributes(v, _models(v, profile))
+    drawn = [n for n, w in zip(attrs.items.values, attrs.items.weights, strict=True) if w > 0]
+    if max(drawn) > max_batch:  # else the first such request stops the run, if one comes
+        raise v.fail("items", f"{max(drawn)} items is above --max-batch {max_batch}: a "
+                     "request runs as one batch, so raise --max-batch or lower --items")
     if kind == "closed":
         clients = _number(v, "clients", lo=1, integer=True)
         think_ms = _number(v, "think_ms", lo=0.0)

@@ -44,7 +44,9 @@ def generate(
     seed: int = typer.Option(0, "--seed", help="Random seed; same seed, same trace."),
     gpus: int = typer.Option(1, "--gpus", help="GPUs whose capacity --load refers to."),
     max_batch: int = typer.Option(8, "--max-batch",
-                                  help="Batch size that --capacity-batch max means."),
+                                  help="The max batch of the runs the trace is for: what "
+                                  "--capacity-batch max means, and the most items a "
+                                  "request may have."),
     overwrite: bool = overwrite_option(),
     allow_large: bool = allow_large_option(),
     *,
