@@ -209,6 +209,9 @@ BAD = [
     ("prio.csv", "arrival_s,priority\n0,urgent\n", "prio.csv, line 2, column 'priority': "
      "priority must be 'high' or 'low'"),
     ("empty.csv", "", "empty.csv: file is empty"),
+    ("blanks.csv", "\n\n", "blanks.csv: file is empty"),
+    ("late.csv", "\n\narrival_s,model\n0,synth_small\n", "late.csv, line 1: blank; the "
+     "header (the column names) must be the first line"),
     ("header.csv", "arrival_s,model\n", "header.csv: holds no requests"),
     ("extra.csv", "arrival_s,prority\n0,high\n", "extra.csv, line 1: unknown column "
      "'prority'"),

@@ -251,8 +251,15 @@ class TraceReader:
         try:
             with open_guarded(self.path, self.label) as fh:
                 head = pd.read_csv(fh, header=None, nrows=1, dtype=str, na_filter=False,
-                                   encoding="utf-8-sig")
+                                   encoding="utf-8-sig", skip_blank_lines=False)
         except pd.errors.EmptyDataError:
+            # the body is read with its blank lines kept (their numbers stay true), so the
+            # header must be line 1: say so, not "0 fields" at the first data line
+            with open_guarded(self.path, self.label) as fh:
+                blank_first = bool(fh.read(65536).strip())
+            if blank_first:
+                raise TraceError(self.label, "blank; the header (the column names) must be "
+                                 "the first line", line=1) from None
             raise TraceError(self.label, "file is empty (no header)") from None
         except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
             raise _csv_error(self.label, exc) from None
