@@ -165,6 +165,10 @@ def test_cost_expressions_are_arithmetic_only():
         check_cost(space, cost_from_expression("10 - gpus"))
     with pytest.raises(UserError, match="cannot be computed"):
         check_cost(space, cost_from_expression("1 / (gpus - 2)"))
+    # the names are floats, as the constants: a tower of int powers was exact big-integer
+    # arithmetic (3**3**3**3 never ends); as floats it overflows at once
+    with pytest.raises(UserError, match="cannot be computed"):
+        check_cost(space, cost_from_expression("gpus**gpus**gpus**gpus"))
 
 
 def test_space_parsing_and_empty_spaces():

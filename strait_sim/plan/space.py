@@ -235,7 +235,10 @@ def cost_from_expression(text: str) -> CostFunction:
         return env[node.id]  # type: ignore[attr-defined]
 
     def cost(config: Config) -> float:
-        return float(evaluate(tree, {"gpus": config.gpus, "slots": config.family.slots,
-                                     "max_batch": config.family.max_batch}))
+        # floats, as the constants are: an int ** int is exact big-integer arithmetic, and
+        # gpus**gpus**gpus**gpus at 3 GPUs would never end (floats overflow at once)
+        return float(evaluate(tree, {"gpus": float(config.gpus),
+                                     "slots": float(config.family.slots),
+                                     "max_batch": float(config.family.max_batch)}))
 
     return cost
