@@ -11,10 +11,10 @@ A command writes only into
 An earlier one-shot result (``run``, ``validate``, ``predict evaluate``) is replaced only
 with ``--overwrite``, atomically, and only when the folder holds nothing but what the tool
 wrote there: a file the tool did not write is never deleted, the command refuses instead.
-Resumable results (``compare``, ``sweep``, ``profile``) continue an earlier result of their
-kind: finished points are reused. Anything else (a non-empty folder of the user's, a git
-checkout, a result of another kind, a file) is refused before any work, in one line that
-names the folder.
+Resumable results (``compare``, ``sweep``, ``profile``, a ``validate`` study) continue an
+earlier result of their kind: finished points are reused. Anything else (a non-empty
+folder of the user's, a git checkout, a result of another kind, a file) is refused before
+any work, in one line that names the folder.
 
 Why a marker file and not "the folder looks like a result": a folder that happens to hold a
 ``summary.json`` may be the user's own; the marker says the tool wrote it, and lists what
@@ -36,6 +36,7 @@ MARKER = ".strait-sim.json"
 LEGACY_SIGNS: dict[str, tuple[tuple[str, ...], ...]] = {
     "run": (("requests.parquet", "summary.json"),),
     "validation": (("report.json", "report.md"),),
+    "validation-study": (("study.json",),),
     "predict-evaluate": (("summary.json", "accuracy.csv"),),
     "compare": (("runs.csv", "comparison.csv"),),
     "sweep": (("sweep.json",), ("points",)),
@@ -46,6 +47,7 @@ LEGACY_SIGNS: dict[str, tuple[tuple[str, ...], ...]] = {
 #: What each kind is called in messages.
 KIND_NAMES = {
     "run": "run result", "validation": "validation report",
+    "validation-study": "validation study",
     "predict-evaluate": "'predict evaluate' output", "compare": "compare folder",
     "sweep": "sweep folder", "profile": "profile bundle", "sweep-report": "sweep report",
     "plan": "plan folder", "profile-plots": "profile plots folder",

@@ -135,3 +135,43 @@ def test_the_study_command_reaches_the_study_with_every_option(tmp_path, monkeyp
     assert code == 0
     assert seen["policies"] == ["fifo", "strait"] and seen["loads"] == [0.4, 0.8]
     assert seen["repeats"] == 2 and (out / "command.txt").is_file()
+
+
+def _study_argv(out) -> list[str]:
+    return ["validate", "--live", "--cpu", "--policy", "fifo", "--profile", "synthetic-tiny",
+            "--no-probe", "--force", "--quiet", "--loads", "0.3,0.7", "--repeats", "2",
+            "--out", str(out)]
+
+
+def test_an_interrupted_study_resumes_where_it_stopped(tmp_path, monkeypatch, capsys):
+    """Ctrl-C after two of four cells, then the same command again: the two finished cells
+    are reused and the study completes (the unfinished study, without study.json, was once
+    refused as 'holds no strait-sim result', so it could never resume)."""
+    calls: list = []
+    fake = _fake_cell(calls)
+
+    def validate(policy, device, *, out, seed, load, **_kw):
+        if len(calls) == 2 and not resumed:
+            raise KeyboardInterrupt
+        fake(policy=policy, out=out, seed=seed, load=load)
+
+    monkeypatch.setattr(api, "validate", validate)
+    out = tmp_path / "study"
+    resumed = False
+    assert main(_study_argv(out)) == 130
+    assert not (out / "study.json").exists() and len(calls) == 2
+    resumed = True
+    assert main(_study_argv(out)) == 0, capsys.readouterr().err
+    assert len(calls) == 4 and calls[2:] == [("fifo", 0.3, 1), ("fifo", 0.7, 1)]
+    assert json.loads((out / "study.json").read_text())["repeats"] == 2
+    # a finished study is resumed too (nothing runs again), not refused
+    assert main(_study_argv(out)) == 0 and len(calls) == 4
+    # while a folder of the user's is still refused, in one line, and left as it was
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(_study_argv(mine)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds no strait-sim result" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"] and len(calls) == 4

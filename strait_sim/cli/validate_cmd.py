@@ -122,9 +122,12 @@ def register(app: typer.Typer) -> None:
         from strait_sim.output_folder import check_output_folder
 
         study = bool(load_list or repeats > 1)
-        if not study or (out.is_dir() and any(out.iterdir())
-                         and not (out / "study.json").is_file()):
-            # before the probe: a refused folder costs nothing and is left untouched
+        # before the probe: a refused folder costs nothing and is left untouched. A study
+        # resumes (its finished cells are reused), so an earlier study of its own, even an
+        # interrupted one without study.json, is continued rather than refused.
+        if study:
+            check_output_folder(out, "validation-study", resume=True)
+        else:
             check_output_folder(out, "validation", overwrite=overwrite)
         fresh_dir = out.parent / f".{out.name}.recalibrated-profile" if recalibrate else None
         drift = _drift_step(live_kind="cpu" if cpu else "cuda", gpu=gpu, profile=profile,
@@ -212,6 +215,7 @@ def _run_study(*, live_kind: str, gpu: int | None, policies: list[str], params: 
     from strait_sim import api
     from strait_sim.atomic import check_writable_parent
     from strait_sim.live.study import run_study
+    from strait_sim.output_folder import open_resumable_folder
 
     check_writable_parent(out)
     parsed = api.parse_policy_params(params, policies)
@@ -227,6 +231,9 @@ def _run_study(*, live_kind: str, gpu: int | None, policies: list[str], params: 
                      quiet=True, command=command, allow_large=allow_large,
                      allow_model_mismatch=allow_model_mismatch, **{**base, **load})
 
+    # marked before the first cell: an interrupted study (no study.json yet) is then
+    # recognised as the tool's by the next run, which resumes it
+    open_resumable_folder(out, "validation-study")
     study = run_study(policies=policies, loads=loads, repeats=repeats, seed=seed, out=out,
                       run_cell=cell, quiet=quiet,
                       log=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr)))
