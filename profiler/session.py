@@ -58,14 +58,28 @@ def _backend_meta(backend: Backend) -> dict:
             "threads_per_stream": getattr(backend, "threads_per_stream", None)}
 
 
+#: Backend settings every sample of one bundle must share (they change the times), as
+#: profile.json's ``backend`` names them, with how a refusal says them. ``streams`` is not
+#: one: a resumed session may add streams (``--slots 3`` for triples), and a CPU stream's
+#: speed is set by its threads, which are checked.
+SAME_BACKEND_SETTINGS = {"name": "backend name", "precision": "backend precision",
+                         "cuda_graphs": "CUDA graphs", "threads_per_stream": "threads per stream"}
+
+
 def _check_same_device(meta: dict, device: dict, backend: dict, folder: Path) -> None:
+    """Refuse to resume a bundle on another device or with other backend settings: the
+    docs promise every sample of one bundle ran with the same settings, and mixed samples
+    would be averaged into one profile without a trace. A setting the bundle did not
+    record (older bundles) cannot be checked and is let through."""
     old_dev, old_be = meta.get("device", {}), meta.get("backend", {})
     if old_dev.get("name") != device.get("name") or old_dev.get("kind") != device.get("kind"):
         raise UserError(f"{folder}: bundle was measured on '{old_dev.get('name')}', this is "
                         f"'{device.get('name')}'; use a new --out folder")
-    for key in ("name", "precision"):
+    for key, label in SAME_BACKEND_SETTINGS.items():
+        if key not in ("name", "precision") and old_be.get(key) is None:
+            continue
         if old_be.get(key) != backend.get(key):
-            raise UserError(f"{folder}: bundle was measured with backend {key} "
+            raise UserError(f"{folder}: bundle was measured with {label} "
                             f"'{old_be.get(key)}', this run uses '{backend.get(key)}'; "
                             f"use a new --out folder")
 

@@ -40,13 +40,14 @@ def tiny_settings(**over) -> Settings:
 class CountingFactory:
     """Builds tiny torch-cpu backends wrapped to count submits (and maybe interrupt)."""
 
-    def __init__(self, interrupt_after: int | None = None) -> None:
+    def __init__(self, interrupt_after: int | None = None, threads_per_stream: int = 1) -> None:
         self.interrupt_after = interrupt_after
+        self.threads_per_stream = threads_per_stream
         self.backends: list[FaultInjectingBackend] = []
 
     def __call__(self) -> FaultInjectingBackend:
-        inner = make_backend("torch-cpu", models=list(TINY), streams=2, threads_per_stream=1,
-                             warmup=1)
+        inner = make_backend("torch-cpu", models=list(TINY), streams=2,
+                             threads_per_stream=self.threads_per_stream, warmup=1)
         b = FaultInjectingBackend(inner, interrupt_after=self.interrupt_after)
         self.backends.append(b)
         return b
@@ -188,6 +189,18 @@ def test_resume_refuses_another_device(bundle_dir: Path, tmp_path: Path) -> None
     (copy / "profile.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match="Some Other CPU"):
         run_session(copy, CountingFactory(), tiny_settings())
+
+
+def test_resume_refuses_other_threads_per_stream(bundle_dir: Path, tmp_path: Path) -> None:
+    """A bundle measured with 1 thread per stream, resumed with 2, once took the new
+    samples with 2 threads while profile.json still said 1: refused now, nothing measured."""
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle_dir, copy)
+    before = (copy / "profile.json").read_text()
+    factory = CountingFactory(threads_per_stream=2)
+    with pytest.raises(UserError, match="threads per stream '1', this run uses '2'"):
+        run_session(copy, factory, tiny_settings())
+    assert factory.submits == 0 and (copy / "profile.json").read_text() == before
 
 
 def test_non_bundle_folder_is_refused(tmp_path: Path) -> None:
