@@ -266,6 +266,35 @@ def test_unknown_predictor_and_bad_parameters(synthetic_bundle):
         construct("sgd", learning_rate="fast")
 
 
+@pytest.mark.parametrize(("param", "value", "message"), [
+    ("seed", "abc", "'seed' must be a whole number, got 'abc'"),
+    ("seed", float("nan"), "'seed' must be a whole number"),
+    ("seed", 1.5, "'seed' must be a whole number"),
+    ("seed", -1, r"'seed' must be in 0\.\.4,294,967,295, got -1"),
+    ("seed", 5_000_000_000, "32-bit seeds"),
+    ("n_estimators", 1e9, r"'n_estimators' must be in 1\.\.10,000.*exhaust memory"),
+    ("n_estimators", 1.5, "'n_estimators' must be a whole number"),
+    ("max_depth", 2.7, "'max_depth' must be a whole number"),
+    ("max_depth", 0, r"'max_depth' must be in 1\.\.32"),
+])
+def test_gbt_whole_number_parameters_are_checked_not_truncated(param, value, message):
+    with pytest.raises(UserError, match=message):
+        construct("gbt", **{param: value})
+
+
+def test_errors_name_the_predictor_asked_for_not_the_one_it_wraps(synthetic_bundle, samples):
+    with pytest.raises(UserError, match="^predictor 'ewma': parameter 'ridge'"):
+        construct("ewma", ridge=float("nan"))
+    with pytest.raises(UserError, match="^predictor 'pairs': parameter 'ridge'"):
+        construct("pairs", ridge=-1.0)
+    with pytest.raises(UserError, match="^predictor 'pairs': 2 training samples"):
+        fit_predictor("pairs", samples.head(2), synthetic_bundle, cache=False)
+    with pytest.raises(UserError, match="^predictor 'ewma': 2 training samples"):
+        fit_predictor("ewma", samples.head(2), synthetic_bundle, cache=False)
+    with pytest.raises(UserError, match="has no parameter 'label'"):
+        construct("linear", label="x")
+
+
 def test_bundle_without_pairs_is_a_user_error(tmp_path):
     path = make_synthetic_bundle(tmp_path / "b", SyntheticSpec(reps=2, batches=(1, 2)))
     (path / "pairs.csv").unlink()

@@ -220,3 +220,13 @@ def test_bundle_without_transfers_still_evaluates_interference(tmp_path, capsys)
                  "--predictors", "solo,linear"]) == 0
     assert "no transfers.csv" in capsys.readouterr().out
     assert (out / "accuracy.csv").is_file() and not (out / "transfers.csv").exists()
+
+
+def test_cli_evaluate_seed_beyond_32_bits_is_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "ev"
+    args = ["predict", "evaluate", "--profile", "synthetic-tiny", "--out", str(out),
+            "--predictors", "gbt", "--seed", str(2**32)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--seed must be in 0..4294967295" in err and "Traceback" not in err
+    assert not out.exists()

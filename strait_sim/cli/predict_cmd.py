@@ -138,11 +138,13 @@ def evaluate_cmd(
     from strait_sim.atomic import atomic_dir
     from strait_sim.output_folder import check_output_folder
     from strait_sim.predictors.evaluate import evaluate, markdown_tables
+    from strait_sim.predictors.params import SEED_MAX
     from strait_sim.profile_bundle import load_bundle
 
     names = _parse_names(predictors)
-    if seed < 0:
-        raise UserError(f"--seed must be >= 0, got {seed}")
+    if not 0 <= seed <= SEED_MAX:  # gbt hands it to scikit-learn, which takes 32 bits
+        raise UserError(f"--seed must be in 0..{SEED_MAX} (a 32-bit seed, as numpy and "
+                        f"scikit-learn take), got {seed}")
     check_output_folder(out, "predict-evaluate", overwrite=overwrite)
     bundle = load_bundle(profile)
     result = evaluate(bundle, names, seed, cache=cache)

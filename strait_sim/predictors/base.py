@@ -53,6 +53,10 @@ class InterferencePredictor(ABC):
     #: which co-location samples the fit used (set by ``registry.make_predictor``):
     #: "out-of-sample" (disjoint from the truth model's), "in-sample" or "none"
     samples_used: str = "unknown"
+    #: the predictor the user asked for, named in error messages. A predictor built inside
+    #: another (ewma's gpulet, pairs' linear) takes the outer one's name, so that
+    #: ``--param ridge=nan`` on ewma does not blame a gpulet the user never mentioned.
+    label: str = ""
 
     @abstractmethod
     def fit(self, samples: pd.DataFrame, profile: ProfileBundle) -> InterferencePredictor:

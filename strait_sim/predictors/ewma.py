@@ -43,7 +43,7 @@ class EwmaPredictor(InterferencePredictor):
 
     def __init__(self, alpha: float = 0.2, ridge: float = 1e-6) -> None:
         self.alpha = check_range(self.name, "alpha", alpha, low=0.0, high=1.0, low_open=True)
-        self.coarse = GpuletPredictor(ridge=ridge)
+        self.coarse = GpuletPredictor(ridge=ridge, label=self.name)
         self.ratio: dict[PairKey, float] = {}
         self.global_ratio = 1.0
         self.updates = 0

@@ -25,13 +25,22 @@ import numpy as np
 from strait_sim.errors import UserError
 from strait_sim.predictors.base import CoRunner, InterferencePredictor
 from strait_sim.predictors.features import PairFeatures
-from strait_sim.predictors.params import check_range
+from strait_sim.predictors.params import check_int, check_range, check_seed
 from strait_sim.predictors.samples import SoloTable
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from strait_sim.profile_bundle import ProfileBundle
+
+#: scikit-learn allocates per-tree arrays up front (1e9 trees is a MemoryError before any
+#: fitting) and fits the trees one after another, so the count bounds memory and time
+MAX_ESTIMATORS = 10_000
+_WHY_ESTIMATORS = "trees are allocated up front and fitted one by one: more would " \
+    "exhaust memory or run for hours; the default is 200"
+#: a tree this deep already has more leaves (2**32) than any profile has samples
+MAX_DEPTH = 32
+_WHY_DEPTH = "a deeper tree has more leaves than any profile has samples"
 
 
 class GbtPredictor(InterferencePredictor):
@@ -42,11 +51,13 @@ class GbtPredictor(InterferencePredictor):
 
     def __init__(self, n_estimators: int = 200, max_depth: int = 3,
                  learning_rate: float = 0.05, seed: int = 0) -> None:
-        self.n_estimators = int(check_range(self.name, "n_estimators", n_estimators, low=1))
-        self.max_depth = int(check_range(self.name, "max_depth", max_depth, low=1))
+        self.n_estimators = check_int(self.name, "n_estimators", n_estimators, low=1,
+                                      high=MAX_ESTIMATORS, why=_WHY_ESTIMATORS)
+        self.max_depth = check_int(self.name, "max_depth", max_depth, low=1, high=MAX_DEPTH,
+                                   why=_WHY_DEPTH)
         self.learning_rate = check_range(self.name, "learning_rate", learning_rate, low=0.0,
                                          high=1.0, low_open=True)
-        self.seed = int(seed)
+        self.seed = check_seed(self.name, seed)
         self.model = None
         self.solo: SoloTable | None = None
         self.features: PairFeatures | None = None

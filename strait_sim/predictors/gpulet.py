@@ -46,8 +46,9 @@ class GpuletPredictor(InterferencePredictor):
     name = "gpulet"
     online = False
 
-    def __init__(self, ridge: float = 1e-6) -> None:
-        self.ridge = check_range(self.name, "ridge", ridge, low=0.0)
+    def __init__(self, ridge: float = 1e-6, *, label: str = "") -> None:
+        self.label = label or self.name
+        self.ridge = check_range(self.label, "ridge", ridge, low=0.0)
         self.coef: list[float] = []
         self.feature_names: tuple[str, ...] = ()
         self.fit_rows = 0
@@ -78,7 +79,7 @@ class GpuletPredictor(InterferencePredictor):
         if len(rows) < max(10, 3 * d):
             rows = samples
         if len(rows) < d + 1:
-            raise UserError(f"predictor '{self.name}': {len(rows)} training samples are too "
+            raise UserError(f"predictor '{self.label}': {len(rows)} training samples are too "
                             f"few to fit {d} coefficients")
         x = np.array([self._psi(m, int(b), c, int(cb)) for m, b, c, cb in zip(
             rows["model"], rows["batch"], rows["co_model"], rows["co_batch"], strict=True)])

@@ -44,8 +44,9 @@ class LinearPredictor(InterferencePredictor):
     name = "linear"
     online = False
 
-    def __init__(self, ridge: float = 1e-6) -> None:
-        self.ridge = check_range(self.name, "ridge", ridge, low=0.0)
+    def __init__(self, ridge: float = 1e-6, *, label: str = "") -> None:
+        self.label = label or self.name
+        self.ridge = check_range(self.label, "ridge", ridge, low=0.0)
         self.w: list[float] = []
         self.solo: SoloTable | None = None
         self.features: PairFeatures | None = None
@@ -66,7 +67,7 @@ class LinearPredictor(InterferencePredictor):
         self.features = PairFeatures(samples)
         d = len(self.features.names)
         if len(samples) < d + 1:
-            raise UserError(f"predictor '{self.name}': {len(samples)} training samples are "
+            raise UserError(f"predictor '{self.label}': {len(samples)} training samples are "
                             f"too few to fit {d} coefficients")
         x, y = self.design(samples)
         self._fit_arrays(x, y)

@@ -53,7 +53,7 @@ class PairPredictor(InterferencePredictor):
 
     def __init__(self, step: float = 0.1, ridge: float = 1e-6) -> None:
         self.step = check_range(self.name, "step", step, low=0.0, high=1.0, low_open=True)
-        self.linear = LinearPredictor(ridge=ridge)
+        self.linear = LinearPredictor(ridge=ridge, label=self.name)
         self.k: dict[Key, float] = {}
         self.measured: dict[Key, float] = {}
         self._by_pair: dict[tuple[str, str], list[tuple[float, float, Key]]] = {}

@@ -33,3 +33,41 @@ def check_range(predictor: str, param: str, value: float, *, low: float | None =
         raise UserError(f"predictor '{predictor}': parameter '{param}' must be in "
                         f"{interval}, got {value!r}")
     return val
+
+
+#: numpy's ``RandomState`` and scikit-learn's ``random_state`` take seeds in 0..2**32-1
+SEED_MAX = 2**32 - 1
+
+
+def check_int(predictor: str, param: str, value: object, *, low: int,
+              high: int | None = None, why: str = "") -> int:
+    """Return ``value`` as an int if it is a whole number in ``[low, high]``.
+
+    Why not ``int(value)``: that truncates 1.5 to 1 silently and raises a bare
+    ``ValueError`` on text. ``why`` explains an upper bound in the message (a bound the
+    user cannot guess, such as a size that would exhaust memory).
+    """
+    if isinstance(value, bool):
+        value = int(value)
+    try:
+        val = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UserError(f"predictor '{predictor}': parameter '{param}' must be a whole "
+                        f"number, got {value!r}") from None
+    if not math.isfinite(val) or val != math.floor(val):
+        raise UserError(f"predictor '{predictor}': parameter '{param}' must be a whole "
+                        f"number, got {value!r}")
+    whole = int(value) if isinstance(value, int) else int(val)
+    if whole < low or (high is not None and whole > high):
+        hi = "" if high is None else f"..{high:,}"
+        bound = f"{low}{hi}" if high is not None else f">= {low}"
+        reason = f" ({why})" if why and high is not None and whole > high else ""
+        raise UserError(f"predictor '{predictor}': parameter '{param}' must be in "
+                        f"{bound}, got {value!r}{reason}")
+    return whole
+
+
+def check_seed(predictor: str, value: object, param: str = "seed") -> int:
+    """A seed as numpy and scikit-learn accept it: a whole number in 0..2**32-1."""
+    return check_int(predictor, param, value, low=0, high=SEED_MAX,
+                     why="numpy and scikit-learn take 32-bit seeds")

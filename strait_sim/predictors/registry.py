@@ -62,9 +62,11 @@ def predictor_class(name: str) -> type[InterferencePredictor]:
 
 
 def predictor_params(name: str) -> dict[str, Any]:
-    """Parameter names and defaults of a predictor."""
+    """Parameter names and defaults of a predictor (``label`` is internal: the name a
+    wrapping predictor passes down for its error messages, not a user parameter)."""
     sig = inspect.signature(predictor_class(name).__init__)
-    return {p.name: p.default for p in sig.parameters.values() if p.name != "self"}
+    return {p.name: p.default for p in sig.parameters.values()
+            if p.name not in ("self", "label")}
 
 
 def construct(name: str, **params: Any) -> InterferencePredictor:
