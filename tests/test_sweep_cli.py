@@ -245,6 +245,20 @@ def test_sweep_with_a_failing_point_exits_1_and_writes_the_rest(tmp_path, capsys
     assert len(list((tmp_path / "out" / "points").glob("*.error.json"))) == 1
 
 
+@pytest.mark.parametrize("metric", ["policy", "interference"])
+def test_report_of_a_metric_that_is_not_numeric_says_so(tmp_path, capsys, metric):
+    path = write(tmp_path, GOOD.replace("rate = [200, 500]", "rate = [200]")
+                 .replace("seed = [0, 1]", "seed = [0]"))
+    assert main(["sweep", str(path), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", "report", str(tmp_path / "out"), "--metric", metric]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: metric '{metric}' is not numeric; numeric metrics: "
+                          "violation_rate, p50_ms") and "\n" not in err, err
+    assert "policy" not in err.partition("numeric metrics:")[2]
+    assert not (tmp_path / "out" / "report").exists()
+
+
 def test_report_of_a_sweep_where_every_point_failed_says_so(tmp_path, capsys, monkeypatch):
     from strait_sim.sweep import executors
 

@@ -24,7 +24,7 @@ import pandas as pd
 from strait_sim.atomic import atomic_dir
 from strait_sim.errors import UserError
 from strait_sim.plotting import bounded_interval, clamp_ylim
-from strait_sim.sweep.experiment_file import CLASS_METRICS, DEFAULT_METRICS
+from strait_sim.sweep.experiment_file import CLASS_METRICS, DEFAULT_METRICS, METRICS
 from strait_sim.sweep.table import RESULTS_FILE
 
 MANIFEST = "sweep.json"
@@ -118,6 +118,30 @@ def _check_some_point_ran(df: pd.DataFrame) -> None:
     raise UserError(f"every point failed ({n} of {n}), so there is nothing to report{first}")
 
 
+def _is_numeric(column: pd.Series) -> bool:
+    """Whether every value that is there reads as a number (booleans do not count)."""
+    if pd.api.types.is_bool_dtype(column):
+        return False
+    present = column.dropna()
+    if present.map(lambda v: isinstance(v, bool)).any():
+        return False
+    return bool(pd.to_numeric(present, errors="coerce").notna().all())
+
+
+def _check_numeric(df: pd.DataFrame, metrics: list[str]) -> None:
+    """Refuse a metric that is not a number (``--metric policy``), naming those that are.
+
+    Why here: the per-setting means convert each metric to float, and a text column
+    failed there as 'could not convert string to float: 'fifo''.
+    """
+    ok = df[df["status"] == "ok"]
+    bad = [m for m in metrics if not _is_numeric(ok[m])]
+    if bad:
+        numeric = [m for m in METRICS if m in df.columns and _is_numeric(ok[m])]
+        raise UserError(f"metric '{bad[0]}' is not numeric; numeric metrics: "
+                        f"{', '.join(numeric) or '(none)'}")
+
+
 def summarize_sweep(df: pd.DataFrame, manifest: dict, metrics: list[str] | None = None
                     ) -> Report:
     metrics = list(metrics or manifest.get("metrics") or DEFAULT_METRICS)
@@ -125,6 +149,7 @@ def summarize_sweep(df: pd.DataFrame, manifest: dict, metrics: list[str] | None 
     missing = [m for m in metrics if m not in df.columns]
     if missing:
         raise UserError(f"metric(s) not in the results table: {', '.join(missing)}")
+    _check_numeric(df, metrics)
     varied = manifest.get("grid_keys") or [
         c for c in df.columns if c not in ("key", "status", "error", "class", "wall_s")
         and c not in metrics and df[c].nunique(dropna=False) > 1]
