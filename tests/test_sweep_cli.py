@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 
 from strait_sim.cli.app import main
 from strait_sim.errors import UserError
+from strait_sim.output_folder import open_resumable_folder
 from strait_sim.policies.fifo import FifoPolicy
 from strait_sim.sweep.experiment_file import load_experiment
 
@@ -287,3 +289,39 @@ def test_sweep_help_and_option_order(tmp_path, capsys):
     assert "2 points: 2 run" in capsys.readouterr().out
     assert (tmp_path / "elsewhere" / "results.parquet").is_file()
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("garbage", "needs a host and a port"),
+    ("tcp://[::1", "Invalid IPv6 URL"),
+    ("http://127.0.0.1:1", "unknown scheme 'http'"),
+    ("tcp://127.0.0.1:0", r"port must be in 1\.\.65535"),
+])
+def test_bad_scheduler_address_is_one_line_before_the_folder(tmp_path, capsys, address,
+                                                             message):
+    path = write(tmp_path, GOOD)
+    assert main(["sweep", str(path), "-q", "--executor", "dask",
+                 "--scheduler", address]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --scheduler '{address}'") and "\n" not in err, err
+    assert re.search(message, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreachable_scheduler_leaves_no_new_folder_but_keeps_an_old_one(tmp_path, capsys,
+                                                                         monkeypatch):
+    pytest.importorskip("dask.distributed")
+    from strait_sim.sweep import executors
+
+    monkeypatch.setattr(executors, "DASK_CONNECT_TIMEOUT", "1s")
+    path = write(tmp_path, GOOD)
+    args = ["sweep", str(path), "-q", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot reach the Dask scheduler") and "\n" not in err
+    assert not (tmp_path / "out").exists()
+    # A folder that was there before (an earlier, resumable sweep) is the user's: kept.
+    (tmp_path / "out").mkdir()
+    open_resumable_folder(tmp_path / "out", "sweep")
+    assert main(args) == 2
+    assert (tmp_path / "out" / ".strait-sim.json").is_file()

@@ -93,6 +93,40 @@ def check_run_options(workers: int, executor: str = "local",
         raise UserError(f"--workers must be at least 1, got {workers}")
     if scheduler is not None and executor != "dask":
         raise UserError("--scheduler needs --executor dask")
+    if scheduler is not None:
+        check_scheduler_address(scheduler)
+
+
+#: the address schemes of Dask's network comms (``inproc`` is in-process only)
+DASK_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+
+
+def check_scheduler_address(address: str) -> None:
+    """``[SCHEME://]HOST:PORT`` with a Dask scheme and a port in 1..65535, else one line.
+
+    Why here and not left to Dask: ``Client('garbage')`` raises a bare ``ValueError``
+    (missing port number) only once the sweep folder exists; checked with the other
+    flags, a typo costs nothing and leaves nothing behind.
+    """
+    from urllib.parse import urlsplit
+
+    scheme, sep, _rest = address.partition("://")
+    if not sep:
+        scheme = "tcp"  # Dask's default
+    hint = "expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786"
+    if scheme not in DASK_SCHEMES:
+        raise UserError(f"--scheduler '{address}': unknown scheme '{scheme}' "
+                        f"(valid: {', '.join(DASK_SCHEMES)}); {hint}")
+    try:
+        parts = urlsplit(address if sep else f"tcp://{address}")
+        port = parts.port
+    except ValueError as exc:  # '[::1' (unclosed bracket), a port that is not a number...
+        raise UserError(f"--scheduler '{address}': {exc}; {hint}") from None
+    if not parts.hostname or port is None or parts.path not in ("", "/") \
+            or parts.query or parts.fragment:
+        raise UserError(f"--scheduler '{address}': needs a host and a port; {hint}")
+    if not 1 <= port <= 65535:
+        raise UserError(f"--scheduler '{address}': port must be in 1..65535; {hint}")
 
 
 def run_points(specs: list[dict], *, workers: int = 1, executor: str = "local",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from strait_sim.atomic import atomic_path
-from strait_sim.output_folder import check_output_folder, open_resumable_folder
+from strait_sim.output_folder import MARKER, check_output_folder, open_resumable_folder
 from strait_sim.results import dumps
 from strait_sim.sweep.executors import PointOutcome, check_run_options, run_points
 from strait_sim.sweep.experiment_file import Experiment
@@ -29,6 +30,17 @@ class SweepResult:
         return sum(o.skipped for o in self.outcomes)
 
 
+def _remove_if_only_marker(folder: Path) -> None:
+    """Undo :func:`open_resumable_folder` after a failure before any point ran (e.g. an
+    unreachable Dask scheduler): a folder holding only the marker is no result, and it
+    would make the next run look like a resume. Only called for a folder this run created;
+    anything else in it (a finished point) is kept."""
+    with contextlib.suppress(OSError):
+        if [p.name for p in folder.iterdir()] == [MARKER]:
+            (folder / MARKER).unlink()
+            folder.rmdir()
+
+
 def run_experiment(exp: Experiment, *, workers: int = 1, executor: str = "local",
                    scheduler: str | None = None, force: bool = False,
                    out: Path | None = None, progress: bool = True,
@@ -38,10 +50,17 @@ def run_experiment(exp: Experiment, *, workers: int = 1, executor: str = "local"
     out = Path(out if out is not None else exp.out)
     check_run_options(workers, executor, scheduler)  # before the folder: nothing left
     check_output_folder(out, "sweep", resume=True)
+    created = not out.exists()
     open_resumable_folder(out, "sweep")
-    outcomes = run_points(exp.specs, workers=workers, executor=executor, scheduler=scheduler,
-                          out_dir=out, force=force, progress=progress,
-                          keep_requests=exp.keep_requests, allow_large=allow_large)
+    try:
+        outcomes = run_points(exp.specs, workers=workers, executor=executor,
+                              scheduler=scheduler, out_dir=out, force=force,
+                              progress=progress, keep_requests=exp.keep_requests,
+                              allow_large=allow_large)
+    except BaseException:
+        if created:
+            _remove_if_only_marker(out)
+        raise
     table = write_results_table(out, outcomes)
     ok = sum(o.ok for o in outcomes)
     manifest = {"name": exp.name, "source": str(exp.source), "metrics": exp.metrics,
