@@ -93,6 +93,25 @@ class _Lane:
         self._thread.join(timeout=30)
 
 
+def build_or_explain(spec: ModelSpec, seed: int) -> torch.nn.Module:
+    """``spec.build(seed)``, with running out of host memory as one line naming the model.
+
+    Why not a skipped unit (as a forward that runs out of memory is): without its weights
+    the model has no batch size that can be measured, so the session stops, and says
+    which model to leave out or profile on a larger machine.
+    """
+    try:
+        return spec.build(seed)
+    except (MemoryError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, RuntimeError) and "can't allocate memory" not in first \
+                and "out of memory" not in first.lower():
+            raise  # not the host's memory: a bug, keep its traceback
+        raise UserError(f"model '{spec.name}' could not be built: out of memory ({first}); "
+                        "leave it out of --models or profile on a machine with more "
+                        "memory") from None
+
+
 @dataclass
 class _Buffers:
     host_in: torch.Tensor
@@ -156,7 +175,7 @@ class TorchCpuBackend(Backend):
     def module(self, model: str) -> torch.nn.Module:
         with self._lock:
             if model not in self._modules:
-                mod = self.spec(model).build(self.seed)
+                mod = build_or_explain(self.spec(model), self.seed)
                 if self.precision == "bf16":
                     mod = mod.to(torch.bfloat16)
                 self._modules[model] = mod

@@ -324,3 +324,41 @@ def test_entry_point_models_are_registered(monkeypatch) -> None:
     monkeypatch.setattr("importlib.metadata.entry_points",
                         lambda group: [FakeEntryPoint()] if group == "strait_sim.models" else [])
     assert "ep_model" in zoo.model_registry()
+
+
+OOM_MODEL_FILE = (
+    "from strait_sim.profiler.zoo import ModelSpec\n"
+    "def build():\n"
+    "    raise RuntimeError('[enforce fail at alloc_cpu.cpp:127] err == 0. "
+    "DefaultCPUAllocator: can\\'t allocate memory: you tried to allocate 16777216 bytes.')\n"
+    "MODELS = [ModelSpec('huge_net', build, (64,), item_output_shape=(8,))]\n")
+
+
+@pytest.mark.parametrize(("models", "left"), [("huge_net", None),
+                                               ("tiny_mlp,huge_net", {"tiny_mlp"})])
+def test_cli_model_that_cannot_be_built_is_one_line_and_leaves_a_valid_bundle_or_none(
+        tmp_path: Path, capsys, models: str, left: set[str] | None) -> None:
+    from strait_sim.cli.app import main
+
+    f = tmp_path / "oom_models.py"
+    f.write_text(OOM_MODEL_FILE)
+    out = tmp_path / "b"
+    code = main(["profile", "--cpu", "--model-file", str(f), "--models", models,
+                 "--batches", "1", "--reps", "1", "--only", "solo", "--out", str(out),
+                 "--threads-per-stream", "1", "--force"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "Traceback" not in "\n".join(err)
+    assert err[-1].startswith("error: model 'huge_net' could not be built: out of memory")
+    if left is None:
+        assert not out.exists()  # nothing measured: no folder that looks like a bundle
+    else:
+        assert set(read_bundle_dir(out).model_names) == left  # valid, resumable
+
+
+def test_cli_empty_models_is_an_error_not_the_defaults(tmp_path: Path, capsys) -> None:
+    from strait_sim.cli.app import main
+
+    assert main(["profile", "--cpu", "--models", " , ", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "--models names no model" in err and "resnet50" in err
+    assert not (tmp_path / "b").exists()

@@ -44,6 +44,24 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
 
 
+def _remove_unloadable(folder: Path) -> None:
+    """After a failure, remove a bundle folder this run created if it holds no solo sample.
+
+    Why: a bundle is valid once it holds one solo sample (docs/profiling.md); a failure
+    before that (a model that cannot be built) would otherwise leave a folder with only
+    profile.json, which looks like a result and loads as none. A bundle that took samples
+    stays: it is valid and the same command resumes it.
+    """
+    import shutil
+
+    from strait_sim.profiler.bundle_store import BundleStore
+
+    try:
+        BundleStore(folder).validate()
+    except UserError:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _command_line(ctx: typer.Context) -> str:
     """The command as given (flags that differ from their defaults), for profile.json."""
     import shlex
@@ -210,7 +228,10 @@ def register(app: typer.Typer) -> None:
             parts = (*parts, "triples")
         streams = slots
         registry = model_registry([str(f) for f in model_file])
-        names = _names(models) if models else DEFAULT_MODELS
+        names = DEFAULT_MODELS if models is None else _names(models)
+        if not names:
+            raise UserError(f"--models names no model (got {models!r}); leave it out for "
+                            f"the default {len(DEFAULT_MODELS)}: {', '.join(DEFAULT_MODELS)}")
         specs = resolve_models(names, registry)
         precision = precision or DEFAULT_PRECISION[backend_name]
         on_gpu = gpu is not None
@@ -281,11 +302,16 @@ def register(app: typer.Typer) -> None:
 
         command = _command_line(ctx)
         progress = RichProgress()
+        created = not Path(out_dir).exists()
         try:
             with progress:
                 store = run_session(out_dir, make, settings, progress=progress,
                                     command=command, notes=tuple(note),
                                     model_files=tuple(str(f) for f in model_file))
+        except Exception:
+            if created:
+                _remove_unloadable(Path(out_dir))
+            raise
         except KeyboardInterrupt:
             progress.console.print(f"interrupted: every sample taken so far is in {out_dir}; "
                                    f"run the same command again to resume")
