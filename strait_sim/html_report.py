@@ -350,8 +350,8 @@ def _first_point_summary(folder: Path) -> dict:
     only: one that cannot serve (damaged, another shape) is passed over, not an error."""
     for path in sorted((folder / "points").glob("*/summary.json")):
         try:
-            summary = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            summary = read_json(path)
+        except (OSError, UserError):
             continue
         if isinstance(summary, dict) and isinstance(summary.get("profile") or {}, dict):
             return summary

@@ -170,14 +170,8 @@ def tool_extra_is_ours(path: Path, name: str | None = None) -> bool | None:
     """Whether ``path`` holds what the tool writes as :data:`TOOL_EXTRAS` ``name``
     (default: the path's own name), judged by its first 512 bytes; None when there is no
     such file."""
-    try:
-        with open(path, "rb") as fh:
-            start = fh.read(512)
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return False
-    return TOOL_EXTRAS[name or path.name].search(start) is not None
+    start = file_start(path)
+    return None if start is None else TOOL_EXTRAS[name or path.name].search(start) is not None
 
 
 def check_report_target(folder: Path, html: Path | None, *, overwrite: bool = False) -> None:
@@ -194,16 +188,17 @@ def check_report_target(folder: Path, html: Path | None, *, overwrite: bool = Fa
                         "PATH to write the page elsewhere")
 
 
-def written_by_strait_sim(path: Path | str, head: bytes) -> bool | None:
-    """Whether an existing file starts with ``head`` within its first 512 bytes (how a
-    JSON or HTML output of the tool is recognised); None when there is no such file."""
+def file_start(path: Path | str, size: int = 512) -> bytes | None:
+    """The first ``size`` bytes of an existing file: how the tool knows an output of its
+    own (a page's generator tag, a timeline's first key). None when there is no such file;
+    empty when it cannot be read, so an unreadable file is never taken for the tool's."""
     try:
         with open(path, "rb") as fh:
-            return head in fh.read(512)
+            return fh.read(size)
     except FileNotFoundError:
         return None
     except OSError:
-        return False
+        return b""
 
 
 def check_output_file(path: Path | str, *, overwrite: bool = False, flag: str = "--out",

@@ -203,8 +203,7 @@ def request_events(requests: Any, compute: dict, tracks: dict) -> list[dict]:
 def is_timeline_file(path: Path | str) -> bool | None:
     """Whether an existing file is a timeline strait-sim wrote (None: there is none): a
     timeline may replace only its own kind, never a user's file of that name."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(16) == b'{"traceEvents": '
-    except OSError:
-        return None
+    from strait_sim.output_folder import file_start
+
+    start = file_start(path, 16)
+    return None if start is None else start == b'{"traceEvents": '
