@@ -175,3 +175,33 @@ def test_an_interrupted_study_resumes_where_it_stopped(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err.strip()
     assert "holds no strait-sim result" in err and len(err.splitlines()) == 1
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"] and len(calls) == 4
+
+
+def test_ctrl_c_in_a_live_cell_stops_the_study_and_that_cell_runs_again(tmp_path, monkeypatch,
+                                                                       capsys):
+    """A Ctrl-C inside a cell's live run ends that run early (it is written, marked
+    interrupted); the study once went on to the next cells and, on a resume, reused the
+    partial cell as a replicate. Now the study stops there and the cell runs again."""
+    calls: list = []
+    fake = _fake_cell(calls)
+    interrupt_at = {2}
+
+    def validate(policy, device, *, out, seed, load, **_kw):
+        fake(policy=policy, out=out, seed=seed, load=load)
+        if len(calls) in interrupt_at:  # as run_live marks a run stopped by Ctrl-C
+            summary = json.loads((out / "live" / "summary.json").read_text())
+            summary.setdefault("executor", {})["interrupted"] = True
+            (out / "live" / "summary.json").write_text(json.dumps(summary))
+
+    monkeypatch.setattr(api, "validate", validate)
+    out = tmp_path / "study"
+    assert main(_study_argv(out)) == 130
+    err = capsys.readouterr().err.strip()
+    assert len(calls) == 2 and not (out / "study.json").exists()
+    assert err.startswith("interrupted: 1 of 4 cells") and "resumes" in err
+    assert len(err.splitlines()) == 1
+    interrupt_at.clear()
+    assert main(_study_argv(out)) == 0, capsys.readouterr().err
+    # the interrupted cell (repeat 1, load 0.7) ran again, then the two of repeat 2
+    assert calls[2:] == [("fifo", 0.7, 0), ("fifo", 0.3, 1), ("fifo", 0.7, 1)]
+    assert json.loads((out / "study.json").read_text())["repeats"] == 2

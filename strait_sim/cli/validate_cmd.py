@@ -214,7 +214,7 @@ def _run_study(*, live_kind: str, gpu: int | None, policies: list[str], params: 
 
     from strait_sim import api
     from strait_sim.atomic import check_writable_parent
-    from strait_sim.live.study import run_study
+    from strait_sim.live.study import StudyInterrupted, run_study
     from strait_sim.output_folder import open_resumable_folder
 
     check_writable_parent(out)
@@ -234,9 +234,14 @@ def _run_study(*, live_kind: str, gpu: int | None, policies: list[str], params: 
     # marked before the first cell: an interrupted study (no study.json yet) is then
     # recognised as the tool's by the next run, which resumes it
     open_resumable_folder(out, "validation-study")
-    study = run_study(policies=policies, loads=loads, repeats=repeats, seed=seed, out=out,
-                      run_cell=cell, quiet=quiet,
-                      log=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr)))
+    try:
+        study = run_study(policies=policies, loads=loads, repeats=repeats, seed=seed,
+                          out=out, run_cell=cell, quiet=quiet,
+                          log=(lambda m: None) if quiet else
+                          (lambda m: print(m, file=sys.stderr)))
+    except StudyInterrupted as exc:  # typer would turn it into a silent exit 130
+        print(f"interrupted: {exc}", file=sys.stderr)
+        raise typer.Exit(130) from None
     (out / "command.txt").write_text(command + "\n")
     if not quiet:
         typer.echo((out / "study.md").read_text())
@@ -260,8 +265,8 @@ def _rerender_study(folder: Path) -> dict:
                         ) from None
 
     def missing(*, out: Path, **_kw: object) -> None:
-        raise UserError(f"{out}: this cell of the study has no report.json; re-run the "
-                        f"study with --live to complete it")
+        raise UserError(f"{out}: this cell of the study has no report.json or its live run "
+                        f"was interrupted; re-run the study with --live to complete it")
 
     return run_study(policies=policies, loads=loads, repeats=repeats, seed=seed, out=folder,
                      run_cell=missing)

@@ -192,6 +192,28 @@ def study_record(policies: list[str], loads: list[float | None], repeats: int, s
                         "max_live_utilization": MAX_UTIL}, "cells": cells}
 
 
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a study's live cell: the study stops there (the next cells are not
+    started) and says how to resume it."""
+
+
+def live_interrupted(cell: Path) -> bool:
+    """Whether the cell's live run was stopped by Ctrl-C (its summary says so)."""
+    try:
+        summary = json.loads((cell / "live" / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    executor = summary.get("executor") if isinstance(summary, dict) else None
+    return bool(isinstance(executor, dict) and executor.get("interrupted"))
+
+
+def cell_complete(cell: Path) -> bool:
+    """A cell is reused on resume only when its comparison was written and its live run
+    ran to the end: an interrupted live run is a partial sample (its unfinished requests
+    marked failed), not a replicate of the cell."""
+    return (cell / "report.json").is_file() and not live_interrupted(cell)
+
+
 def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, seed: int,
               out: Path, run_cell: CellRunner, load_key: str = "load",
               quiet: bool = True, log: Callable[[str], None] = lambda _m: None) -> dict:
@@ -205,14 +227,20 @@ def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, s
     # Repeat by repeat, every policy and load in each: the device drifts over minutes
     # (docs/validation.md), and cells run one policy and load after another would take
     # that drift for a difference between loads.
+    done, total = 0, repeats * len(policies) * len(load_list)
     for k in range(repeats):
         for policy in policies:
             for load in load_list:
                 cell = cell_dir(out, policy, load, k)
-                if not (cell / "report.json").is_file():
+                if not cell_complete(cell):
                     log(f"study: repeat {k + 1}/{repeats}, {policy} load {load_tag(load)}")
                     kw = {} if load is None else {load_key: load}
                     run_cell(policy=policy, out=cell, seed=seed + k, **kw)
+                    if live_interrupted(cell):
+                        raise StudyInterrupted(
+                            f"{done} of {total} cells of the study are complete in {out}; "
+                            f"the same command resumes it (the interrupted cell runs again)")
+                done += 1
     cells: dict = {}
     for policy in policies:
         for load in load_list:
