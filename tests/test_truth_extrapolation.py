@@ -115,3 +115,82 @@ def test_run_warns_when_much_of_the_compute_is_extrapolated(gappy_bundle, tmp_pa
     share = json.loads((tmp_path / "q" / "summary.json").read_text())["truth"][
         "extrapolated_share"]
     assert share < 0.25 and "warning" not in capsys.readouterr().err
+
+
+def test_a_second_beside_several_co_runners_counts_once_in_the_shares(gappy_bundle):
+    """3+ slots: the overlaps stay co-runner-seconds, the shares are of compute time."""
+    names = ("syn_a", "syn_b", "syn_c")
+    t = ComputeTruth(gappy_bundle, names, 8, np.random.default_rng(0))
+    _, mb, mc, mcb = next(k for k, f in t.calibration.keys.items()
+                          if k[0] == "syn_a" and k[1] == 1 and f.identified)
+    assert ORIGINS[t._origin(0, 1, mc, mcb)] == "measured"
+    # syn_a@1 computes [0, 10] ms beside A (measured) [0, 4], B (syn_b@2, interpolated)
+    # [2, 7], C (syn_c@1, pair not measured) [5, 9], D (syn_b@8, beyond range) [6, 7]:
+    # beside anyone [0, 9], beside an extrapolated key [2, 9]
+    co = {1: [mc, mcb, 0.004], 2: ["syn_b", 2, 0.005], 3: ["syn_c", 1, 0.004],
+          4: ["syn_b", 8, 0.001]}
+    crowded = [(0.002, (1, 2)), (0.001, (2, 3)), (0.001, (2, 3, 4))]
+    t.note_compute(0, 1, co, 0.010, crowded)
+    # a 4 ms batch beside two extrapolated co-runners the whole time (once: 200%)
+    t.note_compute(0, 1, {5: ["syn_c", 1, 0.004], 6: ["syn_b", 2, 0.004]}, 0.004,
+                   [(0.004, (5, 6))])
+    block = t.run_extrapolation()
+    assert block["compute_s"] == pytest.approx(0.014)
+    assert block["overlap_s"] == pytest.approx({  # one per co-runner, as before
+        "measured": 0.004, "interpolated": 0.009, "unidentified": 0.0,
+        "beyond_range": 0.001, "pair_not_measured": 0.008})
+    assert block["co_located_share"] == pytest.approx((0.009 + 0.004) / 0.014, rel=1e-12)
+    assert block["extrapolated_share"] == pytest.approx((0.007 + 0.004) / 0.014,
+                                                        rel=1e-12)
+    assert block["batches_by_origin"]["pair_not_measured"] == 2
+    line = extrapolation_warning(block)
+    assert line is not None and line.startswith("79% of the simulated compute time")
+
+
+def _beside_s(starts: np.ndarray, ends: np.ndarray, i: int, others: np.ndarray) -> float:
+    """Seconds of batch i's compute [starts[i], ends[i]] covered by the union of the
+    compute intervals of the batches ``others`` (a boolean mask): computed from the
+    timeline, independently of the device's bookkeeping."""
+    s, e = starts[i], ends[i]
+    mask = others & (starts < e) & (ends > s)
+    mask[i] = False
+    spans = sorted(zip(np.maximum(starts[mask], s), np.minimum(ends[mask], e), strict=True))
+    total, lo, hi = 0.0, None, None
+    for a, b in spans:
+        if hi is None or a > hi:
+            total += 0.0 if hi is None else hi - lo
+            lo, hi = a, b
+        else:
+            hi = max(hi, b)
+    return total + (0.0 if hi is None else hi - lo)
+
+
+@pytest.mark.parametrize("slots", [3, 4])
+def test_with_three_or_more_slots_the_shares_are_of_compute_time(gappy_bundle, slots):
+    names = ("syn_a", "syn_b", "syn_c")
+    r = api.simulate("fifo", gappy_bundle, max_batch=8, pcie=False, seed=1, slots=slots,
+                     timeline=True, load=1.5, duration=2.0, models=",".join(names))
+    block = r.summary["truth"]
+    assert block["multi_co_rate_changes"] > 0  # batches did run beside 2+ co-runners
+    assert sum(block["overlap_s"].values()) > block["compute_s"]  # co-runner-seconds
+    compute = [e for e in r.timeline.events if e[1].startswith("slot ")]
+    assert len(compute) == block["batches_computed"]  # fifo: no preemption
+    starts = np.array([e[3] for e in compute])
+    ends = np.array([e[4] for e in compute])
+    keys = [(names.index(lab.split(" x")[0]), int(lab.split(" x")[1]))
+            for _, _, lab, _, _, _ in compute]
+    origin = ComputeTruth(gappy_bundle, names, 8, np.random.default_rng(0))._origin
+    everyone = np.ones(len(compute), dtype=bool)
+    beside = off = 0.0
+    for i, (m, size) in enumerate(keys):
+        beside += _beside_s(starts, ends, i, everyone)
+        extrapolated = np.array([origin(m, size, names[cm], cs) > 0 for cm, cs in keys])
+        off += _beside_s(starts, ends, i, extrapolated)
+    total = float(np.sum(ends - starts))
+    assert block["compute_s"] == pytest.approx(total, rel=1e-12)
+    assert 0.0 < block["extrapolated_share"] <= block["co_located_share"] <= 1.0
+    assert block["co_located_share"] == pytest.approx(beside / total, rel=1e-9)
+    assert block["extrapolated_share"] == pytest.approx(off / total, rel=1e-9)
+    line = extrapolation_warning(block)
+    assert line is not None and "(counted per co-runner: " in line
+    assert line.startswith(f"{block['extrapolated_share']:.0%} of the simulated")

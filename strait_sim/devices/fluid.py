@@ -39,8 +39,8 @@ class Work:
     """The device's private state of one batch."""
 
     __slots__ = ("batch", "batch_id", "gpu", "model", "model_idx", "size", "credit",
-                 "work_s", "remaining_s", "rate", "scale", "co", "tr_left", "tr_done",
-                 "solo_s")
+                 "work_s", "remaining_s", "rate", "scale", "co", "crowded", "tr_left",
+                 "tr_done", "solo_s")
 
     def __init__(self, batch: Batch, model_idx: int) -> None:
         self.batch = batch
@@ -56,8 +56,25 @@ class Work:
         self.rate = 1.0
         self.scale = 1.0
         self.co: dict[int, list] = {}  # co-runner batch id -> [model, size, overlap_s]
+        # the spans beside two or more co-runners at once, [(seconds, co-runner batch
+        # ids)], where the overlaps in ``co`` count a second more than once (3+ slots)
+        self.crowded: list[tuple[float, tuple[int, ...]]] | None = None
         self.tr_left = 0.0  # work left in the current copy (see Link)
         self.tr_done: Callable[[Work], None] | None = None
+
+
+def _note_crowded(running: list[Work], dt: float) -> None:
+    """Record, for each of three or more batches running together for ``dt`` seconds,
+    the span and its co-runners: the overlaps in ``Work.co`` count such a second once per
+    co-runner, and the truth model's ``note_compute`` needs the spans to count the
+    compute time spent beside anyone once. Only the general (3+ batches) path calls
+    this, so the one- and two-batch paths pay nothing for it."""
+    for w in running:
+        span = (dt, tuple(o.batch_id for o in running if o is not w))
+        if w.crowded is None:
+            w.crowded = [span]
+        else:
+            w.crowded.append(span)
 
 
 class ComputeUnit:
@@ -99,6 +116,8 @@ class ComputeUnit:
                 for other in running:
                     if other is not w:
                         co[other.batch_id][2] += dt
+            if len(running) > 2:
+                _note_crowded(running, dt)
 
     def _rerate(self) -> None:
         running = self.running
@@ -477,7 +496,8 @@ class FluidDevice:
         b = w.batch
         b._compute_end_s = self.env._now
         if self._note is not None:
-            self._note(w.model_idx, w.size, w.co, b._compute_end_s - b._compute_start_s)
+            self._note(w.model_idx, w.size, w.co, b._compute_end_s - b._compute_start_s,
+                       w.crowded)
         b._phase = "d2h"
         if self.on_phase is not None:
             self.on_phase(b, "d2h")

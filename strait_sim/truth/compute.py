@@ -27,9 +27,12 @@ device once per batch when its compute ends, off the per-event path): the batch-
 batch overlapped each co-runner, by where that key's slowdown came from (``ORIGINS``:
 measured and identified, interpolated between measured batch sizes, measured but not
 identified by its samples, beyond the measured batch range, a model pair never measured),
-and the batches by the least supported key they met. :meth:`run_extrapolation` gives the
-summary's ``truth`` block; :func:`extrapolation_warning` the line the CLI prints when a
-large share of the simulated compute time ran at slowdowns the profile did not measure.
+and the batches by the least supported key they met. Beside two co-runners at once (3+
+slots) a second overlaps both, so those overlaps are co-runner-seconds; the spans beside
+several co-runners are tallied too, so the shares of compute time count a second once.
+:meth:`run_extrapolation` gives the summary's ``truth`` block;
+:func:`extrapolation_warning` the line the CLI prints when a large share of the simulated
+compute time ran at slowdowns the profile did not measure.
 """
 
 from __future__ import annotations
@@ -90,7 +93,11 @@ class ComputeTruth:
         self._pair_grids: dict[tuple[str, str], tuple[int, int, int, int]] | None = None
         self.compute_s = 0.0
         self.batches_computed = 0
-        self.overlap_s = [0.0] * len(ORIGINS)
+        self.overlap_s = [0.0] * len(ORIGINS)  # co-runner-seconds: one per co-runner
+        # what the overlaps count more than once (beside 2+ co-runners at once, 3+ slots):
+        # at any key, and at keys other than "measured" (see _uncount_crowded)
+        self.repeat_s = 0.0
+        self.repeat_extrapolated_s = 0.0
         self.batches_by_origin = [0] * len(ORIGINS)
         self.multi_co_rates = 0  # rate changes with 2+ co-runners (the 3-way rule)
 
@@ -207,9 +214,13 @@ class ComputeTruth:
         return np.stack([_victim_table(summary, models, max_batch, i) for i in range(n)])
 
     # -- what the run leaned on ---------------------------------------------------------
-    def note_compute(self, model_idx: int, size: int, co: dict, compute_s: float) -> None:
+    def note_compute(self, model_idx: int, size: int, co: dict, compute_s: float,
+                     crowded: list[tuple[float, tuple[int, ...]]] | None = None) -> None:
         """A batch ended its compute after ``compute_s`` seconds beside the co-runners
-        ``co`` (the device's record: batch id -> [model, size, overlap seconds])."""
+        ``co`` (the device's record: batch id -> [model, size, overlap seconds]); the
+        spans ``crowded`` [(seconds, co-runner batch ids)] it spent beside two or more
+        of them at once (3+ slots; None: never) are where those overlaps add up to more
+        than the time beside anyone."""
         self.compute_s += compute_s
         self.batches_computed += 1
         if not co or not self.interference:
@@ -228,6 +239,30 @@ class ComputeTruth:
                 worst = k
         if worst >= 0:
             self.batches_by_origin[worst] += 1
+        if crowded:
+            self._uncount_crowded(model_idx, size, co, crowded)
+
+    def _uncount_crowded(self, model_idx: int, size: int, co: dict,
+                         crowded: list[tuple[float, tuple[int, ...]]]) -> None:
+        """Tally what the per-co-runner overlaps count more than once, so the shares are
+        of compute time: ``dt`` seconds beside ``n`` co-runners add ``n * dt`` to the
+        overlaps but ``dt`` to the time beside anyone (``n - 1`` repeats), and beside
+        ``e >= 1`` co-runners at keys not "measured" ``e - 1`` repeats of the time beside
+        an extrapolated key. Every co-runner of a span overlapped it, so its origin is
+        already in ``_origin_of`` (note_compute looked it up)."""
+        origin_of = self._origin_of
+        repeat = repeat_off = 0.0
+        for dt, ids in crowded:
+            repeat += (len(ids) - 1) * dt
+            off = 0
+            for i in ids:
+                cm, cb, _ = co[i]
+                if origin_of[(model_idx, size, cm, cb)] > 0:
+                    off += 1
+            if off > 1:
+                repeat_off += (off - 1) * dt
+        self.repeat_s += repeat
+        self.repeat_extrapolated_s += repeat_off
 
     def _origin(self, model_idx: int, size: int, co_model: str, co_size: int) -> int:
         """Index in ORIGINS of where the slowdown of this key comes from."""
@@ -251,12 +286,15 @@ class ComputeTruth:
 
     def run_extrapolation(self) -> dict:
         """The summary's ``truth`` block: the profile's coverage (:meth:`extrapolation`)
-        and what this run leaned on, by ORIGINS (overlap batch-seconds, batches by the
-        least supported key they met), and the share of the run's compute batch-seconds
-        spent overlapping co-runners at keys not measured and identified."""
+        and what this run leaned on, by ORIGINS (overlap co-runner-seconds, one per
+        co-runner; batches by the least supported key they met), and the shares of the
+        run's compute batch-seconds spent beside at least one co-runner
+        (``co_located_share``) and beside at least one at a key not measured and
+        identified (``extrapolated_share``): at most 1, the repeats of 3+ slots taken
+        out (with 2 slots there are none: the overlaps are already times)."""
         out = self.extrapolation()
-        co_s = sum(self.overlap_s)
-        off = sum(self.overlap_s[1:])
+        co_s = sum(self.overlap_s) - self.repeat_s
+        off = sum(self.overlap_s[1:]) - self.repeat_extrapolated_s
         out.update({
             "interference": self.interference,
             "compute_s": self.compute_s,
@@ -326,13 +364,18 @@ def _pooled_effective(cal: Calibration, pair: tuple[str, str]) -> float:
 def extrapolation_warning(block: dict | None,
                           threshold: float = EXTRAPOLATED_WARN_SHARE) -> str | None:
     """One line when at least ``threshold`` of a run's compute batch-seconds overlapped
-    co-runners at slowdowns the profile did not measure and identify (None otherwise)."""
+    co-runners at slowdowns the profile did not measure and identify (None otherwise).
+    The parts by origin are overlaps (co-runner-seconds) over the compute time: beside
+    one co-runner at a time (2 slots) they add up to the share; where batches ran beside
+    two or more at once (``multi_co_rate_changes``) they can add up to more, and the
+    line says they count each co-runner."""
     if not block or block.get("extrapolated_share", 0.0) < threshold:
         return None
     overlap = block.get("overlap_s", {})
     parts = [f"{k.replace('_', ' ')} {v / block['compute_s']:.0%}"
              for k, v in overlap.items() if k != "measured" and v > 0]
+    by = "counted per co-runner: " if block.get("multi_co_rate_changes", 0) else ""
     return (f"{block['extrapolated_share']:.0%} of the simulated compute time ran beside "
             f"co-runners at slowdowns the profile did not measure and identify "
-            f"({', '.join(parts)}); profile those batch sizes and model pairs "
+            f"({by}{', '.join(parts)}); profile those batch sizes and model pairs "
             f"(summary.json: truth)")
