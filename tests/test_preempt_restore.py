@@ -84,3 +84,40 @@ def test_kernel_sequence_from_kernels_csv():
     assert kr.kept_fraction("m", 2, 0.0) == 0.0
     assert kr.kept_fraction("m", 2, 1.0) == pytest.approx(1.0)
     assert kr.kept_fraction("other", 1, 0.5) == pytest.approx(0.5)  # 50 equal kernels
+
+
+class _PreemptWithCost(_PreemptOnce):
+    """Preempt at 3.3 ms with a 0.5 ms reset; dispatch again once the slot is free."""
+
+    def __init__(self) -> None:
+        super().__init__("restart")
+
+    def on_timer(self, view):
+        if self.held and view.free_slots():
+            held, self.held = self.held, []
+            return [Dispatch(0, 0, held)]
+        if self.done or not view.running():
+            return ()
+        self.done = True
+        return [Preempt(0, 0, 0.5, "restart")]
+
+    def on_preempted(self, batch, view):
+        self.held = list(batch.requests)
+        return ()
+
+
+def test_the_timeline_draws_a_reset_from_the_preemption(const_bundle):
+    """The slot's 'reset' slice runs from the preemption to the end of its cost (it was
+    drawn from the preempted batch's dispatch, covering the whole preempted slice)."""
+    wl = BasicPoissonWorkload(("const",), rate=10.0, duration_s=10.0, hp_fraction=0.0,
+                              slo=100.0, max_requests=1)
+    cfg = SimConfig(gpus=1, slots=1, max_batch=1, seed=1, interference=False, pcie=False,
+                    record_timeline=True)
+    out = simulate(const_bundle, wl, _PreemptWithCost(), cfg)
+    slices = {name.split()[0]: (start, end) for _, track, name, start, end, _ in
+              out.timeline.events if track == "slot 0"}
+    arrival = out.records.to_frame(out.models)["arrival_s"][0]
+    preempted_at = arrival + 3.3e-3
+    assert slices["PREEMPTED"] == pytest.approx((arrival, preempted_at), abs=1e-9)
+    assert slices["reset"] == pytest.approx((preempted_at, preempted_at + 0.5e-3), abs=1e-9)
+    assert slices["const"][0] == pytest.approx(preempted_at + 0.5e-3, abs=1e-9)

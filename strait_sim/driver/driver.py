@@ -150,7 +150,8 @@ class Driver:
         self.active = True  # False once a live run is interrupted: the policy is not called
         self._wakes: set[float] = set()
         self._credit: dict[int, tuple[int, float, int]] = {}  # request -> (batch, kept, n)
-        self._resets: dict[int, list] = {}  # batch id -> [cost pending, drain pending]
+        # batch id -> [cost pending, drain pending, preempted at (s)]
+        self._resets: dict[int, list] = {}
         # Hot-path constants and the records' column lists, looked up once (the lists are
         # the records' own: chunks are appended to them, never replaced during a run).
         self._n_gpus, self._n_slots, self._max_batch = config.gpus, config.slots, \
@@ -336,7 +337,7 @@ class Driver:
         b._phase = "reset"
         pending = [a.cost_ms > 0, not stopped]
         if any(pending):
-            self._resets[b._batch_id] = pending
+            self._resets[b._batch_id] = [*pending, now]
             if pending[0]:
                 self.clock.timeout(a.cost_ms / 1e3, b).callbacks.append(self._reset_timer)
         else:
@@ -358,13 +359,12 @@ class Driver:
         if pending is None:
             return
         pending[part] = False
-        if any(pending):
+        if pending[0] or pending[1]:
             return
         del self._resets[b._batch_id]
-        if self.timeline is not None:
+        if self.timeline is not None:  # the slot is held from the preemption to now
             self.timeline.add(b._gpu + self.gpu_offset, f"slot {b._slot}", "reset",
-                              b._dispatch_s,
-                              self.clock._now, -1)
+                              pending[2], self.clock._now, -1)
         self._free_slot(b)
         if self.active:
             actions = self.policy.on_timer(self.view)
