@@ -362,3 +362,40 @@ def test_cli_empty_models_is_an_error_not_the_defaults(tmp_path: Path, capsys) -
     err = capsys.readouterr().err
     assert "--models names no model" in err and "resnet50" in err
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(("flag", "value", "needle"), [
+    ("--budget-s", "-5", "--budget-s must be a finite number of seconds >= 0"),
+    ("--budget-s", "nan", "--budget-s must be a finite number of seconds >= 0"),
+    ("--triple-budget-s", "-1", "--triple-budget-s must be a finite number of seconds >= 0"),
+    ("--warmup", "-3", "--warmup must be >= 0"),
+    ("--seed", "-1", "--seed must be at least 0"),
+    ("--seed", str(2**64), "--seed must be < 2**63"),
+    ("--reps", "0", "--reps must be >= 1"),
+    ("--pair-reps", "-2", "--pair-reps must be >= 1"),
+    ("--transfer-reps", "0", "--transfer-reps must be >= 1"),
+    ("--kernel-rows", "0", "--kernel-rows must be >= 1"),
+    ("--threads-per-stream", "0", "--threads-per-stream must be >= 1"),
+    ("--max-transfer-mib", "inf", "--max-transfer-mib must be a finite size"),
+    ("--max-transfer-mib", "0.001", "--max-transfer-mib must be a finite size"),
+])
+def test_cli_numeric_flag_out_of_range_is_one_line_before_any_measuring(
+        tmp_path: Path, capsys, monkeypatch, flag: str, value: str, needle: str) -> None:
+    """A negative budget used to mean "no limit", a negative --warmup none, a negative seed
+    failed in numpy at the pairs: each is refused, naming the flag and its range, before
+    the device is looked at or the bundle folder made."""
+    import strait_sim.live.busy_check as busy_check
+    import strait_sim.profiler.session as session
+    from strait_sim.cli.app import main
+
+    def must_not_run(*_a: object, **_k: object) -> None:
+        raise AssertionError("measuring began")
+
+    monkeypatch.setattr(busy_check, "check_device_idle", must_not_run)
+    monkeypatch.setattr(session, "run_session", must_not_run)
+    out = tmp_path / "b"
+    code = main(["profile", "--cpu", "--models", "tiny_mlp", "--out", str(out), flag, value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {needle}"), err
+    assert value in err[0]
+    assert not out.exists()

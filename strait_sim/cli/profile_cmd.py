@@ -8,6 +8,7 @@ written. See docs/profiling.md.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -38,6 +39,35 @@ def _floats(text: str, flag: str) -> tuple[float, ...]:
     if not vals or any(not 0 <= v < 1 for v in vals):
         raise UserError(f"{flag}: expected fractions in [0, 1), got {text!r}")
     return tuple(sorted(set(vals)))
+
+
+def _check_numbers(*, seed: int, budgets: dict[str, float], warmup: int,
+                   counts: dict[str, int | None], max_transfer_mib: float | None) -> None:
+    """Every numeric flag in its range, in one line naming the flag and the range, before
+    anything is measured or any folder is made.
+
+    Why: out of range, these did not fail where they are read. A negative budget meant
+    "no limit" (as 0 does) and a negative --warmup no warm-up, silently; a negative seed
+    went into profile.json and failed in numpy once pairs began, a huge one and a
+    non-finite --max-transfer-mib as tracebacks. ``counts`` are None where the flag was
+    left out (the device's default applies).
+    """
+    from strait_sim.sweep.spec import check_system_values
+
+    check_system_values({"seed": seed}, flags=True)  # the range run and compare use
+    for flag, seconds in budgets.items():
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise UserError(f"{flag} must be a finite number of seconds >= 0 (0: no limit), "
+                            f"got {seconds}")
+    if warmup < 0:
+        raise UserError(f"--warmup must be >= 0 (0: no extra warm-up), got {warmup}")
+    for flag, value in counts.items():
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be >= 1, got {value}")
+    if max_transfer_mib is not None and not (math.isfinite(max_transfer_mib)
+                                             and max_transfer_mib * 2**20 >= 4096):
+        raise UserError(f"--max-transfer-mib must be a finite size in MiB of at least 4 KiB "
+                        f"(0.00390625), got {max_transfer_mib}")
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -202,6 +232,12 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"--cpu needs --backend torch-cpu, not {backend_name}")
         if gpu is not None and backend_name == "torch-cpu":
             raise UserError("--backend torch-cpu needs --cpu")
+        _check_numbers(seed=seed, budgets={"--budget-s": budget_s,
+                                           "--triple-budget-s": triple_budget_s},
+                       warmup=warmup, max_transfer_mib=max_transfer_mib,
+                       counts={"--reps": reps, "--pair-reps": pair_reps,
+                               "--transfer-reps": transfer_reps, "--kernel-rows": kernel_rows,
+                               "--threads-per-stream": threads_per_stream})
 
         from strait_sim.profiler.backends import DEFAULT_PRECISION, check_gpu, make_backend
         from strait_sim.profiler.measure_common import MIB, PARTS, Settings, default_transfer_sizes
@@ -236,8 +272,6 @@ def register(app: typer.Typer) -> None:
         precision = precision or DEFAULT_PRECISION[backend_name]
         on_gpu = gpu is not None
         max_mib = max_transfer_mib if max_transfer_mib is not None else (256 if on_gpu else 64)
-        if max_mib * MIB < 4096:
-            raise UserError(f"--max-transfer-mib must allow at least 4 KiB, got {max_mib}")
         settings = Settings(
             models=tuple(s.name for s in specs),
             batches=_ints(batches or (GPU_DEFAULT_BATCHES if on_gpu else CPU_DEFAULT_BATCHES),
@@ -254,10 +288,6 @@ def register(app: typer.Typer) -> None:
             kernel_rows=kernel_rows,
             seed=seed,
         )
-        for flag, v in (("--reps", settings.reps), ("--pair-reps", settings.pair_reps),
-                        ("--transfer-reps", transfer_reps), ("--kernel-rows", kernel_rows)):
-            if v < 1:
-                raise UserError(f"{flag} must be >= 1, got {v}")
         # A profile taken beside another job describes that contention, not the device:
         # refuse a busy device as run --live does (one line, exit 2), unless --force.
         from strait_sim.live.busy_check import check_device_idle
@@ -286,8 +316,6 @@ def register(app: typer.Typer) -> None:
         else:
             from strait_sim.profiler.cpu_backend import usable_cores
 
-            if threads_per_stream < 1:
-                raise UserError(f"--threads-per-stream must be >= 1, got {threads_per_stream}")
             if streams * threads_per_stream > usable_cores():
                 print(f"profile: warning: {streams} streams x {threads_per_stream} threads "
                       f"exceed the "
