@@ -204,6 +204,16 @@ class Policy:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
 
+    def check_system(self, *, slots: int) -> None:
+        """Refuse parameters the run's system cannot honour, as one ``UserError`` line.
+
+        Why a hook apart from ``__init__``: a parameter may be valid alone but not with the
+        run's ``--slots`` (orion's ``hp_slots``), which ``__init__`` does not know. Commands
+        call it right after building the policy, before any work or output; ``bind``
+        implementations call it too, for policies built and run from Python. The base
+        accepts every system.
+        """
+
     def bind(self, ctx: PolicyContext) -> None:
         """Called once by the driver before the first event."""
         self.ctx = ctx

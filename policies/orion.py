@@ -8,7 +8,8 @@ Orion decides per kernel; at our granularity it decides per batch.
 
 - Slot 0 of each GPU (the first ``hp_slots`` slots) is the HP stream: only HP batches run
   there, FIFO, up to the run's max batch. LP batches use the other slots. With one slot
-  per GPU, HP and LP share it and LP goes only when no HP request waits.
+  per GPU (or ``hp_slots`` = the slots), HP and LP share them and LP goes only when no HP
+  request waits; ``hp_slots`` above the slots is refused (:meth:`OrionPolicy.check_system`).
 - LP duration budget: an LP batch is admitted only if its predicted solo service is at
   most ``lp_budget`` x the tightest HP deadline budget seen (deadline minus arrival); the
   batch size is the largest that fits. When no HP batch runs on that GPU, one that does
@@ -32,6 +33,7 @@ import heapq
 from bisect import bisect_left, insort
 from collections.abc import Iterator, Sequence
 
+from strait_sim.errors import UserError
 from strait_sim.policies.base import (
     Action,
     CompletedBatch,
@@ -78,7 +80,20 @@ class OrionPolicy(ClassQueuePolicy):
             raise ValueError(f"max_slowdown must be >= 1, got {max_slowdown!r}")
         self.max_batch = check_max_batch(max_batch)
 
+    def check_system(self, *, slots: int) -> None:
+        """More HP slots than the GPU has is refused, in the one line a bad --param gets.
+
+        hp_slots = --slots is meaningful (every slot is HP's and LP shares them when no HP
+        waits, as with one slot); above it, the run behaved exactly as at --slots, so the
+        value asked for was silently not the one simulated, while summary.json recorded it.
+        """
+        if self.hp_slots > slots:
+            raise UserError(f"policy 'orion': hp_slots={self.hp_slots} exceeds --slots "
+                            f"{slots} (slots per GPU); use hp_slots <= {slots} (hp_slots = "
+                            "--slots: HP and LP share every slot)")
+
     def bind(self, ctx: PolicyContext) -> None:
+        self.check_system(slots=ctx.slots_per_gpu)
         super().bind(ctx)
         self.kinds = resource_kinds(ctx.profile)
         pred = None

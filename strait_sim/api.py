@@ -168,6 +168,7 @@ def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
         workload = None
     bundle = load_profile(profile)
     pol = _policy_object(policy, params)
+    pol.check_system(slots=slots)
     if workload is not None and workload_keywords:
         raise UserError("give the workload as an object or as keywords, not both "
                         f"(got {', '.join(sorted(workload_keywords))})")
@@ -292,10 +293,10 @@ def compare(policies: Sequence[str] | str, profile: str | Path | None = None, *,
             raise UserError(f"--param: policy '{name}' is not in --policies "
                             f"({', '.join(names)})")
         per_policy[name] = dict(values)
-    for name in names:
-        make_policy(name, **per_policy[name])  # bad parameter -> one line, before any run
     _check_system(seed=seed, gpus=gpus, slots=slots, max_batch=max_batch,
                   interference=interference, pcie=pcie)
+    for name in names:  # bad parameter (or one --slots cannot honour): one line, before any run
+        make_policy(name, **per_policy[name]).check_system(slots=slots)
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise UserError(f"--seeds must be a whole number of at least 1, got {seeds!r}")
     ref = reference or ("strait" if "strait" in names else names[0])
@@ -411,7 +412,8 @@ def validate(policy: str = "strait", device: str | int = "cpu", *, out: str | Pa
     from strait_sim.work_limit import check_work, expected_requests
 
     check_work(expected_requests(workload), allow_large=allow_large)  # see work_limit.py
-    make_policy(policy, **dict(params or {}))  # a bad policy fails before the device
+    # a bad policy (or one --slots cannot honour) fails before the device
+    make_policy(policy, **dict(params or {})).check_system(slots=slots)
     from strait_sim.profiler.model_fingerprint import check_live_models
 
     for problem in check_live_models(bundle, workload.models, allow=allow_model_mismatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from test_policies_fakes import FakeView, Ids, bind, dispatches
 
+from strait_sim.errors import UserError
 from strait_sim.policies.base import Drop, Preempt, Reject, WakeAt
 from strait_sim.policies.clockwork import ClockworkPolicy
 from strait_sim.policies.gpulet import GpuletPolicy
@@ -289,6 +290,40 @@ def test_orion_resource_profile_blocks_similar_work(synthetic_bundle):
     view.blocked.clear()
     # any predicted slowdown above 1 counts as the same resource profile here
     assert dispatches(pol.on_arrival(ids.req("synth_small", LOW, 0.0, 1.0), view)) == []
+
+
+def test_orion_hp_slots_above_the_slots_is_refused_at_bind(synthetic_bundle):
+    """hp_slots above --slots ran as hp_slots = --slots (shared), silently; equal to it is
+    the shared mode and stays accepted."""
+    with pytest.raises(UserError, match=r"^policy 'orion': hp_slots=3 exceeds --slots 2 "):
+        bind(OrionPolicy(hp_slots=3), synthetic_bundle, FakeView(slots_per_gpu=2))
+    assert bind(OrionPolicy(hp_slots=2), synthetic_bundle, FakeView(slots_per_gpu=2)).shared
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--policy", "orion", "--param", "hp_slots=5", "--slots", "2"],
+    ["compare", "--policies", "orion,fifo", "--param", "orion.hp_slots=5", "--slots", "2",
+     "--seeds", "1"],
+    ["validate", "--live", "--cpu", "--policy", "orion", "--param", "hp_slots=5"],
+])
+def test_orion_hp_slots_above_the_slots_is_one_line_before_any_run(tmp_path, capsys, argv):
+    from strait_sim.cli.app import main
+
+    out = tmp_path / "out"
+    code = main([*argv, "--profile", "synthetic-tiny", "--duration", "1", "--out", str(out),
+                 "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["error: policy 'orion': hp_slots=5 exceeds --slots 2 "
+                                 "(slots per GPU); use hp_slots <= 2 (hp_slots = --slots: "
+                                 "HP and LP share every slot)"]
+    assert not out.exists()  # before any run (or the device): no compare points are left
+
+
+def test_orion_hp_slots_above_the_slots_is_refused_from_python():
+    from strait_sim import api
+
+    with pytest.raises(UserError, match="hp_slots=3 exceeds --slots 1"):
+        api.simulate(OrionPolicy(hp_slots=3), "synthetic-tiny", slots=1, duration=1)
 
 
 @pytest.mark.parametrize("cls,bad", [

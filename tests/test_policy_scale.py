@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from strait_sim.engine.simulator import SimConfig
+from strait_sim.errors import UserError
 from strait_sim.experiment import run_simulation
 from strait_sim.policies.base import Action, Dispatch, SystemView
 from strait_sim.policies.clockwork import ClockworkPolicy
@@ -100,6 +101,10 @@ class CheckedOrion(OrionPolicy):
 def test_records_agree_with_the_view_at_every_decision(synthetic_bundle, make, gpus,
                                                        slots):
     policy = make()
+    if getattr(policy, "hp_slots", 0) > slots:  # refused (test_policies_baselines.py)
+        with pytest.raises(UserError, match="exceeds --slots"):
+            _run(synthetic_bundle, policy, gpus, slots, load=1.1)
+        return
     _run(synthetic_bundle, policy, gpus, slots, load=1.1)
     assert policy.decisions > 100  # the checks ran
 
@@ -162,6 +167,8 @@ class WalkingOrion(OrionPolicy):
 ], ids=["gpulet", "orion", "orion-2hp"])
 def test_the_same_results_as_the_walks(synthetic_bundle, pair, gpus, slots, load):
     fast, walking, params = pair
+    if params.get("hp_slots", 0) > slots:  # the shared mode is the "orion" case at slots 1
+        pytest.skip("hp_slots above --slots is refused (test_policies_baselines.py)")
     got = _run(synthetic_bundle, fast(**params), gpus, slots, load)
     expected = _run(synthetic_bundle, walking(**params), gpus, slots, load)
     assert len(got) > 100

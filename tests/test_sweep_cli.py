@@ -325,3 +325,16 @@ def test_unreachable_scheduler_leaves_no_new_folder_but_keeps_an_old_one(tmp_pat
     open_resumable_folder(tmp_path / "out", "sweep")
     assert main(args) == 2
     assert (tmp_path / "out" / ".strait-sim.json").is_file()
+
+
+def test_a_policy_parameter_the_points_slots_cannot_honour_fails_with_one_line(tmp_path):
+    """orion's hp_slots above a point's slots ran as hp_slots = slots, silently; the
+    experiment is refused naming the parameter, before any point runs."""
+    text = GOOD.replace('["fifo", "priority"]', '["orion"]').replace(
+        "slots = 2", "slots = 2\npolicy_params.hp_slots = 3")
+    path = write(tmp_path, text)
+    with pytest.raises(UserError) as info:
+        load_experiment(path)
+    text = str(info.value)
+    assert "[fixed] policy_params.hp_slots: policy 'orion': hp_slots=3 exceeds --slots 2" \
+        in text and str(path) in text and "\n" not in text

@@ -82,6 +82,7 @@ def register(app: typer.Typer) -> None:
             check_output_file(trace_out, overwrite=overwrite, flag="--trace-out",
                               ours=is_timeline_file(trace_out))
         pol = api.make_policy(policy, **api.parse_policy_params(param, [policy])[policy])
+        pol.check_system(slots=slots)
         bundle = api.load_profile(profile)
         workload = workload_from_options(workload_opts, bundle, gpus=gpus * max(nodes, 1),
                                          max_batch=max_batch)

@@ -114,11 +114,13 @@ def register(app: typer.Typer) -> None:
             raise UserError("several policies need a study: add --loads and/or --repeats")
         from strait_sim import api
         from strait_sim.atomic import check_writable_parent
+        from strait_sim.sweep.spec import check_system_values
 
         check_writable_parent(out)
+        check_system_values({"seed": seed, "slots": slots, "max_batch": max_batch}, flags=True)
         parsed = api.parse_policy_params(param, policies)
         for p in policies:  # a bad policy fails before the probe and the device
-            api.make_policy(p, **dict(parsed[p]))
+            api.make_policy(p, **dict(parsed[p])).check_system(slots=slots)
         from strait_sim.output_folder import check_output_folder
 
         study = bool(load_list or repeats > 1)
@@ -220,7 +222,7 @@ def _run_study(*, live_kind: str, gpu: int | None, policies: list[str], params: 
     check_writable_parent(out)
     parsed = api.parse_policy_params(params, policies)
     for p in policies:
-        api.make_policy(p, **dict(parsed[p]))  # a bad policy fails before the device
+        api.make_policy(p, **dict(parsed[p])).check_system(slots=slots)  # before the device
     base = {k: v for k, v in (workload_opts or {}).items() if v is not None}
 
     def cell(*, policy: str, out: Path, seed: int, **load: float) -> None:

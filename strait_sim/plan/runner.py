@@ -111,7 +111,7 @@ def plan(profile: str, workload: dict[str, Any], targets: list[Target], space: S
     from strait_sim.policies.registry import make_policy
 
     for family in space.families:  # an unknown policy or bad parameter: one line, now
-        make_policy(family.policy, **family.params_dict)
+        make_policy(family.policy, **family.params_dict).check_system(slots=family.slots)
     evaluator.spec(Config(space.families[0], space.gpus_min), first_seed)
     if out is not None:  # every input checked: only now the folder appears, marked
         open_resumable_folder(out, "plan")

@@ -248,11 +248,12 @@ def _validate_names(specs: list[dict], grid: dict, fixed: dict, label: str) -> N
         if spec["policy"] not in names:
             raise UserError(f"{label}: [{section['policy']}] policy: unknown policy "
                             f"'{spec['policy']}'; valid: {', '.join(names)}")
-        pkey = _seen_key([spec["policy"], spec["policy_params"]])
+        pkey = _seen_key([spec["policy"], spec["policy_params"], spec["slots"]])
         if pkey not in seen_policies:
             seen_policies.add(pkey)
             try:
-                make_policy(spec["policy"], **spec["policy_params"])
+                make_policy(spec["policy"], **spec["policy_params"]).check_system(
+                    slots=spec["slots"])
             except UserError as exc:
                 where = ", ".join(f"[{section[f'policy_params.{p}']}] policy_params.{p}"
                                   for p in spec["policy_params"]) or f"[{section['policy']}]"
