@@ -454,7 +454,7 @@ def _python_call(verb: str, **kwargs: Any) -> str:
 
 
 def report(folder: str | Path, out: str | Path | None = None) -> Path:
-    """One self-contained HTML file for a run, a comparison or a validation folder
+    """One self-contained HTML file for a run, a comparison, a validation or a study folder
     (``strait-sim report DIR``); written to ``out`` (default ``DIR/report.html``), which
     must be new or a page the tool wrote (a file of the user's is never replaced)."""
     from strait_sim.html_report import write_html_report

@@ -1,5 +1,5 @@
-"""``strait-sim report DIR``: one self-contained HTML page for a run, a comparison or a
-validation folder.
+"""``strait-sim report DIR``: one self-contained HTML page for a run, a comparison, a
+validation or a validation-study folder.
 
 A folder of Parquet, JSON, CSV and PNG files is complete but not something one mails to a
 colleague or attaches to a paper's artefact. This page is: every table is HTML, every
@@ -7,8 +7,9 @@ figure a PNG embedded as a data URI, so it opens offline in any browser, and it 
 command that produced the results and where the profile behind them came from (device,
 when and how it was measured, its content hash), so a reader can judge and repeat them.
 
-Which kind of folder it is follows from its files: ``report.json`` (``validate``),
-``comparison.csv`` (``compare``), ``summary.json`` + ``requests.parquet`` (``run``).
+Which kind of folder it is follows from its files: ``study.json`` (a ``validate`` study,
+``--loads``/``--repeats``), ``report.json`` (``validate``), ``comparison.csv``
+(``compare``), ``summary.json`` + ``requests.parquet`` (``run``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pandas as pd
 from strait_sim import __version__
 from strait_sim.atomic import atomic_file
 from strait_sim.errors import UserError
+from strait_sim.output_folder import read_marker
 from strait_sim.results import check_shape, read_json
 
 COMMAND_FILE = "command.txt"  # written next to results by the CLI: the producing command
@@ -456,6 +458,18 @@ def validation_page(folder: Path) -> str:
                        for w in setup.get("warnings") or [])
     figs = [figure_html(p.read_bytes(), f"latency CDF, live vs simulated: {p.stem[4:]}",
                         f"fig-{p.stem}") for p in sorted(folder.glob("cdf_*.png"))]
+    title = f"{setup.get('policy', '?')}: live vs simulated on {setup.get('device', '?')}"
+    return _page(title, "validation", report.get("command") or "(not recorded)",
+                 _validation_provenance(folder, setup),
+                 [f"<h2>Live against simulated, by class</h2>{classes}{warnings}"
+                  f'<p class="note">TOST equivalence margin {esc(report.get("margin"))} of '
+                  f'the simulated mean, significance level {esc(report.get("alpha"))}.</p>',
+                  "<h2>Figures</h2>" + "".join(figs)])
+
+
+def _validation_provenance(folder: Path, setup: dict) -> list[tuple[str, str]]:
+    """The profile behind a validation folder: its simulated run's summary, else what the
+    report's set-up recorded of it."""
     sim_summary: dict = {}
     if (sim_path := folder / "sim" / "summary.json").is_file():
         sim_summary = check_shape(read_json(sim_path), {"profile": "optional object"},
@@ -463,32 +477,75 @@ def validation_page(folder: Path) -> str:
     prov = sim_summary.get("profile") or {"name": setup.get("profile"),
                                           "device": setup.get("profile_device"),
                                           "content_hash": setup.get("profile_hash")}
-    title = f"{setup.get('policy', '?')}: live vs simulated on {setup.get('device', '?')}"
-    return _page(title, "validation", report.get("command") or "(not recorded)",
-                 profile_provenance(prov),
-                 [f"<h2>Live against simulated, by class</h2>{classes}{warnings}"
-                  f'<p class="note">TOST equivalence margin {esc(report.get("margin"))} of '
-                  f'the simulated mean, significance level {esc(report.get("alpha"))}.</p>',
-                  "<h2>Figures</h2>" + "".join(figs)])
+    return profile_provenance(prov)
+
+
+def study_page(folder: Path) -> str:
+    """A validation study (``validate --loads/--repeats``): summed up from its cells as
+    ``validate --report`` does, with study.md's tables and the error-against-load figures,
+    without rewriting the study's own files. Why here too: ``report`` is the one command
+    that gives a page for every result folder; it once refused a study."""
+    from strait_sim.live.prediction import (
+        PREDICTION_COLUMNS,
+        PREDICTION_NOTE,
+        PREDICTION_TITLE,
+        study_prediction_rows,
+    )
+    from strait_sim.live.study import (
+        STUDY_COLUMNS,
+        cell_dir,
+        error_plot,
+        stored_study,
+        study_method,
+        study_rows,
+    )
+
+    study = stored_study(folder)
+    sections = [f'<p class="note" id="method">{esc(study_method(study))}</p>']
+    for i, (policy, by_load) in enumerate(study["cells"].items()):
+        table = table_html(STUDY_COLUMNS, study_rows(by_load), table_id=f"study-{i}", left=3)
+        figure = figure_html(error_plot(study, policy), f"{policy}: error against load",
+                             f"fig-error-{i}")
+        sections.append(f"<h2>{esc(policy)}</h2>{table}{figure}")
+    prediction = study_prediction_rows(study)
+    if prediction:
+        sections.append(f"<h2>{esc(PREDICTION_TITLE)}</h2>"
+                        f'<p class="note">{esc(PREDICTION_NOTE)}</p>'
+                        + table_html(PREDICTION_COLUMNS, prediction, table_id="prediction",
+                                     left=2))
+    first = cell_dir(folder, study["policies"][0], study["loads"][0], 0)
+    report = check_shape(read_json(first / "report.json"), VALIDATION_SHAPE,
+                         first / "report.json", "a validation report")
+    title = f"{', '.join(study['policies'])}: a validation study, simulated against live"
+    return _page(title, "validation study",
+                 command_of(folder, report.get("command") or "(not recorded)"),
+                 _validation_provenance(first, report.get("setup") or {}), sections)
 
 
 def folder_kind(folder: Path) -> str:
     if not folder.is_dir():
         raise UserError(f"{folder}: not a folder")
+    if (folder / "study.json").is_file():
+        return "study"
+    marker = read_marker(folder)
+    if marker is not None and marker["kind"] == "validation-study":
+        raise UserError(f"{folder}: a validation study that has not finished (no "
+                        "study.json yet): run the validate command that made it again to "
+                        "complete it, then report it")
     if (folder / "report.json").is_file():
         return "validation"
     if (folder / "comparison.csv").is_file():
         return "comparison"
     if (folder / "summary.json").is_file():
         return "run"
-    raise UserError(f"{folder}: not a run, comparison or validation folder (no "
-                    "summary.json, comparison.csv or report.json)")
+    raise UserError(f"{folder}: not a run, comparison, validation or validation study "
+                    "folder (no summary.json, comparison.csv, report.json or study.json)")
 
 
 def render_html(folder: Path) -> str:
     kind = folder_kind(folder)
     return {"run": run_page, "comparison": comparison_page,
-            "validation": validation_page}[kind](folder)
+            "validation": validation_page, "study": study_page}[kind](folder)
 
 
 def write_html_report(folder: Path, out: Path | None = None) -> Path:

@@ -205,3 +205,46 @@ def test_ctrl_c_in_a_live_cell_stops_the_study_and_that_cell_runs_again(tmp_path
     # the interrupted cell (repeat 1, load 0.7) ran again, then the two of repeat 2
     assert calls[2:] == [("fifo", 0.7, 0), ("fifo", 0.3, 1), ("fifo", 0.7, 1)]
     assert json.loads((out / "study.json").read_text())["repeats"] == 2
+
+
+def test_report_gives_a_studys_page_and_says_what_an_unfinished_one_needs(
+        tmp_path, monkeypatch, capsys):
+    """`report DIR` on a study was refused ('not a run, comparison or validation folder')
+    while `validate --report DIR` rendered it: it now gives the study's page, summed up from
+    the cells as validate --report does, and leaves the study's own files as they were."""
+    from strait_sim.html_report import table_html
+    from strait_sim.live.study import STUDY_COLUMNS, study_rows
+
+    calls: list = []
+    fake = _fake_cell(calls)
+
+    def validate(policy, device, *, out, seed, load, **_kw):
+        if len(calls) == 2 and not finished:
+            raise KeyboardInterrupt
+        fake(policy=policy, out=out, seed=seed, load=load)
+
+    monkeypatch.setattr(api, "validate", validate)
+    out = tmp_path / "study"
+    finished = False
+    assert main(_study_argv(out)) == 130  # two of four cells, no study.json yet
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has not finished" in err[0] and "validate command" in err[0]
+    finished = True
+    assert main(_study_argv(out)) == 0
+    kept = {f: (out / f).read_bytes() for f in ("study.json", "study.md",
+                                                "error_vs_load_fifo.png")}
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {out / 'report.html'}"
+    page = (out / "report.html").read_text()
+    stored = json.loads(kept["study.json"])
+    assert "strait-sim validation study report" in page and page.count("<figure") == 1
+    assert table_html(STUDY_COLUMNS, study_rows(stored["cells"]["fifo"]), table_id="study-0",
+                      left=3) in page  # the numbers study.json holds
+    assert (out / "command.txt").read_text().strip() in page
+    assert {f: (out / f).read_bytes() for f in kept} == kept
+    # the page is the tool's: the study still resumes (nothing reruns), --report still works
+    assert main(_study_argv(out)) == 0 and len(calls) == 4
+    assert main(["validate", "--report", str(out), "--quiet"]) == 0

@@ -13,14 +13,14 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
         folder: Path = typer.Argument(..., help="A run (--out of run), comparison (--out "
-                                      "of compare) or validation (--out of validate) "
-                                      "folder."),
+                                      "of compare), validation or validation study (--out "
+                                      "of validate) folder."),
         html: Path | None = typer.Option(None, "--html", help="Where to write the page "
                                          "[default: DIR/report.html]."),
         overwrite: bool = overwrite_option(),
     ) -> None:
         """Write one self-contained HTML page (tables, figures, the producing command and
-        the profile's provenance) for a run, a comparison or a validation."""
+        the profile's provenance) for a run, a comparison, a validation or a study."""
         from strait_sim.html_report import write_html_report
         from strait_sim.output_folder import check_report_target
 

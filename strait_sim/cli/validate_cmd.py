@@ -253,25 +253,11 @@ def _run_study(*, live_kind: str, gpu: int | None, policies: list[str], params: 
 def _rerender_study(folder: Path) -> dict:
     """Re-summarise a stored study from its cells (every cell must be there): study.json,
     study.md and the plots are rewritten; nothing runs on a device."""
-    import json
+    from strait_sim.live.study import stored_study, write_study
 
-    from strait_sim.errors import UserError
-    from strait_sim.live.study import run_study
-
-    try:
-        data = json.loads((folder / "study.json").read_text())
-        policies, repeats, seed = data["policies"], int(data["repeats"]), int(data["seed"])
-        loads = [float(x) for x in data["loads"] if x is not None] or None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{folder}/study.json: not a study written by validate ({exc})"
-                        ) from None
-
-    def missing(*, out: Path, **_kw: object) -> None:
-        raise UserError(f"{out}: this cell of the study has no report.json or its live run "
-                        f"was interrupted; re-run the study with --live to complete it")
-
-    return run_study(policies=policies, loads=loads, repeats=repeats, seed=seed, out=folder,
-                     run_cell=missing)
+    study = stored_study(folder)
+    write_study(folder, study)
+    return study
 
 
 def _drift_step(*, live_kind: str, gpu: int | None, profile: str | None, probe: bool,

@@ -67,8 +67,18 @@ def _pct(v: float | None, sign: bool = False) -> str:
     return f"{100 * v:+.1f}%" if sign else f"{100 * v:.1f}%"
 
 
-def render_study_block(study: dict) -> list[str]:
-    """study.md's section: per policy that predicts and load, live beside simulated."""
+#: The columns of a study's prediction-accuracy table (study.md and report.html).
+PREDICTION_COLUMNS = ("policy", "load", "live n", "live MAPE", "live bias", "sim n",
+                      "sim MAPE", "sim bias")
+PREDICTION_TITLE = ("Policy prediction accuracy (predicted vs observed service, dispatch to "
+                    "end of D2H)")
+PREDICTION_NOTE = ("Pooled over the repeats; bias = mean (predicted - observed) over the "
+                   "mean observed service.")
+
+
+def study_prediction_rows(study: dict) -> list[tuple[str, ...]]:
+    """Per policy that predicts and load, live beside simulated, as text cells (none when
+    no policy of the study predicts)."""
     rows = []
     for policy, by_load in study.get("cells", {}).items():
         for tag, cell in by_load.items():
@@ -76,18 +86,23 @@ def render_study_block(study: dict) -> list[str]:
             if not p:
                 continue
             lv, sm = p["live"], p["sim"]
-            rows.append(f"| {policy} | {tag} | {lv.get('predictions', 0)} | "
-                        f"{_pct(lv.get('mape'))} | {_pct(lv.get('bias_share'), True)} | "
-                        f"{sm.get('predictions', 0)} | {_pct(sm.get('mape'))} | "
-                        f"{_pct(sm.get('bias_share'), True)} |")
+            rows.append((policy, tag, str(lv.get("predictions", 0)), _pct(lv.get("mape")),
+                         _pct(lv.get("bias_share"), True), str(sm.get("predictions", 0)),
+                         _pct(sm.get("mape")), _pct(sm.get("bias_share"), True)))
+    return rows
+
+
+def render_study_block(study: dict) -> list[str]:
+    """study.md's section: per policy that predicts and load, live beside simulated."""
+    rows = study_prediction_rows(study)
     if not rows:
         return []
-    return ["## Policy prediction accuracy (predicted vs observed service, dispatch to end "
-            "of D2H)", "",
-            "Pooled over the repeats; bias = mean (predicted - observed) over the mean "
-            "observed service.", "",
-            "| policy | load | live n | live MAPE | live bias | sim n | sim MAPE | sim bias |",
-            "|---|---|---:|---:|---:|---:|---:|---:|", *rows, ""]
+    return [f"## {PREDICTION_TITLE}", "", PREDICTION_NOTE, "",
+            "| " + " | ".join(PREDICTION_COLUMNS) + " |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+            *("| " + " | ".join(row) + " |" for row in rows), ""]
 
 
-__all__ = ["cell_block", "pooled_accuracy", "prediction_accuracy", "render_study_block"]
+__all__ = ["PREDICTION_COLUMNS", "PREDICTION_NOTE", "PREDICTION_TITLE", "cell_block",
+           "pooled_accuracy", "prediction_accuracy", "render_study_block",
+           "study_prediction_rows"]

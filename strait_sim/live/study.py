@@ -218,9 +218,6 @@ def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, s
               out: Path, run_cell: CellRunner, load_key: str = "load",
               quiet: bool = True, log: Callable[[str], None] = lambda _m: None) -> dict:
     """Run (or reuse) every cell, then write study.json, study.md and the plots."""
-    from strait_sim.live.prediction import cell_block
-    from strait_sim.results import load_results
-
     check_repeats(repeats)
     load_list: list[float | None] = list(loads) if loads else [None]
 
@@ -241,6 +238,17 @@ def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, s
                             f"{done} of {total} cells of the study are complete in {out}; "
                             f"the same command resumes it (the interrupted cell runs again)")
                 done += 1
+    study = summarize_study(out, policies, load_list, repeats, seed)
+    write_study(out, study)
+    return study
+
+
+def summarize_study(out: Path, policies: list[str], load_list: list[float | None],
+                    repeats: int, seed: int) -> dict:
+    """study.json's content, from the cells on disk (every one must be there)."""
+    from strait_sim.live.prediction import cell_block
+    from strait_sim.results import load_results
+
     cells: dict = {}
     for policy in policies:
         for load in load_list:
@@ -255,20 +263,54 @@ def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, s
             if prediction is not None:
                 summary["prediction"] = prediction
             cells.setdefault(policy, {})[load_tag(load)] = summary
-    study = study_record(policies, load_list, repeats, seed, cells)
-    write_study(out, study)
-    return study
+    return study_record(policies, load_list, repeats, seed, cells)
 
 
+def stored_study(folder: Path) -> dict:
+    """A finished study summed up again from its cells, without running anything: what
+    ``validate --report DIR`` writes back and ``report DIR`` shows. Only the study's shape
+    is read from study.json (the cells are the record); a damaged study.json or a missing
+    cell is one line."""
+    try:
+        data = json.loads((folder / "study.json").read_text())
+        policies, repeats, seed = data["policies"], int(data["repeats"]), int(data["seed"])
+        loads = [float(x) for x in data["loads"] if x is not None] or None
+        if not (isinstance(policies, list) and all(isinstance(p, str) for p in policies)):
+            raise TypeError("policies is not a list of names")
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{folder}/study.json: not a study written by validate ({exc})"
+                        ) from None
+    check_repeats(repeats)
+    load_list: list[float | None] = list(loads) if loads else [None]
+    for k in range(repeats):
+        for policy in policies:
+            for load in load_list:
+                cell = cell_dir(folder, policy, load, k)
+                if not cell_complete(cell):
+                    raise UserError(f"{cell}: this cell of the study has no report.json or "
+                                    f"its live run was interrupted; re-run the study with "
+                                    f"--live to complete it")
+    return summarize_study(folder, policies, load_list, repeats, seed)
 
-def render_study(study: dict) -> str:
-    lines = ["# Validation study: simulated against live", "",
-             f"{study['repeats']} repeat(s) per cell (seeds {study['seed']}.."
-             f"{study['seed'] + study['repeats'] - 1}); error = (sim - live) / live for "
-             "latencies, sim - live in percentage points for violations; 95% intervals by "
-             "independent replications (K >= 2) or a moving-block bootstrap (K = 1). Targets: "
-             f"|error| <= {100 * TARGET_REL:.0f}% (mean, p95), <= {TARGET_PP:g} pp "
-             f"(violations), where live utilisation <= {MAX_UTIL}.", ""]
+
+#: The columns of a study's table, one table per policy (study.md and report.html).
+STUDY_COLUMNS = ("load", "util", "class", "mean live/sim (ms)", "err mean", "err p50",
+                 "err p95", "err p99", "viol live/sim", "diff pp", "target")
+
+
+def study_method(study: dict) -> str:
+    """The sentence that says how a study's errors and intervals were computed."""
+    return (f"{study['repeats']} repeat(s) per cell (seeds {study['seed']}.."
+            f"{study['seed'] + study['repeats'] - 1}); error = (sim - live) / live for "
+            "latencies, sim - live in percentage points for violations; 95% intervals by "
+            "independent replications (K >= 2) or a moving-block bootstrap (K = 1). Targets: "
+            f"|error| <= {100 * TARGET_REL:.0f}% (mean, p95), <= {TARGET_PP:g} pp "
+            f"(violations), where live utilisation <= {MAX_UTIL}.")
+
+
+def study_rows(by_load: dict) -> list[tuple[str, ...]]:
+    """One policy's table (:data:`STUDY_COLUMNS`) as text cells, one row per load and
+    class: the one formatting behind study.md and the HTML page."""
 
     def pct(x: float | None) -> str:
         return "-" if x is None or not math.isfinite(x) else f"{100 * x:+.1f}%"
@@ -277,25 +319,30 @@ def render_study(study: dict) -> str:
         v = c.get("ci95")
         return "" if not v else f" [{scale * v[0]:+.1f}, {scale * v[1]:+.1f}]{unit}"
 
+    rows = []
+    for tag, cell in by_load.items():
+        u = cell.get("live_utilization")
+        for cls, c in cell["classes"].items():
+            t = c["target"]
+            verdict = "n/a (util > 0.85)" if not t["applies"] else (
+                "met" if t["met"] else "missed")
+            rows.append((
+                tag, "-" if u is None else f"{u:.2f}", cls,
+                f"{c['mean']['live']:.1f} / {c['mean']['sim']:.1f}",
+                f"{pct(c['mean']['error'])}{ci(c['mean'], 100, '%')}",
+                pct(c["p50"]["error"]), f"{pct(c['p95']['error'])}{ci(c['p95'], 100, '%')}",
+                pct(c["p99"]["error"]),
+                f"{100 * c['violation']['live']:.1f}% / {100 * c['violation']['sim']:.1f}%",
+                f"{c['violation']['error']:+.1f}{ci(c['violation'], 1, '')}", verdict))
+    return rows
+
+
+def render_study(study: dict) -> str:
+    lines = ["# Validation study: simulated against live", "", study_method(study), ""]
     for policy, by_load in study["cells"].items():
-        lines += [f"## {policy}", "",
-                  "| load | util | class | mean live/sim (ms) | err mean | err p50 | err p95 | "
-                  "err p99 | viol live/sim | diff pp | target |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for tag, cell in by_load.items():
-            u = cell.get("live_utilization")
-            for cls, c in cell["classes"].items():
-                t = c["target"]
-                verdict = "n/a (util > 0.85)" if not t["applies"] else (
-                    "met" if t["met"] else "missed")
-                lines.append(
-                    f"| {tag} | {'-' if u is None else f'{u:.2f}'} | {cls} | "
-                    f"{c['mean']['live']:.1f} / {c['mean']['sim']:.1f} | "
-                    f"{pct(c['mean']['error'])}{ci(c['mean'], 100, '%')} | "
-                    f"{pct(c['p50']['error'])} | {pct(c['p95']['error'])}"
-                    f"{ci(c['p95'], 100, '%')} | {pct(c['p99']['error'])} | "
-                    f"{100 * c['violation']['live']:.1f}% / {100 * c['violation']['sim']:.1f}% | "
-                    f"{c['violation']['error']:+.1f}{ci(c['violation'], 1, '')} | {verdict} |")
+        lines += [f"## {policy}", "", "| " + " | ".join(STUDY_COLUMNS) + " |",
+                  "|" + "---|" * len(STUDY_COLUMNS)]
+        lines += ["| " + " | ".join(row) + " |" for row in study_rows(by_load)]
         lines.append("")
     from strait_sim.live.prediction import render_study_block
 
@@ -304,18 +351,19 @@ def render_study(study: dict) -> str:
 
 
 def error_plot(study: dict, policy: str) -> bytes:
-    """Error against load per class: mean, p95, p99 (%) and violations (pp)."""
+    """Error against load per class: mean, p95, p99 (%) and violations (pp).
+
+    Drawn on a figure outside pyplot, so that ``report`` (from a notebook too) leaves the
+    caller's matplotlib backend and open figures alone."""
     import io
 
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     by_load = study["cells"][policy]
     tags = [t for t in by_load if t != "default"] or list(by_load)
     xs = [float(t) if t != "default" else 0.0 for t in tags]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     for cls, style in zip(CLASSES, ("-o", "--s", ":^"), strict=True):
         for stat in ("mean", "p95", "p99"):
             ys = [100 * by_load[t]["classes"].get(cls, {}).get(stat, {}).get("error", math.nan)
@@ -335,7 +383,6 @@ def error_plot(study: dict, policy: str) -> bytes:
     fig.suptitle(f"{policy}: error against load ({study['repeats']} repeat(s))")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
     return buf.getvalue()
 
 
