@@ -29,7 +29,7 @@ for cls in ("high", "low"):
     c = result.summary["by_class"][cls]
     print(f"{cls:>4}: {c['count']} requests, {100 * c['violation_rate']:.1f}% violated, "
           f"p99 {c['p99_ms']:.0f} ms")
-result.write(out / "strait")
+result.write(out / "strait", overwrite=True)  # a rerun of the example replaces its run
 print("report:", strait_sim.report(out / "strait"))
 
 # %% [markdown]

@@ -138,8 +138,9 @@ def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
              seed: int = 0, gpus: int = 1, slots: int = 2, max_batch: int = 8,
              interference: bool = True, pcie: bool = True, timeline: bool = False,
              progress: Callable[[int, float], None] | None = None,
-             out: str | Path | None = None, nodes: int = 1, router: str = "least-loaded",
-             allow_large: bool = False, **workload_keywords: Any) -> RunResult:
+             out: str | Path | None = None, overwrite: bool = False, nodes: int = 1,
+             router: str = "least-loaded", allow_large: bool = False,
+             **workload_keywords: Any) -> RunResult:
     """Simulate one workload under one policy: ``strait-sim run`` from Python.
 
     ``policy`` and ``profile`` are names or objects; the workload is an object or the
@@ -149,6 +150,9 @@ def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
     summary.json dict), ``.write(folder)`` and, with ``timeline=True``, ``.timeline``
     (``.timeline.write("t.json")`` for Perfetto). With ``out`` the results stream into
     that folder while the run goes on (``--out``; memory holds only requests in flight).
+    ``out`` and ``.write(folder)`` follow ``--out``'s rule: a folder holding an earlier run
+    result is replaced only with ``overwrite=True`` (``--overwrite``), one of the user's
+    files never.
     ``nodes`` above 1 simulates a cluster of ``nodes`` x ``gpus`` GPUs behind ``router``
     (docs/architecture.md, "Clusters"). A run above the work limit (work_limit.py: 20M
     requests, or more memory than is free) is refused before it starts, as the CLI refuses
@@ -163,6 +167,10 @@ def simulate(policy: PolicyLike = "strait", profile: ProfileLike = None,
 
     _check_system(seed=seed, gpus=gpus, slots=slots, max_batch=max_batch, nodes=nodes,
                   interference=interference, pcie=pcie, timeline=timeline)
+    if out is not None:  # before any work, as run --out is checked
+        from strait_sim.output_folder import check_output_folder
+
+        check_output_folder(out, "run", overwrite=overwrite, flag="", option="overwrite=True")
     if isinstance(workload, str):  # the --workload flag's kind, not an object
         workload_keywords["workload"] = workload
         workload = None

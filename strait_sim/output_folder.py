@@ -114,12 +114,15 @@ def _entries(folder: Path) -> list[str]:
 
 
 def check_output_folder(folder: Path | str, kind: str, *, overwrite: bool = False,
-                        resume: bool = False, flag: str = "--out") -> None:
+                        resume: bool = False, flag: str = "--out",
+                        option: str = "--overwrite") -> None:
     """Refuse, in one line naming the folder, any output folder the rule does not allow.
 
     Called by a command before it starts any work, so that nothing is computed (or left
     behind) for an output that would be refused. ``resume``: the command continues an
     earlier result of its kind (compare, sweep, profile) instead of replacing it.
+    ``option``: how the caller asks to replace an earlier result, as the message names it
+    (``overwrite=True`` from Python).
     """
     from strait_sim.atomic import check_writable_parent
 
@@ -147,12 +150,12 @@ def check_output_folder(folder: Path | str, kind: str, *, overwrite: bool = Fals
     if resume:
         return
     if not overwrite:
-        raise UserError(f"{where}: holds an earlier {_name(kind)}; add --overwrite to "
+        raise UserError(f"{where}: holds an earlier {_name(kind)}; add {option} to "
                         "replace it, or choose another folder")
     foreign = foreign_entries(folder, files)
     if foreign:
         raise UserError(f"{where}: holds '{foreign[0]}', which strait-sim did not write; "
-                        "--overwrite never deletes such files: move it away or choose "
+                        f"{option} never deletes such files: move it away or choose "
                         "another folder")
 
 

@@ -123,10 +123,18 @@ class RunResult:
     timeline: object | None = None  # strait_sim.engine.timeline.Timeline when recorded
     folder: Path | None = None  # where the results were streamed, if they were
 
-    def write(self, out: Path | str, *, extra_files: dict[str, bytes] | None = None) -> Path:
+    def write(self, out: Path | str, *, overwrite: bool = False,
+              extra_files: dict[str, bytes] | None = None) -> Path:
+        """requests.parquet and summary.json into ``out``, by ``run --out``'s rule: a new
+        or empty folder, or one holding an earlier run result only with ``overwrite=True``
+        (the CLI's --overwrite; it replaced one silently before); a folder holding files
+        the tool did not write is refused either way, before anything is written."""
+        from strait_sim.output_folder import check_output_folder
+
         if self.requests is None:
             raise ValueError("a streamed run's results are already on disk in "
                              f"{self.folder}")
+        check_output_folder(out, "run", overwrite=overwrite, flag="", option="overwrite=True")
         return write_results(out, self.requests, self.summary, extra_files=extra_files)
 
     def write_trace(self, path: Path | str) -> Path:

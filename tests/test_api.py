@@ -170,3 +170,37 @@ def test_the_api_leaves_the_callers_matplotlib_backend_alone(tmp_path):
         assert matplotlib.get_backend() == "svg"
     finally:
         matplotlib.use(before)
+
+
+def test_a_runs_folder_from_python_follows_the_clis_out_rule(tmp_path):
+    """RunResult.write and simulate(out=...) replaced an earlier run's results silently,
+    while `run --out` needs --overwrite: both now need overwrite=True, and a folder holding
+    the user's files is refused even then, before anything is written."""
+    first = api.simulate("fifo", "synthetic-tiny", rate=20, duration=1, seed=1)
+    second = api.simulate("fifo", "synthetic-tiny", rate=20, duration=1, seed=2)
+    folder = tmp_path / "run"
+    first.write(folder)
+    kept = (folder / "requests.parquet").read_bytes()
+    earlier = rf"^{re.escape(str(folder))}: holds an earlier run result; add overwrite=True"
+    with pytest.raises(UserError, match=earlier):
+        second.write(folder)
+    with pytest.raises(UserError, match=earlier):
+        api.simulate("fifo", "synthetic-tiny", rate=20, duration=1, seed=2, out=folder)
+    assert (folder / "requests.parquet").read_bytes() == kept
+    second.write(folder, overwrite=True)
+    assert api.load_run(folder).summary["seed"] == 2
+    api.simulate("fifo", "synthetic-tiny", rate=20, duration=1, seed=3, out=folder,
+                 overwrite=True)
+    assert api.load_run(folder).summary["seed"] == 3
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds no strait-sim result"):
+        first.write(mine, overwrite=True)
+    with pytest.raises(UserError, match="holds no strait-sim result"):
+        api.simulate("fifo", "synthetic-tiny", rate=20, duration=1, out=mine, overwrite=True)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    (folder / "notes.txt").write_text("mine")  # the user's file in a run folder stays
+    with pytest.raises(UserError, match="'notes.txt', which strait-sim did not write; "
+                                        "overwrite=True never deletes such files"):
+        first.write(folder, overwrite=True)

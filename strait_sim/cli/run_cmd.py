@@ -114,15 +114,15 @@ def register(app: typer.Typer) -> None:
                                       slots=slots, max_batch=max_batch,
                                       interference=not no_interference, pcie=not no_pcie,
                                       timeline=trace_out is not None, progress=progress,
-                                      out=out, nodes=nodes, router=router,
-                                      allow_large=allow_large)
+                                      out=out, overwrite=overwrite, nodes=nodes,
+                                      router=router, allow_large=allow_large)
         from strait_sim.truth.compute import extrapolation_warning
 
         warning = extrapolation_warning(result.summary.get("truth"))
         if warning:
             print(f"run: warning: {warning}", file=sys.stderr)
         if out is not None and result.folder is None:
-            result.write(out)
+            result.write(out, overwrite=overwrite)
         if out is not None:
             from strait_sim.atomic import atomic_file
             from strait_sim.cli.command_line import command_line
