@@ -202,6 +202,41 @@ def test_sgd_converges_online_from_a_wrong_start(synthetic_bundle, samples):
     np.testing.assert_allclose(p.w, ref.w, atol=0.05)
 
 
+def test_pairs_a_tiny_overlap_barely_moves_the_rate(synthetic_bundle):
+    """A batch that overlapped its co-runner for 0.1% of its solo time says almost nothing
+    about the pair's rate: its residual (solo noise) moved k by step * r / O, to the clamp
+    (a 20x slowdown predicted for every later batch of the pair). The update is now at most
+    step * |r| / (2 * damping * solo), whatever the overlap."""
+    p = make_predictor("pairs", synthetic_bundle)
+    solo = p.solo("synth_small", 2)
+    full = (CoRunner("synth_large", 4, solo),)
+    k0 = p.pair_rate("synth_small", 2, "synth_large", 4)
+    before = p.predict("synth_small", 2, full)
+    noise = 0.15 * solo  # a residual of 15% of solo, as solo noise gives
+    p.update(Observation("synth_small", 2, (CoRunner("synth_large", 4, 1e-3 * solo),),
+                         solo + noise))
+    k1 = p.pair_rate("synth_small", 2, "synth_large", 4)
+    assert abs(k1 - k0) <= p.step * noise / (2 * p.damping * solo) + 1e-12
+    assert p.predict("synth_small", 2, full) == pytest.approx(before, rel=0.01)
+    # with damping=0 (the unregularised step) the same observation throws k to the clamp
+    bare = make_predictor("pairs", synthetic_bundle, damping=0.0)
+    bare.update(Observation("synth_small", 2, (CoRunner("synth_large", 4, 1e-3 * solo),),
+                            solo + noise))
+    assert bare.pair_rate("synth_small", 2, "synth_large", 4) == 0.95
+
+
+def test_pairs_still_learns_a_changed_rate_from_full_overlaps(synthetic_bundle):
+    p = make_predictor("pairs", synthetic_bundle)
+    solo = p.solo("synth_small", 2)
+    co = (CoRunner("synth_large", 4, 1.5 * solo),)
+    target = solo + 0.6 * 1.5 * solo  # the pair's rate is now k = 0.6
+    for _ in range(150):
+        p.update(Observation("synth_small", 2, co, target))
+    assert p.pair_rate("synth_small", 2, "synth_large", 4) == pytest.approx(0.6, abs=1e-3)
+    with pytest.raises(UserError, match="'damping' must be in"):
+        construct("pairs", damping=-1.0)
+
+
 def test_ewma_converges_to_the_observed_ratio(synthetic_bundle):
     p = make_predictor("ewma", synthetic_bundle, alpha=0.3)
     co = (CoRunner("synth_large", 4, 1.0),)

@@ -20,9 +20,23 @@ latency grows by ``k_j O_j`` (the fluid model's ``k = 1 - 1/s``), so
   ``(log2 batch, log2 co_batch)``; a model pair never measured falls back to the
   ``linear`` model's rate (aggressor/victim features), fitted on the same rows.
 - **Online**: each observation's residual ``r = (L - S) - sum_j k_j O_j`` is spread over
-  its co-runners by a normalised LMS step, ``k_j += step * r * O_j / sum_i O_i^2``: a
-  forgetting memory of about ``1 / step`` observations per pair (``step = 1`` trusts the
-  last observation entirely).
+  its co-runners by a regularised normalised LMS step,
+  ``k_j += step * r * O_j / (sum_i O_i^2 + (damping * S)^2)``: a forgetting memory of
+  about ``1 / step`` observations per pair for batches that overlapped their co-runners
+  for about their solo time or more (``step = 1``, ``damping = 0`` trusts the last
+  observation entirely).
+
+  Why the ``(damping * S)^2`` term: without it one co-runner gives ``dk = step * r / O``,
+  so the less a batch overlapped, the more its residual moved the rate. A residual is
+  mostly the batch's own solo noise (a few % of ``S``), so a batch that overlapped its
+  co-runner by microseconds, which says almost nothing about ``k``, threw the pair's rate
+  to its clamp (0.95: a 20x slowdown predicted for every later batch of the pair until
+  about ten full overlaps pulled it back). With the term an observation moves ``k`` by at
+  most ``step * |r| / (2 * damping * S)``, whatever the overlap. ``damping = 0.25`` is a
+  Kalman gain's regulariser, (noise / uncertainty of k)^2: a residual's noise is about 5%
+  of ``S`` (the solo runs' noise floor, docs/predictors.md) and a pair's ``k`` is known to
+  about 0.2, so (0.05 / 0.2)^2 S^2 = (0.25 S)^2; a batch that overlapped for its solo time
+  or more then steps within 6% of the unregularised step.
 """
 
 from __future__ import annotations
@@ -51,8 +65,9 @@ class PairPredictor(InterferencePredictor):
     name = "pairs"
     online = True
 
-    def __init__(self, step: float = 0.1, ridge: float = 1e-6) -> None:
+    def __init__(self, step: float = 0.1, ridge: float = 1e-6, damping: float = 0.25) -> None:
         self.step = check_range(self.name, "step", step, low=0.0, high=1.0, low_open=True)
+        self.damping = check_range(self.name, "damping", damping, low=0.0, high=100.0)
         self.linear = LinearPredictor(ridge=ridge, label=self.name)
         self.k: dict[Key, float] = {}
         self.measured: dict[Key, float] = {}
@@ -119,8 +134,10 @@ class PairPredictor(InterferencePredictor):
               latency_ms: float) -> None:
         """The update on plain (co_model, co_batch, overlap_ms) tuples (the hot path)."""
         assert self.solo is not None, "fit() first"
-        resid = latency_ms - self.solo(m, b)
-        norm = 0.0
+        solo = self.solo(m, b)
+        resid = latency_ms - solo
+        floor = self.damping * solo
+        norm = floor * floor  # see the module's docstring: no overlap too small to count
         k = self.k
         seen = []
         for cm, cb, o in co_runs:

@@ -44,7 +44,7 @@ DESCRIPTIONS = {
     "linear": "fine-grained linear (overlap fraction x intensities), static",
     "sgd": "fine-grained linear, updated online by normalised SGD",
     "rls": "fine-grained linear, updated online by RLS with forgetting",
-    "pairs": "fluid rate per profiled pair (nearest key, else linear), online NLMS per pair",
+    "pairs": "fluid rate per profiled pair (nearest key, else linear), damped online NLMS per pair",
     "gbt": "gradient-boosted trees (scikit-learn), static non-linear reference",
 }
 
