@@ -75,8 +75,8 @@ def _run_streamed(profile: ProfileBundle, workload: Workload, policy: Policy,
         outcome.records.finish_stream()
         sink.close()
         wall = time.perf_counter() - t0
-        span = outcome.end_s
-        block = summarize_file(path, duration_s=span, busy_fraction=_busy(outcome))
+        span = measured_span_s(outcome, workload)
+        block = summarize_file(path, duration_s=span, busy_fraction=_busy(outcome, span))
         summary = build_summary(None, outcome, profile, workload, policy, config, wall,
                                 requests_summary=block)
         _add_truth(summary, driver)
@@ -86,8 +86,16 @@ def _run_streamed(profile: ProfileBundle, workload: Workload, policy: Policy,
     return RunResult(df, summary, timeline=outcome.timeline, folder=out)
 
 
-def _busy(outcome: SimOutcome) -> float | None:
-    span = outcome.end_s
+def measured_span_s(outcome: SimOutcome, workload: Workload) -> float:
+    """The run's measurement window, from the workload's time origin to the run's end:
+    the ``duration_s`` that goodput and the busy fraction are taken over. A trace whose
+    first request is at 100 s would otherwise count 100 idle seconds in both. Never
+    negative: a run that replays nothing (``--duration`` ends before the trace's first
+    request) ends at 0, before the origin."""
+    return max(0.0, outcome.end_s - workload.time_origin_s())
+
+
+def _busy(outcome: SimOutcome, span: float) -> float | None:
     return sum(outcome.busy_s) / (len(outcome.busy_s) * span) if span > 0 else None
 
 
@@ -96,9 +104,12 @@ def build_summary(df: pd.DataFrame | None, outcome: SimOutcome, profile: Profile
                   requests_summary: dict | None = None) -> dict:
     """summary.json: the request metrics (of ``df``, or ``requests_summary`` when they
     were computed from a streamed file) and what is needed to repeat the run."""
-    span = outcome.end_s
+    span = measured_span_s(outcome, workload)
     summary = requests_summary if requests_summary is not None else \
-        summarize(df, duration_s=span, busy_fraction=_busy(outcome))
+        summarize(df, duration_s=span, busy_fraction=_busy(outcome, span))
+    origin = workload.time_origin_s()
+    if origin != 0.0:  # recorded only where it is not 0: other summaries keep their bytes
+        summary["window_start_s"] = origin
     n = summary["requests"]
     summary.update({
         "mode": "sim",
@@ -113,7 +124,7 @@ def build_summary(df: pd.DataFrame | None, outcome: SimOutcome, profile: Profile
                    **({"nodes": config.nodes, "router": config.router,
                        "requests_per_node": outcome.extra.get("requests_per_node")}
                       if config.nodes > 1 else {})},
-        "engine": {"end_s": span, "batches": outcome.batches,
+        "engine": {"end_s": outcome.end_s, "batches": outcome.batches,
                    "preemptions": outcome.preemptions, "lost_work_s": outcome.lost_work_s,
                    "wall_s": wall_s,
                    "requests_per_wall_s": n / wall_s if wall_s > 0 else None},

@@ -3,7 +3,9 @@
 A request *violates* its deadline unless it completed on time: late, dropped, rejected
 and failed requests all count. Latency percentiles are over completed requests (on time
 or late), from arrival to the end of the device-to-host copy. Goodput is on-time requests
-per second of run time. Jain's index compares the two classes' deadline satisfaction
+per second of the run's measurement window (``duration_s``: from the workload's time
+origin, 0 unless a trace replayed as given starts later, to the run's end; the device's
+busy fraction is over the same window). Jain's index compares the two classes' deadline satisfaction
 (share on time): 1 is perfectly even, 0.5 is as uneven as two classes can be.
 
 The ``slo`` block (:func:`slo_view`) adds what serving papers report and the class view

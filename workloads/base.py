@@ -56,3 +56,10 @@ class Workload(ABC):
     def expected_count(self) -> int | None:
         """Approximate number of requests, for progress bars (None if unknown)."""
         return None
+
+    def time_origin_s(self) -> float:
+        """Where the run's measurement window starts on the run's clock: run-wide rates
+        (goodput, the device's busy fraction, ``duration_s``) are taken over the time
+        from here to the last request's end, so that idle time before a workload begins
+        does not dilute them. A generated or closed-loop workload starts at 0."""
+        return 0.0

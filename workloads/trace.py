@@ -130,6 +130,7 @@ class TraceWorkload(Workload):
         self.rows = rows
         self.span_s = span_s  # the window's span in trace seconds (for expected_count)
         self.load = load
+        self._origin_s: float | None = None  # time_origin_s, read from the file once
 
     # -- where the file is ---------------------------------------------------------------
     @property
@@ -337,6 +338,25 @@ class TraceWorkload(Workload):
             "requests": self.attrs.describe(),
             "load": self.load,
         }
+
+    def time_origin_s(self) -> float:
+        """The replay's time origin: 0 when a ``window`` was chosen (its start becomes 0
+        and the window is what is measured), else the trace's first row on the run's
+        clock (time-scaled): a trace used as given starts where its first request is,
+        so its metrics are those of the same trace shifted to start at 0.
+
+        The first row of the file, not the first request replayed: a rate scale below 1
+        may drop that row, but shifting the file must still shift the origin with it."""
+        if self.window is not None:
+            return 0.0
+        if self._origin_s is None:
+            blocks = self.reader().blocks()
+            try:
+                first = float(next(blocks).time_s[0])
+            finally:
+                blocks.close()
+            self._origin_s = first * self.time_scale  # as chunks() maps it
+        return self._origin_s
 
     def expected_count(self) -> int | None:
         if self.rows is None:
