@@ -1,8 +1,9 @@
 """Shared machinery of the work-conserving queue policies (fifo, edf, priority).
 
 Each of them fills every free slot as soon as it can, from queues ordered by one key,
-with batches of one model up to the run's max batch. They differ only in the queue order
-and in whether the high-priority class goes strictly first.
+with batches of one model up to the run's max batch (or ``max_batch``, the one parameter
+they share with every other policy). They differ only in the queue order and in whether
+the high-priority class goes strictly first.
 
 They stand for no particular system: ``fifo`` is a plain dynamic-batching server
 (arrival order, batches of one model), ``edf`` the deadline ordering of Clipper- and
@@ -25,6 +26,7 @@ from strait_sim.policies.base import (
     RunningBatch,
     SystemView,
 )
+from strait_sim.policies.estimates import check_max_batch
 from strait_sim.policies.queues import RequestQueues
 from strait_sim.requests import HIGH, LOW, Request
 
@@ -34,10 +36,21 @@ class QueuePolicy(Policy):
 
     order = "arrival"
     by_class = False
+    # A class default too: a subclass whose __init__ does not call this one's still binds.
+    max_batch: int | None = None
+
+    def __init__(self, max_batch: int | None = None) -> None:
+        """``max_batch``: cap on batch size (items) below the run's ``--max-batch``, as on
+        every other policy (None: the run's)."""
+        self.max_batch = check_max_batch(max_batch)
 
     def bind(self, ctx: PolicyContext) -> None:
         super().bind(ctx)
         self.queues = RequestQueues(ctx.models, order=self.order, by_class=self.by_class)
+        self.batch_items = min(self.max_batch or ctx.max_batch, ctx.max_batch)
+
+    def params(self) -> dict:
+        return {"max_batch": self.max_batch}
 
     def waiting(self) -> int:
         return len(self.queues)
@@ -72,7 +85,7 @@ class QueuePolicy(Policy):
         if not queues._count:
             return []
         actions: list[Action] = []
-        max_batch = view.max_batch
+        max_batch = self.batch_items
         for gpu, slot in view.free_slots():
             batch = self._next_batch(max_batch)
             if not batch:

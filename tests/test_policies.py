@@ -14,7 +14,7 @@ EXPECTED = {"fifo", "edf", "priority", "strait", "triton", "clockwork", "gpulet"
 
 
 def _run(profile, policy: str, *, seed: int = 0, rate: float = 1800, slots: int = 2,
-         gpus: int = 1, duration: float = 0.6):
+         gpus: int = 1, duration: float = 0.6, **params: object):
     from strait_sim.engine.simulator import SimConfig
     from strait_sim.experiment import run_simulation
     from strait_sim.workloads.poisson_basic import BasicPoissonWorkload
@@ -22,7 +22,7 @@ def _run(profile, policy: str, *, seed: int = 0, rate: float = 1800, slots: int 
     # overloaded on purpose (~1.3x at batch 1): queues, drops, preemptions all happen
     wl = BasicPoissonWorkload(profile.model_names, rate=rate, duration_s=duration,
                               hp_fraction=0.3, slo=4.0)
-    return run_simulation(profile, wl, make_policy(policy),
+    return run_simulation(profile, wl, make_policy(policy, **params),
                           SimConfig(gpus=gpus, slots=slots, max_batch=8, seed=seed))
 
 
@@ -45,6 +45,27 @@ def test_invariants_hold(synthetic_bundle, policy):
     assert ((s["finish_s"] <= s["deadline_s"]) == (status[served] == "on_time")).all()
     assert (df.loc[~served, "finish_s"] >= df.loc[~served, "arrival_s"] - 1e-12).all()
     assert (s["batch_size"] <= 8).all()
+
+
+@pytest.mark.parametrize("policy", ALL)
+def test_max_batch_caps_batches_on_every_policy(synthetic_bundle, policy):
+    """docs/policies.md's shared convention: ``max_batch`` on any policy caps its batches
+    below the run's --max-batch (fifo, edf and priority once refused the parameter)."""
+    res = _run(synthetic_bundle, policy, duration=0.3, max_batch=2)
+    assert res.summary["policy_params"]["max_batch"] == 2
+    assert (res.requests["batch_size"].dropna() <= 2).all()
+
+
+@pytest.mark.parametrize("policy", ["fifo", "edf", "priority"])
+def test_queue_policies_max_batch(synthetic_bundle, policy):
+    """Overloaded, they batch above 2 when uncapped; a bad cap fails before the run."""
+    from strait_sim.errors import UserError
+
+    res = _run(synthetic_bundle, policy, duration=0.3)
+    assert res.summary["policy_params"] == {"max_batch": None}
+    assert res.requests["batch_size"].max() > 2
+    with pytest.raises(UserError, match="max_batch must be a whole number >= 1"):
+        make_policy(policy, max_batch=0)
 
 
 @pytest.mark.parametrize("policy", ALL)

@@ -234,7 +234,7 @@ def test_negative_seed_is_one_line_for_run_and_compare(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("param, needle", [
-    ("foo=1", "policy 'fifo' has no parameter 'foo'; valid: (none"),
+    ("foo=1", "policy 'fifo' has no parameter 'foo'; valid: max_batch"),
     ("strait.nope=1", "policy 'strait' has no parameter 'nope'; valid: drop_early, hp_guard"),
     ("strait.hp_guard=7", "hp_guard must be true or false, got 7"),
     ("strait.safety=fast", "safety must be a number, got 'fast'"),
