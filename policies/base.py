@@ -239,3 +239,10 @@ class Policy:
     def params(self) -> dict:
         """Resolved parameters, recorded in the run's summary."""
         return {}
+
+    def stats(self) -> dict[str, int | float]:
+        """Counts the policy kept about its own decisions during the run (read once the
+        run has ended), recorded in the run's summary as ``policy_stats``, summed over a
+        cluster's nodes; nothing is recorded when there are none. They are not parameters,
+        so ``params()`` does not carry them."""
+        return {}

@@ -123,7 +123,7 @@ class StraitPolicy(Policy):
         self._last_hp: float | None = None
         self._hp_budget: dict[str, float] = {}
         self._hp_slack_ms: float | None = None
-        self.held_back = 0  # LP decisions refused by the guard (for the summary)
+        self.held_back = 0  # free slots the LP guard kept idle (stats(): the summary)
         # (earliest believed end of any running batch,) or None until the look-ahead of
         # the current LP pick needs it: the pick's guard checks (a binary search over
         # sizes, then other models) read one scan of every running batch, not one each
@@ -139,6 +139,12 @@ class StraitPolicy(Policy):
                 "hp_lookahead": self.hp_lookahead, "hp_risk": self.hp_risk,
                 "max_batch": self.max_batch, "lp_model_tries": self.lp_model_tries,
                 "rate_alpha": self.rate_alpha}
+
+    def stats(self) -> dict[str, int | float]:
+        """``held_back``: how often a free slot was left idle because no LP batch passed
+        the guard (each refusal counts, a request refused at several events each time):
+        how much the guard, and with it ``hp_risk``, cost the LP class."""
+        return {"held_back": getattr(self, "held_back", 0)}
 
     def waiting(self) -> int:
         return len(self.q)

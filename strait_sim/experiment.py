@@ -10,7 +10,7 @@ has the same bytes as the in-memory path writes, and the summary the same number
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -45,7 +45,8 @@ def run_simulation(profile: ProfileBundle, workload: Workload, policy: Policy,
     outcome = driver.run()
     wall = time.perf_counter() - t0
     df = outcome.records.to_frame(outcome.models, release=True)
-    summary = build_summary(df, outcome, profile, workload, policy, config, wall)
+    summary = build_summary(df, outcome, profile, workload, policy, config, wall,
+                            policies=ran_policies(driver, policy))
     _add_truth(summary, driver)
     return RunResult(df, summary, timeline=outcome.timeline)
 
@@ -60,6 +61,24 @@ def _add_truth(summary: dict, driver: object) -> None:
     block = getattr(truth, "run_extrapolation", None)
     if block is not None:
         summary["truth"] = block()
+
+
+def ran_policies(driver: object, policy: Policy) -> list[Policy]:
+    """The policy objects that made the run's decisions: a cluster's nodes each bind
+    their own copy (node 0 the object given), so counters must be read from them all."""
+    nodes = getattr(driver, "nodes", None)
+    return [node.policy for node in nodes] if isinstance(nodes, list) and nodes \
+        else [policy]
+
+
+def policy_stats(policies: Sequence[Policy]) -> dict[str, int | float]:
+    """summary["policy_stats"]: each policy's ``stats()`` counters, summed over the
+    policies that ran (a cluster's nodes), in the order the first one gives them."""
+    total: dict[str, int | float] = {}
+    for pol in policies:
+        for key, value in pol.stats().items():
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 def _run_streamed(profile: ProfileBundle, workload: Workload, policy: Policy,
@@ -78,7 +97,8 @@ def _run_streamed(profile: ProfileBundle, workload: Workload, policy: Policy,
         span = measured_span_s(outcome, workload)
         block = summarize_file(path, duration_s=span, busy_fraction=_busy(outcome, span))
         summary = build_summary(None, outcome, profile, workload, policy, config, wall,
-                                requests_summary=block)
+                                requests_summary=block,
+                                policies=ran_policies(driver, policy))
         _add_truth(summary, driver)
         (tmp / "summary.json").write_text(summary_text(summary))
     n = summary["requests"]
@@ -101,9 +121,11 @@ def _busy(outcome: SimOutcome, span: float) -> float | None:
 
 def build_summary(df: pd.DataFrame | None, outcome: SimOutcome, profile: ProfileBundle,
                   workload: Workload, policy: Policy, config: SimConfig, wall_s: float, *,
-                  requests_summary: dict | None = None) -> dict:
+                  requests_summary: dict | None = None,
+                  policies: Sequence[Policy] | None = None) -> dict:
     """summary.json: the request metrics (of ``df``, or ``requests_summary`` when they
-    were computed from a streamed file) and what is needed to repeat the run."""
+    were computed from a streamed file) and what is needed to repeat the run.
+    ``policies``: the objects that ran, when not only ``policy`` (a cluster's nodes)."""
     span = measured_span_s(outcome, workload)
     summary = requests_summary if requests_summary is not None else \
         summarize(df, duration_s=span, busy_fraction=_busy(outcome, span))
@@ -111,10 +133,12 @@ def build_summary(df: pd.DataFrame | None, outcome: SimOutcome, profile: Profile
     if origin != 0.0:  # recorded only where it is not 0: other summaries keep their bytes
         summary["window_start_s"] = origin
     n = summary["requests"]
+    stats = policy_stats(policies or [policy])  # absent, not {}, where none are kept
     summary.update({
         "mode": "sim",
         "policy": policy.name,
         "policy_params": policy.params(),
+        **({"policy_stats": stats} if stats else {}),
         "seed": config.seed,
         "profile": {"name": profile.name, "device": profile.device_name,
                     "kind": profile.device_kind, "content_hash": profile.content_hash},

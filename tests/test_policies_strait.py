@@ -213,3 +213,26 @@ def test_bundle_without_pairs_falls_back_to_solo_predictor(tmp_path, synthetic_b
     res = run_simulation(profile, wl, StraitPolicy(), SimConfig(slots=1, seed=0))
     assert res.summary["policy_params"]["predictor_used"] == "solo"
     assert res.summary["requests"] > 50
+
+
+@pytest.mark.parametrize("nodes,streamed", [(1, False), (1, True), (2, False)])
+def test_held_back_reaches_the_summary(synthetic_bundle, tmp_path, nodes, streamed):
+    """The guard's refusals are summary.json's policy_stats.held_back, summed over a
+    cluster's nodes (each binds its own copy of the policy); policies keeping no
+    counters get no policy_stats key."""
+    from strait_sim.engine.simulator import SimConfig
+    from strait_sim.experiment import run_simulation
+    from strait_sim.policies.fifo import FifoPolicy
+    from strait_sim.workloads.poisson_basic import BasicPoissonWorkload
+
+    wl = BasicPoissonWorkload(synthetic_bundle.model_names, rate=1800 * nodes,
+                              duration_s=0.5, hp_fraction=0.3, slo=4.0)
+    cfg = SimConfig(slots=2, max_batch=8, seed=1, nodes=nodes)
+    out = tmp_path / "run" if streamed else None
+    pol = StraitPolicy()
+    res = run_simulation(synthetic_bundle, wl, pol, cfg, out=out)
+    held = res.summary["policy_stats"]["held_back"]
+    assert held > 0
+    assert (held == pol.held_back) if nodes == 1 else (held > pol.held_back)
+    assert "policy_stats" not in run_simulation(synthetic_bundle, wl, FifoPolicy(),
+                                                cfg).summary
