@@ -48,6 +48,29 @@ def test_same_seed_same_file(tmp_path):
     assert a == b and a != c
 
 
+def _rate_table_starts(text: str) -> list[str]:
+    """The "from (s)" column of ``workload show``'s rate-over-time table."""
+    rows = text.split("rate over time", 1)[1].splitlines()
+    return [r.split("│")[1].strip() for r in rows if r.count("│") >= 4]
+
+
+@pytest.mark.parametrize("shift,want", [(0.0, ["10", "20", "30", "40"]),
+                                        (1000.0, ["1010", "1020", "1030", "1040"]),
+                                        (1000.5, ["1010.5", "1020.5", "1030.5",
+                                                  "1040.5"])])
+def test_show_labels_rate_bins_with_the_traces_own_times(tmp_path, capsys, shift, want):
+    """Bins are counted from the first arrival and were labelled from 0 (0, 10, 20, 30
+    for a trace starting at 10 s); the label is now the bin's start in trace seconds,
+    with the digits to tell bins apart far from 0."""
+    path = tmp_path / "t.csv"
+    times = [10.0 + shift + k for k in range(41)]  # 10 .. 50 s: four 10 s bins
+    path.write_text("arrival_s\n" + "\n".join(repr(t) for t in times) + "\n")
+    assert main(["workload", "show", str(path), "--bins", "4"]) == 0
+    text = capsys.readouterr().out
+    assert "(10 s bins)" in text
+    assert _rate_table_starts(text) == want
+
+
 def test_show_an_azure_trace(capsys):
     from strait_sim.workloads.trace import packaged_trace_path
 

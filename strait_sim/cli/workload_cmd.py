@@ -8,6 +8,7 @@ rate over time.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -163,13 +164,25 @@ def _print_stats(st) -> None:  # st: TraceStats
                       soft_wrap=True)
     starts, rates = st.rates()
     top = float(rates.max()) if len(rates) else 0.0
+    digits = _time_digits(float(starts[-1]) if len(starts) else 0.0, st.bin_s)
     table = Table(title=f"rate over time ({st.bin_s:.4g} s bins)")
     for col in ("from (s)", "requests", "req/s", ""):
         table.add_column(col, justify="right" if col else "left")
     for t0, n, r in zip(starts, st.bin_counts, rates, strict=True):
         bar = "#" * (round(30 * r / top) if top > 0 else 0)
-        table.add_row(f"{t0 - st.first_s:.4g}", f"{int(n):,}", f"{r:.4g}", bar)
+        table.add_row(f"{t0:.{digits}g}", f"{int(n):,}", f"{r:.4g}", bar)
     console.print(table)
+
+
+def _time_digits(top: float, bin_s: float) -> int:
+    """Significant digits for the bins' start times (the trace's own seconds, as in its
+    first / last arrival row), ``top`` the last (largest) of them: 4, plus one per power
+    of ten by which the times outgrow the bin width beyond the first, so that 10 s bins
+    from 1,010 s read 1010, 1019.97, ... and not 1010, 1020, ... (an Azure hour's 292 s
+    bins from 0 keep 4 digits)."""
+    if not (top > 0 and bin_s > 0):
+        return 4
+    return 4 + max(0, math.floor(math.log10(top)) - math.floor(math.log10(bin_s)) - 1)
 
 
 def register(app: typer.Typer) -> None:
