@@ -334,3 +334,26 @@ def test_live_run_on_cuda(tiny_bundle):
                       LiveOptions(gpu=0, force=True, quiet=True))
     assert result.summary["executor"]["backend"] == "torch-cuda"
     assert set(result.requests["status"].astype(str)) <= {"on_time", "late"}
+
+
+def test_a_co_runner_copying_back_overlaps_only_up_to_its_compute_end():
+    """A batch that ends while its co-runner is already in its D2H copy overlapped it up to
+    the co-runner's observed compute end, not to its own end (the live co-runs once
+    counted the copy too: a live run's overlaps then differed from the simulation's)."""
+    from strait_sim.devices.backend import BackendDevice
+    from strait_sim.driver.batch import Batch
+    from strait_sim.requests import Request
+
+    def batch(bid: int) -> Batch:
+        return Batch(bid, 0, bid, "m", 1, (Request(bid, "m", LOW, 0.0, 1.0, 1),), 0.0, None)
+
+    dev = object.__new__(BackendDevice)  # only what _co_runs reads
+    dev.intervals, dev.compute_start, dev.reports_phases = [], {}, True
+    done, copying, computing = batch(0), batch(1), batch(2)
+    done._compute_start_s, done._compute_end_s = 1.0, 2.0
+    dev.inflight = {copying: None, computing: None}
+    dev.compute_start = {1: 0.5, 2: 1.5}
+    copying._phase, copying._compute_end_s = "d2h", 1.8
+    computing._phase = "compute"
+    runs = dev._co_runs(done)
+    assert [round(c.overlap_ms, 9) for c in runs] == [800.0, 500.0]

@@ -12,8 +12,9 @@ What a real device does differently from the fluid model is kept, not hidden:
   otherwise the view shows a phase *estimated* from the profile's medians (the time
   since submission against expected H2D and compute times).
 - Co-runs: a completed batch's co-runners and overlaps come from the measured compute
-  intervals; a co-runner still computing counts from its observed compute start (or its
-  submission, an upper bound, where phases are not reported).
+  intervals; a co-runner still in flight counts from its observed compute start (or its
+  submission, an upper bound, where phases are not reported) to its observed compute end
+  if it is already copying its results back (else to this batch's end).
 - Preemption: work already queued on a stream cannot be stopped (unless the backend can
   ``cancel``): the slot stays in "reset" until the abandoned job has drained; a
   kernel-granularity restore is not possible live, so the batch restarts.
@@ -110,6 +111,8 @@ class BackendDevice:
         if phase == "compute":
             batch._compute_start_s = t
             self.compute_start[batch._batch_id] = t
+        elif phase == "d2h":  # its compute ended: a batch ending later overlaps it only so far
+            batch._compute_end_s = t
 
     def _estimated_phase(self, batch: Batch) -> str:
         elapsed = self.clock._now - batch._submit_s
@@ -182,7 +185,8 @@ class BackendDevice:
                 if self.reports_phases:
                     continue  # not computing yet
                 start = other._submit_s  # unobserved: from its submission, an upper bound
-            overlap = ce - max(cs, start)
+            end = other._compute_end_s if other._phase == "d2h" else None
+            overlap = (ce if end is None else min(ce, end)) - max(cs, start)
             if overlap > 0:
                 out.append((start, CoRun(other._model, other._size, overlap * 1e3)))
         out.sort(key=lambda item: item[0])
