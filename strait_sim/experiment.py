@@ -110,7 +110,7 @@ def measured_span_s(outcome: SimOutcome, workload: Workload) -> float:
     """The run's measurement window, from the workload's time origin to the run's end:
     the ``duration_s`` that goodput and the busy fraction are taken over. A trace whose
     first request is at 100 s would otherwise count 100 idle seconds in both. Never
-    negative: a run that replays nothing (``--duration`` ends before the trace's first
+    negative: a run that replays nothing (a ``--rate-scale`` below 1 that keeps no
     request) ends at 0, before the origin."""
     return max(0.0, outcome.end_s - workload.time_origin_s())
 

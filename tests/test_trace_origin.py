@@ -1,6 +1,8 @@
 """A run's measurement window starts at its workload's time origin: a trace used as given
 is measured from its first request, so shifting every time in the file changes no metric;
-a generated workload starts at 0 and its summary is what it was."""
+a generated workload starts at 0 and its summary is what it was. The replay flags count
+from the same origin: --rate/--load scale the trace's own span (first to last request)
+and --duration keeps its first D seconds, so a shifted file gives the shifted requests."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import pytest
 
 from strait_sim.cli.workload_options import workload_from_options
 from strait_sim.engine.simulator import SimConfig
+from strait_sim.errors import UserError
 from strait_sim.experiment import run_simulation
 from strait_sim.policies.registry import make_policy
 from strait_sim.workloads.poisson_basic import BasicPoissonWorkload
@@ -83,10 +86,11 @@ def test_time_origin_of_a_replay(synthetic_bundle, tmp_path):
 
 
 def test_a_replay_of_nothing_has_an_empty_window(synthetic_bundle, tmp_path):
-    """--duration 5 on a trace starting at 10 s replays no request; the run ends at 0,
-    before the origin: the window is empty (0 s, no rates), not -10 s."""
-    wl = workload_from_options({"trace": _trace(tmp_path / "t.csv", 0.0), "duration": 5.0},
-                               synthetic_bundle)
+    """A rate scale of 1e-9 keeps none of the 200 requests of a trace starting at 10 s;
+    the run ends at 0, before the origin: the window is empty (0 s, no rates), not -10 s.
+    (--duration can no longer replay nothing: it counts from the first request.)"""
+    wl = workload_from_options({"trace": _trace(tmp_path / "t.csv", 0.0),
+                                "rate_scale": 1e-9}, synthetic_bundle)
     s = run_simulation(synthetic_bundle, wl, make_policy("fifo"),
                        SimConfig(gpus=1, slots=2, max_batch=4, seed=1)).summary
     assert s["requests"] == 0 and s["duration_s"] == 0.0
@@ -105,3 +109,103 @@ def test_generated_workload_is_measured_from_zero(synthetic_bundle):
     assert s["duration_s"] == s["engine"]["end_s"] == s["slo"]["run_span_s"]
     assert s["overall"]["goodput_rps"] == s["overall"]["on_time"] / s["engine"]["end_s"]
     assert 0.0 < s["gpu_busy_fraction"] <= 1.0 and not math.isnan(s["gpu_busy_fraction"])
+
+
+# -- the replay flags count from the same origin ----------------------------------------
+
+
+def _spanned_trace(path, shift_s: float, n: int = 200) -> str:
+    """``n`` requests from exactly 10 s to exactly 50 s (plus ``shift_s``), absolute
+    deadlines, on the 1/1024 s grid: the trace's own span is 40 s, so ``--rate 20`` asks
+    for a time scale of 200 / (20 x 40) = 0.25, exact in binary, and the shifted replay's
+    times are the near one's plus 250 s, bit for bit."""
+    rng = np.random.default_rng(11)
+    ticks = np.sort(rng.integers(0, int(40 / TICK), n))
+    ticks[0], ticks[-1] = 0, int(40 / TICK)
+    t = 10.0 + shift_s + ticks * TICK
+    rows = [f"{a!r},{a + 0.25 + (i % 7) / 64!r}" for i, a in enumerate(t.tolist())]
+    path.write_text("arrival_s,deadline_s\n" + "\n".join(rows) + "\n")
+    return str(path)
+
+
+def _stream(wl, bundle, seed: int = 5) -> dict[str, np.ndarray]:
+    chunks = [c for c in wl.chunks(bundle, seed) if len(c)]
+    if not chunks:
+        return {k: np.empty(0) for k in ("arrival", "deadline", "model", "priority", "items")}
+    return {"arrival": np.concatenate([c.arrival_s for c in chunks]),
+            "deadline": np.concatenate([c.deadline_s for c in chunks]),
+            "model": np.concatenate([c.model for c in chunks]),
+            "priority": np.concatenate([c.priority for c in chunks]),
+            "items": np.concatenate([c.items for c in chunks])}
+
+
+@pytest.mark.parametrize("opts", [
+    {"rate": 20.0},
+    {"load": 0.6},
+    {"duration": 20.0},
+    {"rate": 20.0, "duration": 5.0},
+    {"load": 0.6, "duration": 5.0},
+    {"time_scale": 0.5, "duration": 12.0},
+    {"rate": 40.0, "rate_scale": 2.0},
+    {"rate": 20.0, "rate_scale": 0.5, "duration": 6.0},
+], ids=lambda o: ",".join(f"{k}={v:g}" for k, v in o.items()))
+def test_replay_flags_are_shift_invariant(synthetic_bundle, tmp_path, opts):
+    """--rate, --load and --duration on a trace replayed as given count from its first
+    request: shifting the file by 1,000 s shifts the requests (by 1,000 s x the time
+    scale) and changes nothing else. The bug: the time scale came from the span 0..last
+    (1,050 s instead of 40 s, 26x too fast for the shifted file) and --duration counted
+    from 0 (--duration 20 on the shifted file replayed nothing)."""
+    built = {}
+    for shift in (0.0, 1000.0):
+        path = _spanned_trace(tmp_path / f"t{shift:g}.csv", shift)
+        wl = workload_from_options({"trace": path, **opts}, synthetic_bundle, gpus=1)
+        built[shift] = wl, _stream(wl, synthetic_bundle)
+    (near, a), (far, b) = built[0.0], built[1000.0]
+    assert far.time_scale == near.time_scale
+    assert far.span_s == near.span_s == 40.0  # the trace's own span: first to last request
+    assert far.expected_count() == near.expected_count()  # the progress bar's estimate
+    moved = 1000.0 * near.time_scale
+    assert far.time_origin_s() - near.time_origin_s() == pytest.approx(moved, abs=1e-9)
+    assert len(a["arrival"]) == len(b["arrival"]) > 0
+    np.testing.assert_allclose(b["arrival"] - moved, a["arrival"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(b["deadline"] - moved, a["deadline"], rtol=0, atol=1e-9)
+    for key in ("model", "priority", "items"):
+        np.testing.assert_array_equal(b[key], a[key])
+
+
+def test_rate_and_duration_of_a_replay_as_given(synthetic_bundle, tmp_path):
+    """What the flags mean, on the shifted file alone: --rate R replays the trace's
+    requests at R per second of its own span (rows / (last - first)); --duration D keeps
+    the requests of its first D seconds (after scaling)."""
+    path = _spanned_trace(tmp_path / "t.csv", 1000.0)
+    wl = workload_from_options({"trace": path, "rate": 20.0}, synthetic_bundle)
+    arr = _stream(wl, synthetic_bundle)["arrival"]
+    assert len(arr) == 200 and len(arr) / (arr[-1] - arr[0]) == pytest.approx(20.0)
+    assert arr[0] == wl.time_origin_s() == 1010.0 * 0.25  # times stay as given, scaled
+    raw = np.array([float(line.split(",")[0])
+                    for line in (tmp_path / "t.csv").read_text().splitlines()[1:]])
+    for opts, cut in (({"duration": 20.0}, 1030.0), ({"duration": 6.0, "time_scale": 0.5},
+                                                      1022.0)):
+        wl = workload_from_options({"trace": path, **opts}, synthetic_bundle)
+        got = _stream(wl, synthetic_bundle)["arrival"]
+        assert len(got) == int((raw < cut).sum()) > 0, opts
+
+
+def test_a_single_instant_trace_cannot_be_rate_scaled(synthetic_bundle, tmp_path):
+    """Requests all at 100 s have no span to scale (before: 100 s counted from 0)."""
+    path = tmp_path / "one.csv"
+    path.write_text("arrival_s\n100\n100\n")
+    with pytest.raises(UserError, match="one instant"):
+        workload_from_options({"trace": str(path), "rate": 5.0}, synthetic_bundle)
+
+
+def test_plan_pins_the_same_time_scale_for_a_shifted_trace(tmp_path):
+    """plan turns --load into a time scale through the same code: the shifted file gets
+    the same one."""
+    from strait_sim.plan.evaluate import fixed_workload
+
+    scales = {shift: fixed_workload({"trace": _spanned_trace(tmp_path / f"t{shift:g}.csv",
+                                                             shift), "load": 3.0},
+                                    "synthetic-tiny", max_batch=8)["time_scale"]
+              for shift in (0.0, 1000.0)}
+    assert scales[0.0] == scales[1000.0]

@@ -594,13 +594,14 @@ def _build_trace(kind: str, v: Values, profile: ProfileBundle, gpus: int,
     if len(given) > 1:
         raise v.fail(given[1], f"give only one of {', '.join(flag(k) for k in given)}: each "
                      "sets the trace's time scale")
-    start = window[0] if window is not None else 0.0
-    assert scan.last_s is not None
-    span = (window[1] if window is not None and window[1] is not None else scan.last_s) - start
+    assert scan.first_s is not None and scan.last_s is not None
     load_record = None
     sha256 = file_sha256(path)
+    # Without a window the scan kept every row (times are >= 0), so its first row is the
+    # file's: handed over, the workload need not read the file again for its origin.
+    first_row = scan.first_s if window is None else None
 
-    def make(ts: float) -> TraceWorkload:
+    def make(ts: float, span: float | None) -> TraceWorkload:
         try:
             return TraceWorkload(kind, recorded, attrs, mapping=mapping, token_buckets=buckets,
                                  window=window, time_scale=ts, rate_scale=rate_scale,
@@ -608,15 +609,23 @@ def _build_trace(kind: str, v: Values, profile: ProfileBundle, gpus: int,
                                  max_requests=None if max_requests is None
                                  else int(max_requests),
                                  sha256=sha256, rows=scan.rows, span_s=span,
-                                 load=load_record)
+                                 load=load_record, first_row_s=first_row)
         except ValueError as exc:
             raise UserError(f"workload: {exc}") from None
+
+    # The replay's span in trace seconds, from its origin (the window's start, or the
+    # first request of a trace used as given: the workload's own trace_origin_s, so
+    # shifting the file changes neither the span nor the time scale chosen below) to the
+    # window's end or the last request.
+    end = window[1] if window is not None and window[1] is not None else scan.last_s
+    span = end - make(1.0, None).trace_origin_s()
 
     if v.has("rate") or v.has("load"):
         key = "rate" if v.has("rate") else "load"
         if span <= 0:
-            raise v.fail(key, f"{label}: the window holds requests at one instant only; its "
-                         "rate cannot be scaled")
+            where = "the window holds" if window is not None else f"{label} has"
+            raise v.fail(key, f"{where} requests at one instant only; its rate cannot be "
+                         "scaled")
         if key == "rate":
             rate = _number(v, "rate", lo=0.0, lo_open=True)
             assert rate is not None
@@ -625,13 +634,13 @@ def _build_trace(kind: str, v: Values, profile: ProfileBundle, gpus: int,
             load = _number(v, "load", lo=0.0, lo_open=True)
             assert load is not None
             cap = _capacity_batch(v, max_batch)
-            work = scan.mean_work_s(make(1.0), profile, cap)
+            work = scan.mean_work_s(make(1.0, span), profile, cap)
             if not work > 0:
                 raise v.fail("load", "the profile gives zero work per request")
             time_scale = rate_scale * scan.rows * work / (load * gpus * span)
             load_record = {"target": load, "gpus": int(gpus), "capacity_batch": cap,
                            "mean_work_ms": work * 1e3}
-    return make(1.0 if time_scale is None else time_scale)
+    return make(1.0 if time_scale is None else time_scale, span)
 
 
 # -- rebuilding from a description ------------------------------------------------------

@@ -9,8 +9,11 @@ TraceReader`, in this order:
    average), the extra copies placed uniformly between it and the next request, so the
    rate curve keeps its shape at the trace's own time resolution;
 3. **time scale** S: ``arrival = (t - start) x S``; S < 1 compresses time (rate x 1/S,
-   bursts shorter), S > 1 stretches it. ``--rate``/``--load`` choose S for you;
-4. **duration**: stop at ``arrival >= duration`` (after scaling);
+   bursts shorter), S > 1 stretches it. ``--rate``/``--load`` choose S for you, over the
+   span from the replay's origin (:meth:`TraceWorkload.trace_origin_s`: the window's
+   start, or the trace's first request without a window) to the window's end or the
+   last request;
+4. **duration**: stop ``duration`` seconds (after scaling) after the origin;
 5. **model mapping**: ``column`` (the trace's model column), ``weighted`` (drawn by the
    mix), ``round-robin`` (models in turn) or ``tokens`` (token count bucket: the i-th
    model takes tokens in the i-th bucket; boundaries given, or equal-count quantiles of
@@ -88,7 +91,7 @@ class TraceWorkload(Workload):
                  rate_scale: float = 1.0, duration_s: float | None = None,
                  max_requests: int | None = None, sha256: str | None = None,
                  rows: int | None = None, span_s: float | None = None,
-                 load: dict | None = None) -> None:
+                 load: dict | None = None, first_row_s: float | None = None) -> None:
         if kind not in ("trace", *PACKAGED_TRACES):
             raise ValueError(f"unknown trace workload kind {kind!r}")
         if mapping not in MAPPINGS:
@@ -128,9 +131,13 @@ class TraceWorkload(Workload):
         self.max_requests = None if max_requests is None else int(max_requests)
         self.sha256 = sha256
         self.rows = rows
-        self.span_s = span_s  # the window's span in trace seconds (for expected_count)
+        # The window's span in trace seconds, from trace_origin_s() (for expected_count).
+        self.span_s = span_s
         self.load = load
-        self._origin_s: float | None = None  # time_origin_s, read from the file once
+        # The time of the file's first row: given by a caller that has read it (the
+        # scan that built this workload), else read from the file once, when first
+        # needed. Not described: the file's sha256 pins it.
+        self._first_row_s = None if first_row_s is None else float(first_row_s)
 
     # -- where the file is ---------------------------------------------------------------
     @property
@@ -234,6 +241,9 @@ class TraceWorkload(Workload):
         solo = SoloTable(profile, self.models)
         start = self.window[0] if self.window is not None else 0.0
         identity = start == 0.0 and self.time_scale == 1.0
+        # --duration counts from the origin: 0 with a window, the first request's arrival
+        # on the run's clock without one (so a trace shifted in time keeps its requests).
+        origin = self.time_origin_s() if self.duration_s is not None else 0.0
         left = self.max_requests
         served = 0
         # Rows of the current block not yet made into chunks: chunks are cut every BLOCK
@@ -244,8 +254,8 @@ class TraceWorkload(Workload):
                 else block.time_s
             stop = False
             if self.duration_s is not None and len(block) and \
-                    arrival[-1] >= self.duration_s:
-                n = int(np.searchsorted(arrival, self.duration_s, side="left"))
+                    arrival[-1] - origin >= self.duration_s:
+                n = int(np.searchsorted(arrival - origin, self.duration_s, side="left"))
                 block, copy_no, arrival, stop = block.take(slice(0, n)), copy_no[:n], \
                     arrival[:n], True
             if left is not None and len(block) >= left:
@@ -339,24 +349,34 @@ class TraceWorkload(Workload):
             "load": self.load,
         }
 
-    def time_origin_s(self) -> float:
-        """The replay's time origin: 0 when a ``window`` was chosen (its start becomes 0
-        and the window is what is measured), else the trace's first row on the run's
-        clock (time-scaled): a trace used as given starts where its first request is,
-        so its metrics are those of the same trace shifted to start at 0.
+    def trace_origin_s(self) -> float:
+        """Where the replay starts, in the trace's own seconds: the window's start when a
+        ``window`` was chosen, else the trace's first row (a trace used as given starts
+        where its first request is). Everything that counts time in a replay counts from
+        here: the span ``--rate``/``--load`` scale over, ``--duration``, and the run's
+        measurement window (:meth:`time_origin_s`, the same point on the run's clock). So
+        shifting every time in a file shifts its requests and changes nothing else.
 
         The first row of the file, not the first request replayed: a rate scale below 1
         may drop that row, but shifting the file must still shift the origin with it."""
         if self.window is not None:
-            return 0.0
-        if self._origin_s is None:
+            return self.window[0]
+        if self._first_row_s is None:
             blocks = self.reader().blocks()
             try:
-                first = float(next(blocks).time_s[0])
+                self._first_row_s = float(next(blocks).time_s[0])
             finally:
                 blocks.close()
-            self._origin_s = first * self.time_scale  # as chunks() maps it
-        return self._origin_s
+        return self._first_row_s
+
+    def time_origin_s(self) -> float:
+        """The replay's time origin on the run's clock: :meth:`trace_origin_s` mapped as
+        chunks() maps a time, ``(t - window start) x time scale``. 0 when a ``window``
+        was chosen (its start becomes 0 and the window is what is measured), else the
+        trace's first row, time-scaled: the metrics of a trace used as given are those of
+        the same trace shifted to start at 0."""
+        start = self.window[0] if self.window is not None else 0.0
+        return (self.trace_origin_s() - start) * self.time_scale
 
     def expected_count(self) -> int | None:
         if self.rows is None:

@@ -39,7 +39,8 @@ WORKLOAD_OPTIONS = [
          "With --load: count work per item at this batch size (or 'max' for --max-batch) "
          "instead of solo latency at the request's own size."),
     _opt("duration", float | None, "--duration",
-         "Seconds of arrivals [default: 60; traces: the whole trace]."),
+         "Seconds of arrivals, a trace's counted from its first request (or --window's "
+         "start) [default: 60; traces: the whole trace]."),
     _opt("max_requests", int | None, "--max-requests", "Stop after this many requests."),
     _opt("models", str | None, "--models",
          "Comma-separated models [default: all in the profile, or those in --mix]."),
