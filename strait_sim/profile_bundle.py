@@ -187,8 +187,21 @@ def _check_table(df: pd.DataFrame, fname: str, label: str) -> pd.DataFrame:
                 row = int(np.flatnonzero(low)[0])
                 raise BundleError(where, f"must be > 0, got {raw.iloc[row]!r}", line=row + 2,
                                   column=col)
+        cap = TIME_CAPS.get(col)
+        if cap is not None and (vals > cap).any():
+            row = int(np.flatnonzero(vals > cap)[0])
+            raise BundleError(where, f"{raw.iloc[row]!r} is above one hour ({cap:,.0f}): a "
+                              f"batch's time is milliseconds to seconds; is the unit wrong?",
+                              line=row + 2, column=col)
         df[col] = vals.astype(np.int64) if kind in ("int", "pos_int") else vals
     return df
+
+
+# A batch's or a copy's time above an hour is a unit error (seconds or nanoseconds written
+# as milliseconds), and a time near 1e300 overflowed the simulator's arithmetic: refused
+# when the bundle is read, naming the line.
+TIME_CAPS = {col: 3.6e6 for col in ("latency_ms", "co_latency_ms", "overlap_ms", "offset_ms",
+                                     "time_ms")} | {"start_us": 3.6e9, "duration_us": 3.6e9}
 
 
 _FLAG_WORDS = {"true": "1", "false": "0", "yes": "1", "no": "0"}

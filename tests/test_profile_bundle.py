@@ -110,3 +110,14 @@ def test_overlap_longer_than_latency_rejected(bundle_copy):
     _rewrite(bundle_copy / "pairs.csv", corrupt)
     with pytest.raises(BundleError, match="line 2, column 'overlap_ms'"):
         read_bundle_dir(bundle_copy)
+
+
+def test_a_time_above_an_hour_is_refused_as_a_unit_error(bundle_copy):
+    """1e300 ms in solo.csv loaded and then overflowed numpy in the simulation (a warning,
+    nonsense results); any batch time above an hour is a unit error, named at its line."""
+    _rewrite(bundle_copy / "solo.csv",
+             lambda ls: ls[:5] + [ls[5].rsplit(",", 1)[0] + ",1e300"] + ls[6:])
+    with pytest.raises(BundleError) as err:
+        read_bundle_dir(bundle_copy)
+    assert str(err.value).startswith("b/solo.csv, line 6, column 'latency_ms': '1e300' is "
+                                     "above one hour (3,600,000)")
