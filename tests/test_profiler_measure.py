@@ -376,8 +376,10 @@ def test_cli_empty_models_is_an_error_not_the_defaults(tmp_path: Path, capsys) -
     ("--transfer-reps", "0", "--transfer-reps must be >= 1"),
     ("--kernel-rows", "0", "--kernel-rows must be >= 1"),
     ("--threads-per-stream", "0", "--threads-per-stream must be >= 1"),
-    ("--max-transfer-mib", "inf", "--max-transfer-mib must be a finite size"),
-    ("--max-transfer-mib", "0.001", "--max-transfer-mib must be a finite size"),
+    ("--max-transfer-mib", "inf", "--max-transfer-mib must be a size in MiB"),
+    ("--max-transfer-mib", "0.001", "--max-transfer-mib must be a size in MiB"),
+    ("--max-transfer-mib", "1e+30", "--max-transfer-mib must be a size in MiB"),
+    ("--threads-per-stream", "100000", "--threads-per-stream must be at most"),
 ])
 def test_cli_numeric_flag_out_of_range_is_one_line_before_any_measuring(
         tmp_path: Path, capsys, monkeypatch, flag: str, value: str, needle: str) -> None:

@@ -9,6 +9,7 @@ written. See docs/profiling.md.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -41,6 +42,12 @@ def _floats(text: str, flag: str) -> tuple[float, ...]:
     return tuple(sorted(set(vals)))
 
 
+# The largest copy --max-transfer-mib may ask for: a batch's input is megabytes, and up to
+# four such copies at once need their size in pinned host memory each (1e30 reached torch
+# as an overflow after solo and pairs were measured).
+MAX_TRANSFER_MIB = 16_384
+
+
 def _check_numbers(*, seed: int, budgets: dict[str, float], warmup: int,
                    counts: dict[str, int | None], max_transfer_mib: float | None) -> None:
     """Every numeric flag in its range, in one line naming the flag and the range, before
@@ -64,10 +71,15 @@ def _check_numbers(*, seed: int, budgets: dict[str, float], warmup: int,
     for flag, value in counts.items():
         if value is not None and value < 1:
             raise UserError(f"{flag} must be >= 1, got {value}")
+    threads, cores = counts.get("--threads-per-stream"), os.cpu_count() or 1
+    if threads is not None and threads > cores:  # more only oversubscribes (or cannot start)
+        raise UserError(f"--threads-per-stream must be at most this machine's {cores} "
+                        f"core(s), got {threads}")
     if max_transfer_mib is not None and not (math.isfinite(max_transfer_mib)
-                                             and max_transfer_mib * 2**20 >= 4096):
-        raise UserError(f"--max-transfer-mib must be a finite size in MiB of at least 4 KiB "
-                        f"(0.00390625), got {max_transfer_mib}")
+                                             and max_transfer_mib * 2**20 >= 4096
+                                             and max_transfer_mib <= MAX_TRANSFER_MIB):
+        raise UserError(f"--max-transfer-mib must be a size in MiB from 4 KiB (0.00390625) to "
+                        f"{MAX_TRANSFER_MIB:,} (16 GiB), got {max_transfer_mib}")
 
 
 def _names(text: str) -> tuple[str, ...]:
