@@ -260,8 +260,11 @@ class Believed:
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
-    """Validate a numeric parameter at construction (scikit-learn style)."""
+    """Validate a numeric parameter at construction (scikit-learn style); a boolean is not
+    a number here (``--param x=true`` would run as 1)."""
     try:
+        if isinstance(value, bool):
+            raise TypeError
         v = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number, got {value!r}") from None
@@ -281,7 +284,10 @@ def check_fraction(name: str, value: float) -> float:
 def check_max_batch(value: int | None) -> int | None:
     if value is None:
         return None
-    if int(value) != value or value < 1:
+    whole = isinstance(value, int | float) and not isinstance(value, bool) and \
+        value == value and value not in (float("inf"), float("-inf")) and \
+        int(value) == value  # a boolean is not a batch size: True would be 1
+    if not whole or value < 1:
         raise ValueError(f"max_batch must be a whole number >= 1, got {value!r}")
     return int(value)
 

@@ -69,6 +69,15 @@ def test_queue_policies_max_batch(synthetic_bundle, policy):
 
 
 @pytest.mark.parametrize("policy", ALL)
+def test_max_batch_true_is_not_a_batch_of_one(policy):
+    """``--param max_batch=true`` ran every policy with batches of 1 (int(True) == 1)."""
+    from strait_sim.errors import UserError
+
+    with pytest.raises(UserError, match="max_batch must be a whole number >= 1, got True"):
+        make_policy(policy, max_batch=True)
+
+
+@pytest.mark.parametrize("policy", ALL)
 def test_same_seed_same_results(synthetic_bundle, policy):
     a = _run(synthetic_bundle, policy, seed=5, duration=0.3).requests
     b = _run(synthetic_bundle, policy, seed=5, duration=0.3).requests

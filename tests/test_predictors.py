@@ -424,3 +424,13 @@ def test_a_bundle_with_one_repetition_is_flagged_in_sample(tmp_path):
 
     p = make_predictor("rls", read_bundle_dir(path))
     assert p.samples_used == "in-sample"
+
+
+@pytest.mark.parametrize("param", ["damping", "step", "ridge"])
+def test_a_boolean_is_not_a_number_for_a_predictor(param):
+    """``predictor_params={"damping": true}`` ran with damping 1.0 (float(True)) and
+    recorded true in summary.json."""
+    with pytest.raises(UserError, match=f"parameter '{param}' must be a number, got True"):
+        construct("pairs", **{param: True})
+    with pytest.raises(UserError, match="'n_estimators' must be a whole number, got True"):
+        construct("gbt", n_estimators=True)

@@ -14,8 +14,11 @@ from strait_sim.errors import UserError
 def check_range(predictor: str, param: str, value: float, *, low: float | None = None,
                 high: float | None = None, low_open: bool = False,
                 high_open: bool = False) -> float:
-    """Return ``value`` as a float if it lies in the interval, else raise ``UserError``."""
+    """Return ``value`` as a float if it lies in the interval, else raise ``UserError``.
+    A boolean is not a number here (``float(True)`` is 1.0: ``damping=true`` ran as 1)."""
     try:
+        if isinstance(value, bool):
+            raise TypeError
         val = float(value)
     except (TypeError, ValueError):
         raise UserError(f"predictor '{predictor}': parameter '{param}' must be a number, "
@@ -47,9 +50,9 @@ def check_int(predictor: str, param: str, value: object, *, low: int,
     ``ValueError`` on text. ``why`` explains an upper bound in the message (a bound the
     user cannot guess, such as a size that would exhaust memory).
     """
-    if isinstance(value, bool):
-        value = int(value)
     try:
+        if isinstance(value, bool):  # not a count: True would be 1
+            raise TypeError
         val = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise UserError(f"predictor '{predictor}': parameter '{param}' must be a whole "
