@@ -312,3 +312,29 @@ def test_python_api_as_documented(tmp_path):
     assert {p.cost for p in result.search.points} <= {2.5 * g for g in range(1, 5)}
     files = write_outputs(result, str(tmp_path))
     assert json.loads(files["plan.json"].read_text())["space"]["gpus"] == [1, 4]
+
+
+def test_families_a_policy_refuses_for_their_slots_are_skipped(tmp_path, capsys):
+    """``--param orion.hp_slots=1,2 --slots 1,2``: hp_slots=2 on one slot cannot exist; the
+    plan refused the whole search for it. Now that family is skipped (said in the log) and
+    the others are searched; a space of only such families is still one line."""
+    out = tmp_path / "plan"
+    args = ["plan", "--profile", "synthetic-tiny", "--rate", "300", "--duration", "1",
+            "--max-batch", "4", "--gpus", "1:2", "--seeds", "1", "--policies", "orion",
+            "--param", "orion.hp_slots=1,2", "--slots", "1,2", "--target", "high=0.5",
+            "--out", str(out)]
+    assert main(args) == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "skipped orion hp_slots=2 slots=1 max_batch=4: policy 'orion': hp_slots=2 " \
+           "exceeds --slots 1" in err
+    families = json.loads((out / "plan.json").read_text())["space"]["families"]
+    assert families == ["orion hp_slots=1 slots=1 max_batch=4",
+                        "orion hp_slots=1 slots=2 max_batch=4",
+                        "orion hp_slots=2 slots=2 max_batch=4"]
+    only = [*args[:-8], "--param", "orion.hp_slots=3", "--slots", "1,2", "--target",
+            "high=0.5", "--out", str(tmp_path / "none")]
+    assert main(only) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: policy 'orion': hp_slots=3 exceeds "
+                                                "--slots 1")
+    assert not (tmp_path / "none").exists()

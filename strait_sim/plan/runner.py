@@ -56,6 +56,35 @@ class PlanResult:
         return self.space.size() * len(self.seeds)
 
 
+def runnable_families(space: SearchSpace, log: Callable[[str], None] | None
+                      ) -> SearchSpace:
+    """The space without the families a policy refuses for their slot count (orion's
+    ``hp_slots`` above the slots), each said in the log; an unknown policy or a bad
+    parameter is one line, now, and so is a space left empty.
+
+    Why: a plan crosses parameter values with slot counts (``--param orion.hp_slots=1,2
+    --slots 1,2``); the combinations that cannot exist should not refuse the whole search.
+    """
+    from dataclasses import replace
+
+    from strait_sim.policies.registry import make_policy
+
+    kept, refused = [], []
+    for family in space.families:
+        policy = make_policy(family.policy, **family.params_dict)
+        try:
+            policy.check_system(slots=family.slots)
+        except UserError as exc:
+            refused.append((family, exc))
+            continue
+        kept.append(family)
+    if not kept:
+        raise refused[0][1]  # every family refused: the first one's line, alone
+    for family, exc in refused if log is not None else ():
+        log(f"skipped {family.label()}: {exc}")
+    return space if len(kept) == len(space.families) else replace(space, families=tuple(kept))
+
+
 def plan(profile: str, workload: dict[str, Any], targets: list[Target], space: SearchSpace,
          *, cost: CostFunction = gpu_count_cost, seeds: int = 5, first_seed: int = 0,
          confidence: float = 0.95, interference: bool = True, pcie: bool = True,
@@ -91,6 +120,7 @@ def plan(profile: str, workload: dict[str, Any], targets: list[Target], space: S
     if out is not None:
         check_output_folder(out, "plan", resume=True)
     profile = profile or default_profile_name()
+    space = runnable_families(space, log)
     check_cost(space, cost)
     top_batch = max(f.max_batch for f in space.families)
     wl = fixed_workload(workload, profile, max_batch=top_batch)
@@ -108,10 +138,6 @@ def plan(profile: str, workload: dict[str, Any], targets: list[Target], space: S
                           out=Path(out) if out is not None else None, force=force,
                           allow_large=allow_large)
     seed_list = list(range(first_seed, first_seed + seeds))
-    from strait_sim.policies.registry import make_policy
-
-    for family in space.families:  # an unknown policy or bad parameter: one line, now
-        make_policy(family.policy, **family.params_dict).check_system(slots=family.slots)
     evaluator.spec(Config(space.families[0], space.gpus_min), first_seed)
     if out is not None:  # every input checked: only now the folder appears, marked
         open_resumable_folder(out, "plan")
