@@ -380,7 +380,7 @@ def validate(policy: str = "strait", device: str | int = "cpu", *, out: str | Pa
              pcie: bool = True, margin: float = 0.10, alpha: float = 0.05,
              force: bool = False, busy_threshold: float | None = None, quiet: bool = True,
              command: str | None = None, allow_model_mismatch: bool = False,
-             allow_large: bool = False,
+             allow_large: bool = False, overwrite: bool = False,
              **workload_keywords: Any) -> dict:
     """Run a workload live on ``device`` ("cpu" or a CUDA index) and in simulation, write
     the comparison into ``out`` and return the report dict (``strait-sim validate``).
@@ -388,7 +388,10 @@ def validate(policy: str = "strait", device: str | int = "cpu", *, out: str | Pa
     Needs the device to be idle (``force=True`` starts anyway) and takes as long as the
     workload's duration; the CLI's ``validate --live`` calls this. Refuses a profile that
     timed other definitions of the models than the zoo's (architecture fingerprints)
-    unless ``allow_model_mismatch``.
+    unless ``allow_model_mismatch``. ``out`` follows ``validate --out``'s rule, checked
+    before the device is touched (a refusal after minutes of live run wastes them): a new
+    or empty folder, or one holding an earlier validation only with ``overwrite=True``;
+    a folder holding files strait-sim did not write never.
     """
     from strait_sim.engine.simulator import SimConfig
     from strait_sim.experiment import run_simulation
@@ -404,6 +407,9 @@ def validate(policy: str = "strait", device: str | int = "cpu", *, out: str | Pa
     if not cpu and not (isinstance(device, int) and not isinstance(device, bool)):
         raise UserError(f"device must be 'cpu' or a CUDA device index, got {device!r}")
     gpu = None if cpu else int(device)
+    from strait_sim.output_folder import check_output_folder
+
+    check_output_folder(out, "validation", overwrite=overwrite, flag="", option="overwrite=True")
     live_kind = "cpu" if cpu else "cuda"
     if live_kind == "cuda":
         from strait_sim.profiler.backends import check_gpu

@@ -248,3 +248,106 @@ def test_report_gives_a_studys_page_and_says_what_an_unfinished_one_needs(
     # the page is the tool's: the study still resumes (nothing reruns), --report still works
     assert main(_study_argv(out)) == 0 and len(calls) == 4
     assert main(["validate", "--report", str(out), "--quiet"]) == 0
+
+
+def _stand_in_live(monkeypatch, calls: list) -> None:
+    """api.validate's live run replaced by a simulation with another seed (no device);
+    ``calls`` counts the live runs started."""
+    import strait_sim.live.runner as runner
+
+    def run_live(bundle, workload, policy, config, options):
+        calls.append(config.seed)
+        return run_simulation(bundle, workload, policy,
+                              SimConfig(gpus=1, slots=config.slots,
+                                        max_batch=config.max_batch, seed=config.seed + 1000))
+
+    monkeypatch.setattr(runner, "run_live", run_live)
+
+
+def test_validate_from_python_replaces_an_earlier_validation_only_with_overwrite(
+        tmp_path, monkeypatch):
+    """A second api.validate into the same folder once replaced the first silently; it now
+    follows validate --out's rule, as api.simulate follows run --out's."""
+    from strait_sim.errors import UserError
+
+    calls: list = []
+    _stand_in_live(monkeypatch, calls)
+    out = tmp_path / "v"
+    kw = {"out": out, "profile": "synthetic-tiny", "rate": 40, "duration": 1}
+    api.validate("fifo", "cpu", **kw)
+    first = (out / "report.json").read_bytes()
+    with pytest.raises(UserError, match="earlier validation report; add overwrite=True"):
+        api.validate("fifo", "cpu", seed=1, **kw)
+    assert len(calls) == 1 and (out / "report.json").read_bytes() == first
+    api.validate("fifo", "cpu", seed=1, overwrite=True, **kw)
+    assert len(calls) == 2 and (out / "report.json").read_bytes() != first
+
+
+def test_validate_from_python_refuses_a_users_folder_before_the_live_run(tmp_path,
+                                                                          monkeypatch):
+    """A folder of the user's files was refused only after the live run and the simulation
+    (minutes on a device); it is now refused before either, and left as it was."""
+    import strait_sim.live.runner as runner
+    from strait_sim.errors import UserError
+
+    def run_live(*_a, **_kw):
+        raise AssertionError("the live run started before the folder was checked")
+
+    monkeypatch.setattr(runner, "run_live", run_live)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    for extra in ({}, {"overwrite": True}):
+        with pytest.raises(UserError, match="holds no strait-sim result"):
+            api.validate("fifo", "cpu", out=mine, profile="synthetic-tiny", rate=40,
+                         duration=1, **extra)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
+def test_a_study_reruns_an_interrupted_cell_into_its_own_folder(tmp_path, monkeypatch,
+                                                                capsys):
+    """The study's cells call api.validate, which now refuses an earlier validation
+    without overwrite: a cell whose live run was interrupted must still be replaced by its
+    rerun (the cell folders are the study's own), through the real api.validate."""
+    calls: list = []
+    _stand_in_live(monkeypatch, calls)
+    import strait_sim.live.runner as runner
+
+    plain = runner.run_live
+
+    def run_live(bundle, workload, policy, config, options):
+        result = plain(bundle, workload, policy, config, options)
+        if len(calls) == 2 and interrupt:  # as run_live marks a run stopped by Ctrl-C
+            result.summary.setdefault("executor", {})["interrupted"] = True
+        return result
+
+    monkeypatch.setattr(runner, "run_live", run_live)
+    out = tmp_path / "study"
+    argv = ["validate", "--live", "--cpu", "--policy", "fifo", "--profile",
+            "synthetic-tiny", "--no-probe", "--force", "--quiet", "--rate", "40",
+            "--duration", "1", "--repeats", "2", "--out", str(out)]
+    interrupt = True
+    assert main(argv) == 130
+    assert "interrupted: 1 of 2 cells" in capsys.readouterr().err
+    interrupt = False
+    assert main(argv) == 0, capsys.readouterr().err
+    assert calls == [0, 1, 1]  # the interrupted cell (seed 1) ran again, replaced
+    assert json.loads((out / "study.json").read_text())["repeats"] == 2
+
+
+def test_validate_cli_overwrite_reaches_the_python_check(tmp_path, monkeypatch, capsys):
+    """validate --live --overwrite replaces an earlier validation: the flag is handed to
+    api.validate, which now checks the folder itself."""
+    calls: list = []
+    _stand_in_live(monkeypatch, calls)
+    out = tmp_path / "v"
+    argv = ["validate", "--live", "--cpu", "--policy", "fifo", "--profile", "synthetic-tiny",
+            "--no-probe", "--force", "--quiet", "--rate", "40", "--duration", "1",
+            "--out", str(out)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "add --overwrite" in err and len(err.splitlines()) == 1 and len(calls) == 1
+    assert main([*argv, "--overwrite"]) == 0, capsys.readouterr().err
+    assert len(calls) == 2

@@ -199,7 +199,7 @@ def _run_validation(*, live_kind: str, gpu: int | None, policy: str, params: lis
                           interference=interference, pcie=pcie, margin=margin, alpha=alpha,
                           force=force, busy_threshold=busy_threshold, quiet=quiet,
                           command=command, allow_model_mismatch=allow_model_mismatch,
-                          allow_large=allow_large,
+                          allow_large=allow_large, overwrite=overwrite,
                           **{k: v for k, v in (workload_opts or {}).items() if v is not None})
     if not quiet:
         _print(report)
@@ -226,11 +226,13 @@ def _run_study(*, live_kind: str, gpu: int | None, policies: list[str], params: 
     base = {k: v for k, v in (workload_opts or {}).items() if v is not None}
 
     def cell(*, policy: str, out: Path, seed: int, **load: float) -> None:
+        # overwrite: the cell folders are the study's own; a cell whose live run was
+        # interrupted holds an earlier validation that its rerun must replace
         api.validate(policy, "cpu" if live_kind == "cpu" else int(gpu or 0), out=out,
                      profile=profile, params=parsed[policy], seed=seed, slots=slots,
                      max_batch=max_batch, interference=interference, pcie=pcie,
                      margin=margin, alpha=alpha, force=force, busy_threshold=busy_threshold,
-                     quiet=True, command=command, allow_large=allow_large,
+                     quiet=True, command=command, allow_large=allow_large, overwrite=True,
                      allow_model_mismatch=allow_model_mismatch, **{**base, **load})
 
     # marked before the first cell: an interrupted study (no study.json yet) is then
