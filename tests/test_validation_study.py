@@ -351,3 +351,54 @@ def test_validate_cli_overwrite_reaches_the_python_check(tmp_path, monkeypatch, 
     assert "add --overwrite" in err and len(err.splitlines()) == 1 and len(calls) == 1
     assert main([*argv, "--overwrite"]) == 0, capsys.readouterr().err
     assert len(calls) == 2
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    """A finished one-cell study (fifo, load 0.5, one repeat) to copy and damage."""
+    out = tmp_path_factory.mktemp("finished") / "study"
+    run_study(policies=["fifo"], loads=[0.5], repeats=1, seed=0, out=out,
+              run_cell=_fake_cell([]))
+    return out
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("policies", [], "'policies' must be a non-empty list of policy names, got []"),
+    ("policies", "fifo", "'policies' must be a non-empty list"),
+    ("policies", ["../fifo"], "'policies' must be a non-empty list"),
+    ("repeats", 0, "'repeats' must be a whole number >= 1, got 0"),
+    ("repeats", 1.5, "'repeats' must be a whole number >= 1, got 1.5"),
+    ("repeats", True, "'repeats' must be a whole number"),
+    ("seed", -1, "'seed' must be a whole number >= 0, got -1"),
+    ("seed", "0", "'seed' must be a whole number >= 0"),
+    ("loads", [], "'loads' must be a list of positive numbers, or [null]"),
+    ("loads", [0.5, None], "'loads' must be a list of positive numbers"),
+    ("loads", [-0.5], "'loads' must be a list of positive numbers"),
+    ("seed", None, "no 'seed' field"),
+    (None, [1, 2], "not a JSON object"),
+])
+@pytest.mark.parametrize("command", [["report"], ["validate", "--quiet", "--report"]])
+def test_a_damaged_study_json_is_one_line_naming_the_field(
+        finished_study, tmp_path, capsys, field, value, needle, command):
+    """study.json's shape drives the summary: `"policies": []` once gave a traceback in
+    `report` (or "0 policies" from validate --report), `"repeats": 0` said "--repeats
+    must be >= 1" of a flag nobody gave. Each field is now checked, in one line naming
+    DIR/study.json and the field, and nothing is written."""
+    import shutil
+
+    out = tmp_path / "study"
+    shutil.copytree(finished_study, out)
+    data = json.loads((out / "study.json").read_text())
+    if field is None:
+        data = value
+    elif value is None:
+        del data[field]
+    else:
+        data[field] = value
+    (out / "study.json").write_text(json.dumps(data))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert main([*command, str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: {out}/study.json: ") and needle in err, err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

@@ -271,17 +271,7 @@ def stored_study(folder: Path) -> dict:
     ``validate --report DIR`` writes back and ``report DIR`` shows. Only the study's shape
     is read from study.json (the cells are the record); a damaged study.json or a missing
     cell is one line."""
-    try:
-        data = json.loads((folder / "study.json").read_text())
-        policies, repeats, seed = data["policies"], int(data["repeats"]), int(data["seed"])
-        loads = [float(x) for x in data["loads"] if x is not None] or None
-        if not (isinstance(policies, list) and all(isinstance(p, str) for p in policies)):
-            raise TypeError("policies is not a list of names")
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{folder}/study.json: not a study written by validate ({exc})"
-                        ) from None
-    check_repeats(repeats)
-    load_list: list[float | None] = list(loads) if loads else [None]
+    policies, load_list, repeats, seed = study_shape(folder / "study.json")
     for k in range(repeats):
         for policy in policies:
             for load in load_list:
@@ -291,6 +281,71 @@ def stored_study(folder: Path) -> dict:
                                     f"its live run was interrupted; re-run the study with "
                                     f"--live to complete it")
     return summarize_study(folder, policies, load_list, repeats, seed)
+
+
+def study_shape(path: Path) -> tuple[list[str], list[float | None], int, int]:
+    """(policies, loads, repeats, seed) of a stored study.json, each field checked.
+
+    Why every field: study.json may have been edited or damaged, and a shape that passes
+    here drives everything after it; an empty policy list once gave a traceback in
+    ``report`` (or a "0 policies" study), ``repeats: 0`` blamed a --repeats flag nobody
+    gave and a negative seed failed inside numpy. Each problem is one line naming
+    ``path`` and the field."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not a study written by validate (not valid JSON: {exc})"
+                        ) from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a study written by validate (not a JSON object)")
+    for key in ("policies", "loads", "repeats", "seed"):
+        if key not in data:
+            raise UserError(f"{path}: not a study written by validate (no '{key}' field)")
+    return (_stored_policies(path, data["policies"]), _stored_loads(path, data["loads"]),
+            _stored_whole(path, "repeats", data["repeats"], 1),
+            _stored_whole(path, "seed", data["seed"], 0))
+
+
+def _shown(value: object, width: int = 60) -> str:
+    """A field's value as study.json spells it, cut to ``width`` characters: the error
+    stays one readable line however large the field."""
+    text = json.dumps(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _stored_policies(path: Path, value: object) -> list[str]:
+    """study.json's ``policies``: a non-empty list of names, each one folder of cells."""
+    if not (isinstance(value, list) and value and all(
+            isinstance(p, str) and p.strip() and "/" not in p and "\\" not in p
+            and p not in (".", "..") for p in value)):
+        raise UserError(f"{path}: 'policies' must be a non-empty list of policy names, "
+                        f"got {_shown(value)}")
+    return value
+
+
+def _stored_loads(path: Path, value: object) -> list[float | None]:
+    """study.json's ``loads``: positive numbers (one cell each), or [null] for a study of
+    the workload's own load."""
+    if value == [None]:
+        return [None]
+    if not (isinstance(value, list) and value and all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+            and x > 0 for x in value)):
+        raise UserError(f"{path}: 'loads' must be a list of positive numbers, or [null] "
+                        f"for one cell at the workload's load, got {_shown(value)}")
+    return [float(x) for x in value]
+
+
+def _stored_whole(path: Path, key: str, value: object, low: int) -> int:
+    """A whole-number field of study.json (``repeats``, ``seed``) of at least ``low``."""
+    whole = (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and value.is_integer())
+    if not whole or not low <= value < 2**63:  # type: ignore[operator]
+        raise UserError(f"{path}: '{key}' must be a whole number >= {low}, got "
+                        f"{_shown(value)}")
+    return int(value)  # type: ignore[arg-type]
 
 
 #: The columns of a study's table, one table per policy (study.md and report.html).
