@@ -160,6 +160,10 @@ def test_an_interrupted_study_resumes_where_it_stopped(tmp_path, monkeypatch, ca
     resumed = False
     assert main(_study_argv(out)) == 130
     assert not (out / "study.json").exists() and len(calls) == 2
+    # a plain Ctrl-C between cells (not in a live run) once exited 130 silently
+    err = capsys.readouterr().err.strip()
+    assert err == (f"interrupted: 2 of 4 cells of the study are complete in {out}; the same "
+                   "command resumes it")
     resumed = True
     assert main(_study_argv(out)) == 0, capsys.readouterr().err
     assert len(calls) == 4 and calls[2:] == [("fifo", 0.3, 1), ("fifo", 0.7, 1)]
@@ -402,3 +406,40 @@ def test_a_damaged_study_json_is_one_line_naming_the_field(
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert err.startswith(f"error: {out}/study.json: ") and needle in err, err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize("where", ["drift probe", "simulation"])
+def test_ctrl_c_anywhere_in_a_study_says_how_far_it_got(tmp_path, monkeypatch, capsys,
+                                                        where):
+    """Only a Ctrl-C inside a cell's live run said how to resume; one in the drift probe,
+    the model preparation or a cell's simulation half exited 130 silently (typer's way
+    with an uncaught KeyboardInterrupt). Every one now gives the one line."""
+    import strait_sim.experiment as experiment
+    from strait_sim.cli import validate_cmd
+
+    calls: list = []
+    _stand_in_live(monkeypatch, calls)
+    argv = ["validate", "--live", "--cpu", "--policy", "fifo", "--profile", "synthetic-tiny",
+            "--force", "--quiet", "--rate", "40", "--duration", "1", "--repeats", "2",
+            "--out", str(tmp_path / "study")]
+    if where == "drift probe":
+        def drift_step(**_kw):
+            raise KeyboardInterrupt
+        monkeypatch.setattr(validate_cmd, "_drift_step", drift_step)
+        expect, runs = 0, 0
+    else:
+        plain = experiment.run_simulation
+
+        def run_simulation(*a, **kw):
+            if len(calls) == 2:  # the second cell's live run is done: its simulation
+                raise KeyboardInterrupt
+            return plain(*a, **kw)
+        monkeypatch.setattr(validate_cmd, "_drift_step", lambda **_kw: None)
+        monkeypatch.setattr(experiment, "run_simulation", run_simulation)
+        expect, runs = 1, 2
+    out = tmp_path / "study"
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == (f"interrupted: {expect} of 2 cells of the study are complete in {out}; "
+                   "the same command resumes it"), err
+    assert len(calls) == runs and not (out / "study.json").exists()

@@ -9,6 +9,8 @@ DIR/report.json, DIR/cdf_<class>.png and both runs (DIR/live, DIR/sim).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -132,24 +134,49 @@ def register(app: typer.Typer) -> None:
         else:
             check_output_folder(out, "validation", overwrite=overwrite)
         fresh_dir = out.parent / f".{out.name}.recalibrated-profile" if recalibrate else None
-        drift = _drift_step(live_kind="cpu" if cpu else "cuda", gpu=gpu, profile=profile,
-                            probe=not no_probe, recalibrate_into=fresh_dir, force=force,
-                            quiet=quiet, workload_opts=workload_opts, max_batch=max_batch)
-        if fresh_dir is not None:
-            profile = str(fresh_dir)
-        study = bool(load_list or repeats > 1)
-        try:
-            _run_either(study, live_kind="cpu" if cpu else "cuda", gpu=gpu, policies=policies,
-                        params=param, profile=profile, seed=seed, out=out, slots=slots,
-                        max_batch=max_batch, interference=not no_interference,
-                        pcie=not no_pcie, margin=margin, alpha=alpha, force=force,
-                        busy_threshold=busy_threshold, quiet=quiet, overwrite=overwrite,
-                        allow_large=allow_large,
-                        workload_opts=workload_opts, command=_command_line(ctx),
-                        allow_model_mismatch=allow_model_mismatch, loads=load_list,
-                        repeats=repeats)
-        finally:
-            _keep_drift(out, drift, fresh_dir, attach=not study)
+        with _study_stop_line(study, out=out, policies=policies, loads=load_list,
+                              repeats=repeats):
+            drift = _drift_step(live_kind="cpu" if cpu else "cuda", gpu=gpu, profile=profile,
+                                probe=not no_probe, recalibrate_into=fresh_dir, force=force,
+                                quiet=quiet, workload_opts=workload_opts,
+                                max_batch=max_batch)
+            if fresh_dir is not None:
+                profile = str(fresh_dir)
+            try:
+                _run_either(study, live_kind="cpu" if cpu else "cuda", gpu=gpu,
+                            policies=policies, params=param, profile=profile, seed=seed,
+                            out=out, slots=slots, max_batch=max_batch,
+                            interference=not no_interference, pcie=not no_pcie,
+                            margin=margin, alpha=alpha, force=force,
+                            busy_threshold=busy_threshold, quiet=quiet, overwrite=overwrite,
+                            allow_large=allow_large, workload_opts=workload_opts,
+                            command=_command_line(ctx),
+                            allow_model_mismatch=allow_model_mismatch, loads=load_list,
+                            repeats=repeats)
+            finally:
+                _keep_drift(out, drift, fresh_dir, attach=not study)
+
+
+@contextmanager
+def _study_stop_line(study: bool, *, out: Path, policies: list[str],
+                     loads: list[float] | None, repeats: int) -> Iterator[None]:
+    """A study stopped by Ctrl-C anywhere (a cell's live run or simulation, the model
+    preparation, the drift probe, between cells) says, in one line, how many cells are
+    complete and that the same command resumes it, then exits 130. The command must catch
+    KeyboardInterrupt itself: typer turns an uncaught one into a silent exit 130."""
+    import sys
+
+    from strait_sim.live.study import StudyInterrupted, progress_line
+
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if not study:
+            raise
+        line = str(exc) if isinstance(exc, StudyInterrupted) else progress_line(
+            out, policies, loads, repeats)
+        print(f"interrupted: {line}", file=sys.stderr)
+        raise typer.Exit(130) from None
 
 
 def _run_either(study: bool, **kw: object) -> None:
@@ -216,7 +243,7 @@ def _run_study(*, live_kind: str, gpu: int | None, policies: list[str], params: 
 
     from strait_sim import api
     from strait_sim.atomic import check_writable_parent
-    from strait_sim.live.study import StudyInterrupted, run_study
+    from strait_sim.live.study import run_study
     from strait_sim.output_folder import open_resumable_folder
 
     check_writable_parent(out)
@@ -238,14 +265,10 @@ def _run_study(*, live_kind: str, gpu: int | None, policies: list[str], params: 
     # marked before the first cell: an interrupted study (no study.json yet) is then
     # recognised as the tool's by the next run, which resumes it
     open_resumable_folder(out, "validation-study")
-    try:
-        study = run_study(policies=policies, loads=loads, repeats=repeats, seed=seed,
-                          out=out, run_cell=cell, quiet=quiet,
-                          log=(lambda m: None) if quiet else
-                          (lambda m: print(m, file=sys.stderr)))
-    except StudyInterrupted as exc:  # typer would turn it into a silent exit 130
-        print(f"interrupted: {exc}", file=sys.stderr)
-        raise typer.Exit(130) from None
+    # a Ctrl-C (StudyInterrupted or any other) is reported by _study_stop_line
+    study = run_study(policies=policies, loads=loads, repeats=repeats, seed=seed, out=out,
+                      run_cell=cell, quiet=quiet,
+                      log=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr)))
     (out / "command.txt").write_text(command + "\n")
     if not quiet:
         typer.echo((out / "study.md").read_text())

@@ -214,6 +214,19 @@ def cell_complete(cell: Path) -> bool:
     return (cell / "report.json").is_file() and not live_interrupted(cell)
 
 
+def progress_line(out: Path, policies: list[str], loads: list[float] | None,
+                  repeats: int) -> str:
+    """How far a stopped study got, counted from its cells on disk (the record a resume
+    reuses), wherever the Ctrl-C fell: in a cell's live run or simulation, in the drift
+    probe, between cells."""
+    load_list: list[float | None] = list(loads) if loads else [None]
+    cells = [cell_dir(out, policy, load, k) for k in range(repeats) for policy in policies
+             for load in load_list]
+    done = sum(cell_complete(cell) for cell in cells)
+    return (f"{done} of {len(cells)} cells of the study are complete in {out}; the same "
+            "command resumes it")
+
+
 def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, seed: int,
               out: Path, run_cell: CellRunner, load_key: str = "load",
               quiet: bool = True, log: Callable[[str], None] = lambda _m: None) -> dict:
@@ -224,7 +237,6 @@ def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, s
     # Repeat by repeat, every policy and load in each: the device drifts over minutes
     # (docs/validation.md), and cells run one policy and load after another would take
     # that drift for a difference between loads.
-    done, total = 0, repeats * len(policies) * len(load_list)
     for k in range(repeats):
         for policy in policies:
             for load in load_list:
@@ -235,9 +247,8 @@ def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, s
                     run_cell(policy=policy, out=cell, seed=seed + k, **kw)
                     if live_interrupted(cell):
                         raise StudyInterrupted(
-                            f"{done} of {total} cells of the study are complete in {out}; "
-                            f"the same command resumes it (the interrupted cell runs again)")
-                done += 1
+                            progress_line(out, policies, loads, repeats)
+                            + " (the interrupted cell runs again)")
     study = summarize_study(out, policies, load_list, repeats, seed)
     write_study(out, study)
     return study
