@@ -91,6 +91,18 @@ def write_marker(folder: Path, kind: str, files: list[str] | None) -> None:
     (Path(folder) / MARKER).write_text(marker_text(kind, files))
 
 
+def note_written(folder: Path | str, names: list[str]) -> None:
+    """Add ``names`` to the marker's list of the tool's files: for what a command writes
+    into its result folder after the result itself (validate's drift.json and
+    recalibrated-profile), which ``--overwrite`` would otherwise take for the user's. A
+    folder managed as a whole, or without a marker, is left as it is."""
+    marker = read_marker(Path(folder))
+    files = marker.get("files") if marker is not None else None
+    if marker is None or not isinstance(files, list):
+        return
+    write_marker(Path(folder), marker["kind"], sorted(set(files) | set(names)))
+
+
 def result_kind(folder: Path) -> tuple[str | None, list[str] | None]:
     """(kind, files the tool wrote) of an earlier result in ``folder``; (None, None) when
     the folder holds no recognisable result. ``files`` None means "managed as a whole"."""

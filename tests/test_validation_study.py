@@ -443,3 +443,32 @@ def test_ctrl_c_anywhere_in_a_study_says_how_far_it_got(tmp_path, monkeypatch, c
     assert err == (f"interrupted: {expect} of 2 cells of the study are complete in {out}; "
                    "the same command resumes it"), err
     assert len(calls) == runs and not (out / "study.json").exists()
+
+
+def test_validate_overwrite_replaces_the_drift_files_it_wrote(tmp_path):
+    """validate writes drift.json (and recalibrated-profile) after the comparison itself;
+    they were not in the folder's list of the tool's files, so the next `--overwrite` said
+    "holds 'drift.json', which strait-sim did not write"."""
+    from dataclasses import dataclass
+
+    from strait_sim.cli.validate_cmd import _keep_drift
+    from strait_sim.output_folder import check_output_folder
+
+    @dataclass
+    class Drift:
+        ratio: float = 1.0
+
+        def message(self) -> str:
+            return "no drift"
+
+    out = tmp_path / "v"
+    _fake_cell([])(policy="fifo", out=out, seed=0, load=0.3)
+    fresh = tmp_path / ".v.recalibrated-profile"
+    fresh.mkdir()
+    _keep_drift(out, Drift(), fresh, attach=False)
+    assert (out / "drift.json").is_file() and (out / "recalibrated-profile").is_dir()
+    check_output_folder(out, "validation", overwrite=True)  # the tool's own: no refusal
+    # stopped before the results existed: the recalibrated profile is not left behind
+    fresh.mkdir()
+    _keep_drift(tmp_path / "never", Drift(), fresh, attach=False)
+    assert not fresh.exists()

@@ -195,16 +195,24 @@ def _keep_drift(out: Path, drift: object, fresh_dir: Path | None, *, attach: boo
     import os
     from dataclasses import asdict
 
-    if not out.is_dir():
+    if not out.is_dir():  # stopped before the results: this run's profile has no home
+        if fresh_dir is not None:
+            import shutil
+
+            shutil.rmtree(fresh_dir, ignore_errors=True)
         return
+    from strait_sim.output_folder import note_written
+
     if drift is not None:
         (out / "drift.json").write_text(json.dumps(asdict(drift), indent=1) + "\n")
+        note_written(out, ["drift.json"])  # the tool's: a later --overwrite replaces it
         if attach and (out / "report.json").is_file():
             from strait_sim.live.report import attach_drift
 
             attach_drift(out, asdict(drift), drift.message())  # type: ignore[attr-defined]
     if fresh_dir is not None and fresh_dir.is_dir():
         os.replace(fresh_dir, out / "recalibrated-profile")
+        note_written(out, ["recalibrated-profile"])
 
 
 def _run_validation(*, live_kind: str, gpu: int | None, policy: str, params: list[str],
