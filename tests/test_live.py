@@ -357,3 +357,23 @@ def test_a_co_runner_copying_back_overlaps_only_up_to_its_compute_end():
     computing._phase = "compute"
     runs = dev._co_runs(done)
     assert [round(c.overlap_ms, 9) for c in runs] == [800.0, 500.0]
+
+
+def test_a_trace_replayed_live_starts_at_its_first_request(tiny_bundle, cpu_backend, tmp_path):
+    """A trace used as given whose first request is at 30 s: the simulation measures it
+    from there, and the live clock once waited the 30 s of nothing first (1,000 s for a
+    trace at 1,000 s). Now the live clock starts at the trace's origin."""
+    from strait_sim.cli.workload_options import workload_from_options
+
+    times = [30.0 + 0.01 * k for k in range(20)]
+    path = tmp_path / "late.csv"
+    path.write_text("arrival_s,deadline_s\n" + "".join(f"{t!r},{t + 1.0!r}\n" for t in times))
+    wl = workload_from_options({"trace": str(path)}, tiny_bundle)
+    result = run_live(tiny_bundle, wl, FifoPolicy(), SimConfig(slots=2, max_batch=4),
+                      _opts(cpu_backend))
+    df = result.requests
+    assert len(df) == 20 and set(df["status"].astype(str)) <= {"on_time", "late"}
+    np.testing.assert_allclose(df["arrival_s"].to_numpy(), times)
+    assert (df["start_s"] >= df["arrival_s"]).all()
+    assert result.summary["executor"]["wall_s"] < 25  # not the 30 s before the first
+    assert result.summary["window_start_s"] == 30.0

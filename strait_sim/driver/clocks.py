@@ -144,10 +144,11 @@ STOP = object()  # posted by a Ctrl-C handler: the loop raises KeyboardInterrupt
 class WallClock(simpy.Environment):
     """Wall-clock time, with an inbox for events from other threads (live runs).
 
-    ``now`` is seconds since :meth:`start`. An event due at t is processed once the wall
-    clock passes t, with ``now`` set to the wall time at that moment (never earlier than
-    t): what a policy sees is the real time it is called at. Items posted from other
-    threads run, in the order posted, as soon as the loop is free. The loop ends when no
+    ``now`` is seconds since :meth:`start`, plus its origin. An event due at t is
+    processed once the wall clock passes t, with ``now`` set to the wall time at that
+    moment (never earlier than t): what a policy sees is the real time it is called at.
+    Items posted from other threads run, in the order posted, as soon as the loop is
+    free. The loop ends when no
     event, no arrival and no outstanding external work is left (``outstanding``: the
     device counts jobs whose completion has not been taken yet).
     """
@@ -161,9 +162,11 @@ class WallClock(simpy.Environment):
         self.outstanding = 0
         self.on_step = on_step  # measured handling time of each event (ms), if wanted
 
-    def start(self) -> None:
-        self.t0 = self.source.now()
-        self._now = 0.0
+    def start(self, origin_s: float = 0.0) -> None:
+        """Start the clock at ``origin_s`` (the workload's time origin: a trace replayed
+        as given starts at its first request, not after that many seconds of waiting)."""
+        self.t0 = self.source.now() - origin_s
+        self._now = origin_s
 
     def wall(self) -> float:
         return self.source.now() - self.t0

@@ -56,7 +56,8 @@ def drive_live(profile: ProfileBundle, workload: Workload, policy: Policy, confi
     driver.start()
     previous = _install_sigint(clock) if handle_sigint else None
     interrupted = False
-    clock.start()
+    origin = workload.time_origin_s()  # a trace at 1,000 s does not idle 1,000 s first
+    clock.start(origin)
     try:
         clock.run_driver(driver.arrivals)
     except KeyboardInterrupt:
@@ -71,7 +72,7 @@ def drive_live(profile: ProfileBundle, workload: Workload, policy: Policy, confi
         unfinished = driver.end_unfinished()
     else:
         driver.check_all_ended()
-    wall = clock.wall()
+    wall = clock.wall() - origin  # seconds the run took
     stats.dispatch_delay_ms = device.dispatch_delay_ms
     stats.completion_lag_ms = device.completion_lag_ms
     return driver.outcome(
