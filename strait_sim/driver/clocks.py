@@ -148,9 +148,9 @@ class WallClock(simpy.Environment):
     processed once the wall clock passes t, with ``now`` set to the wall time at that
     moment (never earlier than t): what a policy sees is the real time it is called at.
     Items posted from other threads run, in the order posted, as soon as the loop is
-    free. The loop ends when no
-    event, no arrival and no outstanding external work is left (``outstanding``: the
-    device counts jobs whose completion has not been taken yet).
+    free. The loop ends when no event, no arrival and no outstanding external work is
+    left (``outstanding``: the device counts jobs whose completion has not been taken
+    yet).
     """
 
     def __init__(self, source: WallTime | None = None,
