@@ -143,28 +143,33 @@ def _study_argv(out) -> list[str]:
             "--out", str(out)]
 
 
+def _stopping_validate(calls: list, stop: dict):
+    """A stand-in for api.validate that runs fake cells and raises KeyboardInterrupt (a
+    Ctrl-C between cells) once ``stop["after"]`` cells have run; None: never."""
+    fake = _fake_cell(calls)
+
+    def validate(policy, device, *, out, seed, load, **_kw):
+        if len(calls) == stop["after"]:
+            raise KeyboardInterrupt
+        fake(policy=policy, out=out, seed=seed, load=load)
+    return validate
+
+
 def test_an_interrupted_study_resumes_where_it_stopped(tmp_path, monkeypatch, capsys):
     """Ctrl-C after two of four cells, then the same command again: the two finished cells
     are reused and the study completes (the unfinished study, without study.json, was once
     refused as 'holds no strait-sim result', so it could never resume)."""
     calls: list = []
-    fake = _fake_cell(calls)
-
-    def validate(policy, device, *, out, seed, load, **_kw):
-        if len(calls) == 2 and not resumed:
-            raise KeyboardInterrupt
-        fake(policy=policy, out=out, seed=seed, load=load)
-
-    monkeypatch.setattr(api, "validate", validate)
+    stop = {"after": 2}
+    monkeypatch.setattr(api, "validate", _stopping_validate(calls, stop))
     out = tmp_path / "study"
-    resumed = False
     assert main(_study_argv(out)) == 130
     assert not (out / "study.json").exists() and len(calls) == 2
     # a plain Ctrl-C between cells (not in a live run) once exited 130 silently
     err = capsys.readouterr().err.strip()
     assert err == (f"interrupted: 2 of 4 cells of the study are complete in {out}; the same "
                    "command resumes it")
-    resumed = True
+    stop["after"] = None
     assert main(_study_argv(out)) == 0, capsys.readouterr().err
     assert len(calls) == 4 and calls[2:] == [("fifo", 0.3, 1), ("fifo", 0.7, 1)]
     assert json.loads((out / "study.json").read_text())["repeats"] == 2
@@ -220,22 +225,15 @@ def test_report_gives_a_studys_page_and_says_what_an_unfinished_one_needs(
     from strait_sim.live.study import STUDY_COLUMNS, study_rows
 
     calls: list = []
-    fake = _fake_cell(calls)
-
-    def validate(policy, device, *, out, seed, load, **_kw):
-        if len(calls) == 2 and not finished:
-            raise KeyboardInterrupt
-        fake(policy=policy, out=out, seed=seed, load=load)
-
-    monkeypatch.setattr(api, "validate", validate)
+    stop = {"after": 2}
+    monkeypatch.setattr(api, "validate", _stopping_validate(calls, stop))
     out = tmp_path / "study"
-    finished = False
     assert main(_study_argv(out)) == 130  # two of four cells, no study.json yet
     capsys.readouterr()
     assert main(["report", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has not finished" in err[0] and "validate command" in err[0]
-    finished = True
+    stop["after"] = None
     assert main(_study_argv(out)) == 0
     kept = {f: (out / f).read_bytes() for f in ("study.json", "study.md",
                                                 "error_vs_load_fifo.png")}
