@@ -71,6 +71,9 @@ def test_each_key_is_told_where_its_slowdown_comes_from(gappy_bundle):
     assert line is not None and "30% of the simulated compute time" in line
     assert "pair not measured 5%" in line and "beyond range 10%" in line
     assert extrapolation_warning(block, threshold=0.5) is None
+    # a part above 0 that rounds to 0% is "<1%" (it read "0%" beside a headline counting it)
+    tiny = {**block, "overlap_s": {**block["overlap_s"], "unidentified": 0.00002}}
+    assert "unidentified <1%" in extrapolation_warning(tiny)
 
 
 def test_a_simulated_run_reports_its_truth_block(gappy_bundle):

@@ -361,6 +361,12 @@ def _pooled_effective(cal: Calibration, pair: tuple[str, str]) -> float:
 
 
 
+def _share(x: float) -> str:
+    """A part of the warning as a percentage; a part above 0 that rounds to 0% reads
+    "<1%" (it was printed "0%", beside a headline that counted it)."""
+    return "<1%" if 0 < x < 0.005 else f"{x:.0%}"
+
+
 def extrapolation_warning(block: dict | None,
                           threshold: float = EXTRAPOLATED_WARN_SHARE) -> str | None:
     """One line when at least ``threshold`` of a run's compute batch-seconds overlapped
@@ -372,7 +378,7 @@ def extrapolation_warning(block: dict | None,
     if not block or block.get("extrapolated_share", 0.0) < threshold:
         return None
     overlap = block.get("overlap_s", {})
-    parts = [f"{k.replace('_', ' ')} {v / block['compute_s']:.0%}"
+    parts = [f"{k.replace('_', ' ')} {_share(v / block['compute_s'])}"
              for k, v in overlap.items() if k != "measured" and v > 0]
     by = "counted per co-runner: " if block.get("multi_co_rate_changes", 0) else ""
     return (f"{block['extrapolated_share']:.0%} of the simulated compute time ran beside "
