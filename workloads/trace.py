@@ -492,9 +492,11 @@ def scan_trace(reader: TraceReader, window: tuple[float, float | None] | None,
             keep &= block.time_s < end
         if keep.any():
             scan.add(block.take(keep), keep_tokens)
-    if scan.rows == 0:
-        w = f"{start}:{'' if end is None else end}"
-        raise TraceError(reader.label, f"no requests in the time window {w} s")
+    if scan.rows == 0:  # "1006.0: s" read as a typo: say the interval and the flag
+        w = f"from {start:g} s on" if end is None else f"[{start:g} s, {end:g} s)"
+        flag = f"{start:g}:" + ("" if end is None else f"{end:g}")
+        raise TraceError(reader.label, f"no requests in the time window {w} "
+                                       f"(--window {flag})")
     return scan
 
 
