@@ -27,7 +27,6 @@ import pandas as pd
 from strait_sim import __version__
 from strait_sim.atomic import atomic_file
 from strait_sim.errors import UserError
-from strait_sim.output_folder import read_marker
 from strait_sim.results import check_shape, read_json
 
 COMMAND_FILE = "command.txt"  # written next to results by the CLI: the producing command
@@ -527,11 +526,9 @@ def folder_kind(folder: Path) -> str:
         raise UserError(f"{folder}: not a folder")
     if (folder / "study.json").is_file():
         return "study"
-    marker = read_marker(folder)
-    if marker is not None and marker["kind"] == "validation-study":
-        raise UserError(f"{folder}: a validation study that has not finished (no "
-                        "study.json yet): run the validate command that made it again to "
-                        "complete it, then report it")
+    from strait_sim.live.study import check_study_finished
+
+    check_study_finished(folder)
     if (folder / "report.json").is_file():
         return "validation"
     if (folder / "comparison.csv").is_file():

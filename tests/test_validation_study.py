@@ -233,6 +233,9 @@ def test_report_gives_a_studys_page_and_says_what_an_unfinished_one_needs(
     assert main(["report", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has not finished" in err[0] and "validate command" in err[0]
+    # validate --report says the same (it named a cell's missing requests.parquet)
+    assert main(["validate", "--report", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == err
     stop["after"] = None
     assert main(_study_argv(out)) == 0
     kept = {f: (out / f).read_bytes() for f in ("study.json", "study.md",

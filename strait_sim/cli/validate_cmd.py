@@ -89,6 +89,9 @@ def register(app: typer.Typer) -> None:
             if live:
                 raise UserError("--report re-renders a stored comparison; it does not take "
                                 "--live")
+            from strait_sim.live.study import check_study_finished
+
+            check_study_finished(report)  # an unfinished study: how to finish it
             if (report / "study.json").is_file():
                 study = _rerender_study(report)
                 if not quiet:

@@ -192,6 +192,20 @@ def study_record(policies: list[str], loads: list[float | None], repeats: int, s
                         "max_live_utilization": MAX_UTIL}, "cells": cells}
 
 
+def check_study_finished(folder: Path) -> None:
+    """One line for a study folder without study.json yet (its marker says it is one):
+    ``report DIR`` and ``validate --report DIR`` both say how to finish it, rather than
+    naming a cell file that is missing."""
+    from strait_sim.output_folder import read_marker
+
+    marker = read_marker(folder)
+    if not (folder / "study.json").is_file() and marker is not None and \
+            marker["kind"] == "validation-study":
+        raise UserError(f"{folder}: a validation study that has not finished (no "
+                        "study.json yet): run the validate command that made it again to "
+                        "complete it, then report it")
+
+
 class StudyInterrupted(KeyboardInterrupt):
     """Ctrl-C during a study's live cell: the study stops there (the next cells are not
     started) and says how to resume it."""
