@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +184,18 @@ def cell_dir(out: Path, policy: str, load: float | None, k: int) -> Path:
     return out / policy / f"load-{load_tag(load)}" / f"rep-{k}"
 
 
+def study_cells(out: Path, policies: list[str], load_list: list[float | None],
+                repeats: int) -> Iterator[tuple[int, str, float | None, Path]]:
+    """(repeat, policy, load, folder) of every cell, in the order a study runs them:
+    repeat by repeat, every policy and load in each (the device drifts over minutes, and
+    cells run one policy and load after another would take that drift for a difference
+    between loads; docs/validation.md)."""
+    for k in range(repeats):
+        for policy in policies:
+            for load in load_list:
+                yield k, policy, load, cell_dir(out, policy, load, k)
+
+
 def study_record(policies: list[str], loads: list[float | None], repeats: int, seed: int,
                  cells: dict) -> dict:
     """study.json's content: the study's shape, the targets and the summarised cells."""
@@ -234,8 +246,7 @@ def progress_line(out: Path, policies: list[str], loads: list[float] | None,
     reuses), wherever the Ctrl-C fell: in a cell's live run or simulation, in the drift
     probe, between cells."""
     load_list: list[float | None] = list(loads) if loads else [None]
-    cells = [cell_dir(out, policy, load, k) for k in range(repeats) for policy in policies
-             for load in load_list]
+    cells = [cell for *_, cell in study_cells(out, policies, load_list, repeats)]
     done = sum(cell_complete(cell) for cell in cells)
     return (f"{done} of {len(cells)} cells of the study are complete in {out}; the same "
             "command resumes it")
@@ -248,21 +259,14 @@ def run_study(*, policies: list[str], loads: list[float] | None, repeats: int, s
     check_repeats(repeats)
     load_list: list[float | None] = list(loads) if loads else [None]
 
-    # Repeat by repeat, every policy and load in each: the device drifts over minutes
-    # (docs/validation.md), and cells run one policy and load after another would take
-    # that drift for a difference between loads.
-    for k in range(repeats):
-        for policy in policies:
-            for load in load_list:
-                cell = cell_dir(out, policy, load, k)
-                if not cell_complete(cell):
-                    log(f"study: repeat {k + 1}/{repeats}, {policy} load {load_tag(load)}")
-                    kw = {} if load is None else {load_key: load}
-                    run_cell(policy=policy, out=cell, seed=seed + k, **kw)
-                    if live_interrupted(cell):
-                        raise StudyInterrupted(
-                            progress_line(out, policies, loads, repeats)
-                            + " (the interrupted cell runs again)")
+    for k, policy, load, cell in study_cells(out, policies, load_list, repeats):
+        if not cell_complete(cell):
+            log(f"study: repeat {k + 1}/{repeats}, {policy} load {load_tag(load)}")
+            kw = {} if load is None else {load_key: load}
+            run_cell(policy=policy, out=cell, seed=seed + k, **kw)
+            if live_interrupted(cell):
+                raise StudyInterrupted(progress_line(out, policies, loads, repeats)
+                                       + " (the interrupted cell runs again)")
     study = summarize_study(out, policies, load_list, repeats, seed)
     write_study(out, study)
     return study
@@ -297,14 +301,11 @@ def stored_study(folder: Path) -> dict:
     is read from study.json (the cells are the record); a damaged study.json or a missing
     cell is one line."""
     policies, load_list, repeats, seed = study_shape(folder / "study.json")
-    for k in range(repeats):
-        for policy in policies:
-            for load in load_list:
-                cell = cell_dir(folder, policy, load, k)
-                if not cell_complete(cell):
-                    raise UserError(f"{cell}: this cell of the study has no report.json or "
-                                    f"its live run was interrupted; re-run the study with "
-                                    f"--live to complete it")
+    for *_, cell in study_cells(folder, policies, load_list, repeats):
+        if not cell_complete(cell):
+            raise UserError(f"{cell}: this cell of the study has no report.json or its live "
+                            f"run was interrupted; re-run the study with --live to complete "
+                            f"it")
     return summarize_study(folder, policies, load_list, repeats, seed)
 
 
